@@ -1,0 +1,80 @@
+"""PyTorch DDP engine: the only module that owns a torch.distributed process group."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from hpcbench.engines.discovery import Placement
+
+
+class DdpEngine:
+    """gloo on CPU, NCCL on CUDA; one device per process, pinned by local rank."""
+
+    name = "ddp"
+
+    def __init__(self, placement: Placement, device_type: str, timeout_s: float) -> None:
+        self.placement = placement
+        if device_type == "cuda":
+            self.device = torch.device("cuda", placement.local_rank)
+            torch.cuda.set_device(self.device)
+            self.backend = "nccl"
+        else:
+            self.device = torch.device("cpu")
+            self.backend = "gloo"
+        if placement.launcher == "none":
+            # A lone process still gets a process group, so the code path is the same at every scale.
+            os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+            os.environ.setdefault("MASTER_PORT", str(_free_port()))
+        dist.init_process_group(
+            self.backend,
+            init_method="env://",
+            rank=placement.rank,
+            world_size=placement.world_size,
+            timeout=datetime.timedelta(seconds=timeout_s),
+            device_id=self.device if self.device.type == "cuda" else None,
+        )
+
+    def wrap_model(self, model: nn.Module) -> nn.Module:
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=device_ids)
+
+    def wrap_optimizer(self, optimizer: torch.optim.Optimizer, model: nn.Module) -> torch.optim.Optimizer:
+        return optimizer  # DDP averages gradients inside backward()
+
+    def barrier(self) -> None:
+        if self.device.type == "cuda":
+            dist.barrier(device_ids=[self.device.index])
+        else:
+            dist.barrier()
+
+    def all_reduce_max(self, value: float) -> float:
+        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return float(tensor.item())
+
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        gathered: list[Any] = [None] * self.placement.world_size
+        dist.all_gather_object(gathered, obj)
+        return gathered
+
+    def versions(self) -> dict[str, Any]:
+        nccl = ".".join(map(str, torch.cuda.nccl.version())) if torch.cuda.is_available() else None
+        return {"backend": self.backend, "nccl": nccl}
+
+    def close(self) -> None:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

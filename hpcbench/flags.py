@@ -1,0 +1,99 @@
+"""Command-line flags <-> RunConfig, in both directions.
+
+The flags come from RunConfig's field metadata and the workloads' Options dataclasses, so a new
+field or workload option is a new flag without touching the CLI, and the local launcher can hand
+a resolved config to its workers as the same flags a user would type.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any
+
+from hpcbench.config import RunConfig, flag_fields
+from hpcbench.workloads import registry
+
+_TYPES = {"int": int, "float": float, "str": str, "int | None": int, "str | None": str, "float | None": float}
+
+
+def _parse_type(annotation: Any) -> Any:
+    name = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    if name == "bool":
+        return _parse_bool
+    return _TYPES[name]
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not one of: true, false")
+
+
+def workload_option_fields() -> dict[str, tuple[Any, str, list[str]]]:
+    """Every workload option: name -> (type, help, workloads that have it)."""
+    found: dict[str, tuple[Any, str, list[str]]] = {}
+    for name, cls in sorted(registry().items()):
+        for f in dataclasses.fields(cls.Options):
+            doc = _field_doc(cls.Options, f.name)
+            if f.name in found:
+                found[f.name][2].append(name)
+            else:
+                found[f.name] = (f.type, doc, [name])
+    return found
+
+
+def _field_doc(options_cls: type, field_name: str) -> str:
+    """The docstring line under a dataclass field (the house style documents fields that way)."""
+    import inspect
+
+    lines = inspect.getsource(options_cls).splitlines()
+    for i, line in enumerate(lines):
+        if line.strip().startswith(f"{field_name}:") and i + 1 < len(lines) and lines[i + 1].strip().startswith('"""'):
+            return lines[i + 1].strip().strip('"')
+    return ""
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    for f in flag_fields():
+        if f.name in skip:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else None
+        parser.add_argument(
+            f.metadata["flag"], dest=f.name, type=_parse_type(f.type), default=None,
+            help=f"{f.metadata['help']}" + (f" (default: {default})" if default is not None else ""),
+        )
+    group = parser.add_argument_group("workload options (each applies to the workloads named in brackets)")
+    for name, (annotation, doc, workloads) in workload_option_fields().items():
+        group.add_argument(
+            "--" + name.replace("_", "-"), dest=f"option_{name}", type=_parse_type(annotation), default=None,
+            help=f"{doc} [{', '.join(workloads)}]",
+        )
+
+
+def given_options(namespace: argparse.Namespace) -> dict[str, Any]:
+    return {k.removeprefix("option_"): v for k, v in vars(namespace).items() if k.startswith("option_") and v is not None}
+
+
+def config_from_namespace(namespace: argparse.Namespace, **overrides: Any) -> RunConfig:
+    """A RunConfig from parsed flags; flags not given keep RunConfig's defaults."""
+    values = {f.name: getattr(namespace, f.name) for f in flag_fields() if getattr(namespace, f.name, None) is not None}
+    values.update(overrides)
+    values.setdefault("options", given_options(namespace))
+    return RunConfig(**values)
+
+
+def config_to_args(cfg: RunConfig, skip: tuple[str, ...] = ()) -> list[str]:
+    """The flags that reproduce `cfg` (the inverse of config_from_namespace)."""
+    args: list[str] = []
+    for f in flag_fields():
+        value = getattr(cfg, f.name)
+        if f.name in skip:
+            continue
+        if value is not None:
+            args += [f.metadata["flag"], str(value)]
+    for name, value in cfg.options.items():
+        args += ["--" + name.replace("_", "-"), str(value)]
+    return args

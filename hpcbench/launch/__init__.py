@@ -1,0 +1,1 @@
+"""Launch: local processes now; schedulers (Slurm, PBS) x launchers (torchrun, srun, mpirun) next."""

@@ -1,0 +1,124 @@
+"""Local launch: N worker processes on this machine through torch's elastic agent (torchrun's engine).
+
+The workers run `python -m hpcbench.worker` with the resolved config as flags — the same entry
+point a cluster launcher uses. When any worker fails, the agent stops the others and this
+module makes sure a record with status `failed` says which rank failed and why.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+from hpcbench import records
+from hpcbench.config import RunConfig
+from hpcbench.flags import config_to_args
+
+
+class RunFailed(RuntimeError):
+    """A run ended without a successful record; the message says which rank failed and how."""
+
+    def __init__(self, message: str, record_path: Path) -> None:
+        super().__init__(message)
+        self.record_path = record_path
+
+
+def run_local(cfg: RunConfig) -> Path:
+    """Run `cfg` (already resolved) on cfg.num_procs local processes; returns the record's path."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    run_id = records.new_run_id()
+    path = records.record_path(cfg.out_dir, cfg.workload, cfg.engine, cfg.num_procs, run_id)
+    launch_config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=cfg.num_procs,
+        run_id=str(uuid.uuid4()),
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",  # a free port, as torchrun --standalone does
+        max_restarts=0,  # a benchmark that silently restarts would time the restart
+        monitor_interval=0.1,
+    )
+    # The world size comes from the agent, so --nproc is not passed on.
+    entrypoint_args = ["-m", "hpcbench.worker", *config_to_args(cfg, skip=("num_procs",)), "--run-id", run_id]
+    started = records.utc_now().isoformat()
+    with _worker_environment(cfg), _quiet_elastic_logs():
+        try:
+            elastic_launch(launch_config, sys.executable)(*entrypoint_args)
+        except ChildFailedError as exc:
+            reason = failure_reason(exc)
+            _record_failure(cfg, path, run_id, reason, started)
+            raise RunFailed(reason, path) from None
+    if not path.exists():
+        reason = "workers exited without writing a record"
+        _record_failure(cfg, path, run_id, reason, started)
+        raise RunFailed(reason, path)
+    return path
+
+
+def failure_reason(exc) -> str:
+    """One line: the first rank that failed, and its error or signal."""
+    rank, failure = exc.get_first_failure()
+    if failure.exitcode < 0:
+        how = f"killed by {failure.signal_name()}"
+    else:
+        how = f"exit code {failure.exitcode}"
+    message = failure.message if isinstance(failure.message, str) else json.dumps(failure.message)
+    first_line = message.strip().splitlines()[0] if message and message.strip() else ""
+    others = sorted(r for r in exc.failures if r != rank)
+    tail = f" (ranks {others} failed after it)" if others else ""
+    return f"rank {rank} failed first, {how}" + (f": {first_line}" if first_line and "To enable traceback" not in first_line else "") + tail
+
+
+def _record_failure(cfg: RunConfig, path: Path, run_id: str, reason: str, started: str) -> None:
+    """Write (or complete) the failed record: the launcher knows which rank failed first."""
+    detail = None
+    if path.exists():
+        try:
+            detail = records.load(path).get("reason")
+        except (OSError, ValueError):
+            detail = None
+    prov = {"launcher": "hpcbench-local", "world_size": cfg.num_procs, "started": started, "ended": records.utc_now().isoformat()}
+    failed = records.make_record(
+        run_id=run_id,
+        status="failed",
+        reason=reason if not detail or detail in reason else f"{reason}; {detail}",
+        config=cfg.to_dict(),
+        workload=None,
+        metrics=None,
+        ranks=[],
+        provenance=prov,
+    )
+    records.write_atomic(path, failed)
+
+
+@contextmanager
+def _worker_environment(cfg: RunConfig):
+    """Threads per worker go through OMP_NUM_THREADS as well, for libraries that read only that."""
+    saved = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = str(cfg.num_threads)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = saved
+
+
+@contextmanager
+def _quiet_elastic_logs():
+    """The elastic agent logs every rendezvous step at INFO; users need only warnings."""
+    logger = logging.getLogger("torch.distributed.elastic")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

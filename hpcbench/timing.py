@@ -1,0 +1,85 @@
+"""Step timing bracketed by device syncs, and the throughput arithmetic over all ranks.
+
+GPU kernels run asynchronously: without a sync a timer measures kernel launches. The timed
+window starts after a sync and ends after one. On CUDA, per-step times come from events so the
+steps themselves are not serialised by host syncs; on CPU every op is synchronous.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def sync(device: torch.device) -> None:
+    """Wait for all queued work on the device (a no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class StepTimer:
+    """Times one window of steps: call start(), step_done() after each step, then stop()."""
+
+    def __init__(self, device: torch.device, clock: Callable[[], float]) -> None:
+        self.device = device
+        self.clock = clock
+        self._marks: list[Any] = []
+        self._t0 = 0.0
+
+    def _mark(self) -> Any:
+        if self.device.type == "cuda":
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        return self.clock()
+
+    def start(self) -> None:
+        sync(self.device)
+        self._t0 = self.clock()
+        self._marks = [self._mark()]
+
+    def step_done(self) -> None:
+        self._marks.append(self._mark())
+
+    def stop(self) -> tuple[float, list[float]]:
+        """(elapsed seconds of the whole window, seconds of each step)."""
+        sync(self.device)
+        elapsed = self.clock() - self._t0
+        if self.device.type == "cuda":
+            steps = [a.elapsed_time(b) / 1e3 for a, b in zip(self._marks, self._marks[1:])]
+        else:
+            steps = [b - a for a, b in zip(self._marks, self._marks[1:])]
+        return elapsed, steps
+
+
+def throughput_metrics(
+    elapsed_s: Sequence[Sequence[float]],
+    step_times_s: Sequence[Sequence[Sequence[float]]],
+    global_batch_size: int,
+) -> dict[str, Any]:
+    """Global throughput from every rank's times: elapsed_s[rank][repeat], step_times_s[rank][repeat][step].
+
+    Each repeat's throughput is the global samples over the slowest rank's elapsed time — the
+    job is only as fast as its slowest rank — never world_size times one rank's rate.
+    """
+    world_size = len(elapsed_s)
+    num_repeats = len(elapsed_s[0])
+    num_steps = len(step_times_s[0][0])
+    slowest = [max(rank[repeat] for rank in elapsed_s) for repeat in range(num_repeats)]
+    per_repeat = [num_steps * global_batch_size / t for t in slowest]
+    # Each step's time as the job saw it: the slowest rank at that step.
+    job_steps = np.max(np.asarray(step_times_s, dtype=float), axis=0).ravel()
+    samples_per_s = float(np.median(per_repeat))
+    return {
+        "samples_per_s": samples_per_s,
+        "samples_per_s_per_proc": samples_per_s / world_size,
+        "samples_per_s_repeats": per_repeat,
+        "elapsed_s_repeats": slowest,
+        "step_time_s_median": float(np.median(job_steps)),
+        "step_time_s_p95": float(np.percentile(job_steps, 95)),
+        "global_batch_size": global_batch_size,
+        "num_steps_timed": num_steps * num_repeats,
+    }

@@ -1,0 +1,42 @@
+"""Worker entry point: one rank of a run, started by hpcbench's local launcher or by any external
+launcher that sets rank variables (torchrun, and srun/mpirun once their rows are in the table):
+
+    torchrun --nproc-per-node 4 -m hpcbench.worker --workload cnn --out results/
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from torch.distributed.elastic.multiprocessing.errors import record
+
+from hpcbench import records
+from hpcbench.config import ConfigError, resolve
+from hpcbench.engines import discover
+from hpcbench.flags import add_run_arguments, config_from_namespace
+from hpcbench.runner import run_worker
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m hpcbench.worker", description=__doc__.splitlines()[0])
+    add_run_arguments(p, skip=("num_procs",))
+    p.add_argument("--run-id", default=None, help="id in the record's file name (default: start time + random)")
+    return p
+
+
+@record  # lets torch's elastic agent report this rank's traceback to the launcher
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    placement = discover()
+    try:
+        cfg = resolve(config_from_namespace(args, num_procs=placement.local_world_size))
+    except ConfigError as exc:
+        print(f"hpcbench worker: error: {exc}", file=sys.stderr)
+        return 2
+    run_worker(cfg, placement, args.run_id or records.new_run_id())  # only rank 0 names the record
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

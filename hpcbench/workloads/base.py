@@ -1,0 +1,149 @@
+"""What a workload is: a model, its data and its loss — nothing about ranks, launchers or engines.
+
+Adding a workload is adding one file in this package that subclasses `Workload` and decorates
+it with `@register`; the runner, CLI and records pick it up from the registry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from hpcbench.config import ConfigError
+
+Batch = tuple[Any, Any]
+"""(inputs, targets): inputs go to model(...), targets to the workload's loss."""
+
+_REGISTRY: dict[str, type[Workload]] = {}
+
+
+@dataclass(kw_only=True)
+class NoOptions:
+    """A workload with nothing to configure beyond the run's own fields."""
+
+
+@dataclass(kw_only=True)
+class DataContext:
+    """Where a rank's batches come from; handed to `Workload.batches`."""
+
+    device: torch.device
+    batch_size: int
+    seed: int
+    rank: int
+    world_size: int
+    data: str
+    data_dir: str | None
+    num_data_workers: int
+    model: nn.Module
+
+
+class Workload:
+    """Base class: subclasses set the class attributes and implement the three methods."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    sample_unit: ClassVar[str]
+    """What one sample is, e.g. '28x28 image'; samples/s counts these."""
+    default_batch_size: ClassVar[int]
+    real_data: ClassVar[str]
+    """How --data real is served, for `hpcbench list`."""
+    Options: ClassVar[type] = NoOptions
+
+    def build_model(self, options: Any) -> nn.Module:
+        raise NotImplementedError
+
+    def synthetic_batch(self, options: Any, batch_size: int, generator: torch.Generator) -> Batch:
+        """One batch of the right shapes; the runner generates it once and reuses it."""
+        raise NotImplementedError
+
+    def real_dataset(self, options: Any, data_dir: str) -> Dataset:
+        raise NotImplementedError
+
+    def loss(self, output: Any, targets: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    def optimizer(self, params: Any, options: Any) -> torch.optim.Optimizer:
+        return torch.optim.SGD(params, lr=0.01, momentum=0.9)
+
+    def batches(self, options: Any, ctx: DataContext) -> Iterator[Batch]:
+        """Endless batches already on the device.
+
+        Synthetic: one batch made once and resident on the device (as Horovod's and tf_cnn's
+        benchmarks do), so the input pipeline is not what is measured. Real: a DataLoader with
+        a DistributedSampler, cycling epochs.
+        """
+        if ctx.data == "synthetic":
+            generator = torch.Generator().manual_seed(ctx.seed + ctx.rank)
+            batch = _to_device(self.synthetic_batch(options, ctx.batch_size, generator), ctx.device)
+            return itertools.repeat(batch)
+        return self._real_batches(options, ctx)
+
+    def _real_batches(self, options: Any, ctx: DataContext) -> Iterator[Batch]:
+        assert ctx.data_dir is not None
+        dataset = self.real_dataset(options, ctx.data_dir)
+        if len(dataset) < ctx.batch_size * ctx.world_size:
+            raise ConfigError(
+                "batch-size",
+                f"{ctx.batch_size} x {ctx.world_size} ranks needs at least that many samples; "
+                f"{ctx.data_dir!r} holds {len(dataset)}",
+            )
+        sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, seed=ctx.seed, drop_last=True)
+        loader = DataLoader(
+            dataset,
+            batch_size=ctx.batch_size,
+            sampler=sampler,
+            drop_last=True,
+            num_workers=ctx.num_data_workers,
+            pin_memory=ctx.device.type == "cuda",
+            persistent_workers=ctx.num_data_workers > 0,
+        )
+        for epoch in itertools.count():
+            sampler.set_epoch(epoch)
+            for batch in loader:
+                yield _to_device(batch, ctx.device)
+
+    @classmethod
+    def resolve_options(cls, given: dict[str, Any]) -> dict[str, Any]:
+        """Validate the options a user gave against this workload's Options and fill defaults."""
+        valid = {f.name for f in dataclasses.fields(cls.Options)}
+        unknown = sorted(set(given) - valid)
+        if unknown:
+            allowed = ", ".join(sorted(valid)) or "none"
+            raise ConfigError(unknown[0].replace("_", "-"), f"not an option of workload {cls.name!r} (its options: {allowed})")
+        return dataclasses.asdict(cls.Options(**given))
+
+    def options(self, values: dict[str, Any]) -> Any:
+        return self.Options(**values)
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_to_device(item, device) for item in batch)
+    return batch
+
+
+def register(cls: type[Workload]) -> type[Workload]:
+    if cls.name in _REGISTRY:
+        raise RuntimeError(f"workload {cls.name!r} registered twice")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def registry() -> dict[str, type[Workload]]:
+    return dict(_REGISTRY)
+
+
+def get_workload(name: str) -> Workload:
+    try:
+        return _REGISTRY[name]()
+    except KeyError:
+        raise ConfigError("workload", f"{name!r} is not one of: {', '.join(sorted(_REGISTRY))}") from None

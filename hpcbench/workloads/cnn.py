@@ -1,0 +1,100 @@
+"""Image classification CNN (hands-on 2): torchvision ResNets or the course's small conv net."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import Dataset
+
+from hpcbench.config import ConfigError, check_at_least, check_choice
+from hpcbench.workloads.base import Batch, Workload, register
+
+MODELS = ("resnet18", "resnet50", "convnet")
+MIN_IMAGE_SIZE = {"resnet18": 32, "resnet50": 32, "convnet": 8}
+"""ResNets halve the image five times (stride-2 stem, max-pool, three stages); the conv net twice."""
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+
+
+@dataclass(kw_only=True)
+class CnnOptions:
+    model: str = "resnet18"
+    """Architecture: torchvision resnet18 / resnet50, or the course's small conv net."""
+    image_size: int = 32
+    """Square input size in pixels: 32 is CIFAR-shaped, 224 ImageNet-shaped."""
+    num_classes: int = 10
+    """Classifier outputs."""
+
+    def __post_init__(self) -> None:
+        check_choice("model", self.model, MODELS)
+        check_at_least("num-classes", self.num_classes, 2)
+        minimum = MIN_IMAGE_SIZE[self.model]
+        if isinstance(self.image_size, bool) or not isinstance(self.image_size, int) or self.image_size < minimum:
+            raise ConfigError("image-size", f"{self.image_size!r} is too small for {self.model} (minimum {minimum})")
+
+
+class ConvNet(nn.Module):
+    """The course's CNN: two conv/ReLU/max-pool blocks, then two fully connected layers."""
+
+    def __init__(self, image_size: int, num_classes: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 32, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv2d(32, 64, kernel_size=3, padding=1)
+        self.fc1 = nn.Linear(64 * (image_size // 4) ** 2, 128)
+        self.fc2 = nn.Linear(128, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return self.fc2(F.relu(self.fc1(torch.flatten(x, 1))))
+
+
+def cifar10(data_dir: str, image_size: int) -> Dataset:
+    """torchvision's CIFAR-10 from `data_dir/cifar-10-batches-py`; never downloads.
+
+    torchvision checks the official files' MD5 sums; a subset or a site's re-pack would fail
+    that check, so only the files' presence is required.
+    """
+    from torchvision import datasets, transforms
+
+    class LocalCIFAR10(datasets.CIFAR10):
+        def _check_integrity(self) -> bool:
+            import os
+
+            base = os.path.join(self.root, self.base_folder)
+            return all(os.path.isfile(os.path.join(base, name)) for name, _ in self.train_list + self.test_list)
+
+    steps = [transforms.ToTensor(), transforms.Normalize(CIFAR_MEAN, CIFAR_STD)]
+    if image_size != 32:
+        steps.insert(0, transforms.Resize(image_size))
+    return LocalCIFAR10(data_dir, train=True, download=False, transform=transforms.Compose(steps))
+
+
+@register
+class Cnn(Workload):
+    name = "cnn"
+    description = "image classification CNN: ResNet-18/50 or the course's small conv net (hands-on 2)"
+    sample_unit = "3-channel square image"
+    default_batch_size = 32
+    real_data = "CIFAR-10 from --data-dir (torchvision layout: cifar-10-batches-py/)"
+    Options = CnnOptions
+
+    def build_model(self, options: CnnOptions) -> nn.Module:
+        if options.model == "convnet":
+            return ConvNet(options.image_size, options.num_classes)
+        from torchvision import models
+
+        return getattr(models, options.model)(weights=None, num_classes=options.num_classes)
+
+    def synthetic_batch(self, options: CnnOptions, batch_size: int, generator: torch.Generator) -> Batch:
+        images = torch.randn(batch_size, 3, options.image_size, options.image_size, generator=generator)
+        labels = torch.randint(0, options.num_classes, (batch_size,), generator=generator)
+        return images, labels
+
+    def real_dataset(self, options: CnnOptions, data_dir: str) -> Dataset:
+        return cifar10(data_dir, options.image_size)
+
+    def loss(self, output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(output, targets)

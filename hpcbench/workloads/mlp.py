@@ -1,0 +1,71 @@
+"""The course's fully connected network (hands-on 1): flattened 28x28 images, 10 classes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import Dataset
+
+from hpcbench.config import check_at_least
+from hpcbench.workloads.base import Batch, Workload, register
+
+IMAGE_PIXELS = 28 * 28
+NUM_CLASSES = 10
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+
+
+@dataclass(kw_only=True)
+class MlpOptions:
+    hidden_size: int = 1024
+    """Width of every hidden layer."""
+    num_hidden_layers: int = 3
+    """Depth: number of hidden Linear+ReLU layers."""
+
+    def __post_init__(self) -> None:
+        check_at_least("hidden-size", self.hidden_size, 1)
+        check_at_least("num-hidden-layers", self.num_hidden_layers, 1)
+
+
+def mlp(hidden_size: int, num_hidden_layers: int) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = IMAGE_PIXELS
+    for _ in range(num_hidden_layers):
+        layers += [nn.Linear(width, hidden_size), nn.ReLU()]
+        width = hidden_size
+    layers.append(nn.Linear(width, NUM_CLASSES))
+    return nn.Sequential(*layers)
+
+
+def mnist(data_dir: str) -> Dataset:
+    """torchvision's MNIST from `data_dir/MNIST/raw` (idx files); never downloads."""
+    from torchvision import datasets, transforms
+
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((MNIST_MEAN,), (MNIST_STD,))])
+    return datasets.MNIST(data_dir, train=True, download=False, transform=transform)
+
+
+@register
+class Mlp(Workload):
+    name = "mlp"
+    description = "fully connected classifier on flattened 28x28 images (course hands-on 1)"
+    sample_unit = "28x28 image"
+    default_batch_size = 128
+    real_data = "MNIST from --data-dir (torchvision layout: MNIST/raw/*-idx*-ubyte)"
+    Options = MlpOptions
+
+    def build_model(self, options: MlpOptions) -> nn.Module:
+        return mlp(options.hidden_size, options.num_hidden_layers)
+
+    def synthetic_batch(self, options: MlpOptions, batch_size: int, generator: torch.Generator) -> Batch:
+        images = torch.randn(batch_size, 1, 28, 28, generator=generator)
+        labels = torch.randint(0, NUM_CLASSES, (batch_size,), generator=generator)
+        return images, labels
+
+    def real_dataset(self, options: MlpOptions, data_dir: str) -> Dataset:
+        return mnist(data_dir)
+
+    def loss(self, output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(output, targets)
