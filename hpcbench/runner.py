@@ -33,12 +33,12 @@ def run_worker(cfg: RunConfig, placement: Placement, run_id: str, clock: Callabl
     try:
         mine = measure(cfg, engine, clock)
         everyone = engine.all_gather_object(mine)
-        if placement.rank != 0:
-            return None
-        record = build_record(cfg, run_id, everyone, engine, started, placement.launcher)
-        records.write_atomic(path, record)
-        _print_summary(record, path)
-        return path
+        if placement.rank == 0:
+            record = build_record(cfg, run_id, everyone, engine, started, placement.launcher)
+            records.write_atomic(path, record)
+            _print_summary(record, path)
+        engine.barrier()  # leave together: no rank tears down its connections while another still uses them
+        return path if placement.rank == 0 else None
     except Exception as exc:
         if placement.rank == 0 and not path.exists():
             # Best effort: the launcher, which sees every rank, may refine this record.

@@ -7,6 +7,7 @@ launcher that sets rank variables (torchrun, and srun/mpirun once their rows are
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from torch.distributed.elastic.multiprocessing.errors import record
@@ -39,4 +40,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Skip interpreter finalization: gloo's native threads can still hold work objects then and
+    # abort the process (pytorch/pytorch#179291), turning a finished run into a failed one.
+    # The record is already fsynced and the process group destroyed.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -60,11 +60,9 @@ def cifar10(data_dir: str, image_size: int) -> Dataset:
     from torchvision import datasets, transforms
 
     class LocalCIFAR10(datasets.CIFAR10):
-        def _check_integrity(self) -> bool:
-            import os
-
-            base = os.path.join(self.root, self.base_folder)
-            return all(os.path.isfile(os.path.join(base, name)) for name, _ in self.train_list + self.test_list)
+        train_list = [[name, None] for name, _ in datasets.CIFAR10.train_list]  # None: presence check only
+        test_list = [[name, None] for name, _ in datasets.CIFAR10.test_list]
+        meta = {**datasets.CIFAR10.meta, "md5": None}
 
     steps = [transforms.ToTensor(), transforms.Normalize(CIFAR_MEAN, CIFAR_STD)]
     if image_size != 32:

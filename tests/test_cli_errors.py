@@ -1,0 +1,53 @@
+"""Bad input: one line naming the field and what is allowed, exit code 2, no traceback, no record."""
+
+import pytest
+
+from conftest import run_cli
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--workload", "nope"], "workload: 'nope' is not one of: cnn, "),
+        (["--nproc", "0"], "nproc: must be an integer >= 1, got 0"),
+        (["--batch-size", "-4"], "batch-size: must be an integer >= 1, got -4"),
+        (["--workload", "cnn", "--image-size", "8"], "image-size: 8 is too small for resnet18 (minimum 32)"),
+        (["--workload", "cnn", "--model", "vgg"], "model: 'vgg' is not one of: resnet18, resnet50, convnet"),
+        (["--device", "tpu"], "device: 'tpu' is not one of: auto, cpu, cuda"),
+        (["--steps", "many"], "argument --steps: invalid int value: 'many'"),
+        (["--data", "real"], "data-dir: required with --data real"),
+    ],
+)
+def test_bad_run_input(out_dir, args, expected):
+    result = run_cli("run", *args, "--out", str(out_dir), timeout=60)
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(out_dir.iterdir()) == []
+
+
+def test_unwritable_out_dir(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = run_cli("run", "--out", str(blocker / "results"), timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.startswith("hpcbench run: error: out: cannot write records to ")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--workloads", "mlp,nope"], "workload: 'nope' is not one of"),
+        (["--nproc", "1,x"], "nproc: '1,x' is not a comma-separated list of integers"),
+        (["--nproc", "1,0"], "nproc: must be an integer >= 1, got 0"),
+        (["--workloads", "mlp", "--model", "resnet18"], "model: is not an option of any swept workload (mlp)"),
+    ],
+)
+def test_bad_sweep_input_fails_before_any_run(out_dir, args, expected):
+    result = run_cli("sweep", *args, "--out", str(out_dir), timeout=60)
+    assert result.returncode == 2
+    assert expected in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert list(out_dir.iterdir()) == []

@@ -1,0 +1,55 @@
+"""Every workload under DDP on 2 gloo processes: a valid record, both ranks timed, identical replicas."""
+
+import pytest
+import torch
+
+from conftest import read_records, run_cli
+from hpcbench.runner import parameter_digest
+from hpcbench.workloads import registry
+
+SMALL = {"cnn": ["--model", "resnet18", "--batch-size", "4"], "mlp": ["--batch-size", "16"]}
+
+
+@pytest.mark.parametrize("workload", sorted(registry()))
+def test_two_ranks_train_and_agree(out_dir, workload):
+    args = SMALL.get(workload, ["--batch-size", "4"])
+    result = run_cli("run", "--workload", workload, "--nproc", "2", "--steps", "2", "--warmup", "1", "--repeats", "2",
+                     "--device", "cpu", "--out", str(out_dir), *args)
+    assert result.returncode == 0, result.stderr
+    [record] = read_records(out_dir)
+    assert record["status"] == "ok", record["reason"]
+    assert record["config"]["workload"] == workload
+    ranks = record["ranks"]
+    assert [r["rank"] for r in ranks] == [0, 1]
+    assert all(len(r["step_times_s"]) == 2 and len(r["step_times_s"][0]) == 2 for r in ranks)
+    assert all(t > 0 for r in ranks for rep in r["step_times_s"] for t in rep)
+    # The DDP correctness check: parameters bit-identical on both ranks after training.
+    assert ranks[0]["param_sha256"] == ranks[1]["param_sha256"]
+    assert record["metrics"]["replicas_identical"] is True
+    slowest = [max(r["elapsed_s"][i] for r in ranks) for i in range(2)]
+    expected = sorted(2 * record["metrics"]["global_batch_size"] / t for t in slowest)
+    assert record["metrics"]["samples_per_s"] == pytest.approx(sum(expected) / 2)
+    assert record["provenance"]["world_size"] == 2 and record["provenance"]["backend"] == "gloo"
+
+
+def test_parameter_digest_sees_a_one_ulp_difference():
+    a = torch.nn.Linear(4, 4)
+    b = torch.nn.Linear(4, 4)
+    b.load_state_dict(a.state_dict())
+    assert parameter_digest(a) == parameter_digest(b)
+    with torch.no_grad():
+        b.weight[0, 0] = torch.nextafter(b.weight[0, 0], torch.tensor(10.0))
+    assert parameter_digest(a) != parameter_digest(b)
+
+
+def test_sweep_prints_the_scaling_table(out_dir):
+    result = run_cli("sweep", "--workloads", "mlp", "--nproc", "1,2", "--steps", "3", "--warmup", "1", "--repeats", "1",
+                     "--device", "cpu", "--batch-size", "8", "--out", str(out_dir))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    header = next(line for line in lines if "samples_per_s" in line)
+    assert {"procs", "speedup", "efficiency"} <= set(header.split())
+    rows = [line.split() for line in lines if line.strip().startswith("mlp ")]
+    assert [row[4] for row in rows] == ["1", "2"]
+    assert rows[0][-2:] == ["1.00", "100.0%"]
+    assert len(read_records(out_dir)) == 2

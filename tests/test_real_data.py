@@ -1,0 +1,26 @@
+"""The real-data paths read torchvision's on-disk formats from files the tests write."""
+
+import pytest
+
+from conftest import read_records, run_cli, write_cifar10, write_mnist
+
+
+@pytest.mark.parametrize(("workload", "writer"), [("mlp", write_mnist), ("cnn", write_cifar10)])
+def test_real_data_on_two_ranks(tmp_path, out_dir, workload, writer):
+    data_dir = writer(tmp_path / "data")
+    extra = ["--model", "convnet"] if workload == "cnn" else []
+    result = run_cli("run", "--workload", workload, "--nproc", "2", "--data", "real", "--data-dir", str(data_dir),
+                     "--batch-size", "8", "--steps", "6", "--warmup", "1", "--repeats", "1", "--device", "cpu",
+                     "--out", str(out_dir), *extra)
+    assert result.returncode == 0, result.stderr
+    [record] = read_records(out_dir)
+    assert record["status"] == "ok" and record["config"]["data"] == "real"
+    assert record["ranks"][0]["param_sha256"] == record["ranks"][1]["param_sha256"]
+
+
+def test_missing_dataset_fails_with_a_failed_record(tmp_path, out_dir):
+    result = run_cli("run", "--workload", "mlp", "--nproc", "1", "--data", "real", "--data-dir", str(tmp_path),
+                     "--steps", "1", "--device", "cpu", "--out", str(out_dir))
+    assert result.returncode == 1
+    [record] = read_records(out_dir)
+    assert record["status"] == "failed" and "Dataset not found" in record["reason"]

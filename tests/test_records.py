@@ -1,0 +1,61 @@
+"""Records: schema round-trip, atomic writes, refusal of foreign files."""
+
+import json
+import os
+
+import pytest
+
+from hpcbench import records
+
+
+def sample_record():
+    return records.make_record(
+        run_id="20260101T000000Z-abcd1234", status="ok", reason=None, config={"workload": "mlp"},
+        workload={"name": "mlp"}, metrics={"samples_per_s": 1.5}, ranks=[{"rank": 0, "step_times_s": [[0.1]]}],
+        provenance={"world_size": 1},
+    )
+
+
+def test_record_round_trips_through_disk(tmp_path):
+    path = tmp_path / "r.json"
+    records.write_atomic(path, sample_record())
+    assert records.load(path) == sample_record()
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temp file left behind
+
+
+def test_failed_write_leaves_neither_file_nor_temp(tmp_path):
+    bad = sample_record() | {"metrics": {"samples_per_s": float("nan")}}  # JSON has no NaN
+    with pytest.raises(ValueError):
+        records.write_atomic(tmp_path / "r.json", bad)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_rewrite_replaces_whole_file(tmp_path):
+    path = tmp_path / "r.json"
+    records.write_atomic(path, sample_record() | {"reason": "x" * 10000})
+    records.write_atomic(path, sample_record())
+    assert json.loads(path.read_text()) == sample_record()
+
+
+@pytest.mark.parametrize("content", ['{"a": 1}', "[1, 2]", '{"schema_version": 999}', '{"schema_ver', ""])
+def test_load_refuses_what_is_not_a_current_record(tmp_path, content):
+    path = tmp_path / "x.json"
+    path.write_text(content)
+    with pytest.raises(ValueError):
+        records.load(path)
+
+
+def test_run_ids_are_unique_and_sortable():
+    ids = [records.new_run_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert all(i[:16] <= j[:16] for i, j in zip(ids, ids[1:]))
+
+
+def test_provenance_keeps_performance_environment(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    monkeypatch.setenv("NCCL_DEBUG", "INFO")
+    monkeypatch.setenv("UNRELATED_SECRET", "x")
+    prov = records.provenance(hosts=["a", "b", "a"], engine_versions={}, started="s", ended="e", launcher="torchrun")
+    assert prov["environment"]["OMP_NUM_THREADS"] == "3" and prov["environment"]["NCCL_DEBUG"] == "INFO"
+    assert "UNRELATED_SECRET" not in prov["environment"]
+    assert prov["num_nodes"] == 2 and prov["world_size"] == 3 and prov["torch"]
