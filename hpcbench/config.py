@@ -105,12 +105,14 @@ def resolve(cfg: RunConfig, *, sweep_max_procs: int | None = None) -> RunConfig:
 
     workload = get_workload(cfg.workload)
     options = workload.resolve_options(cfg.options)
+    batch_size = cfg.batch_size or workload.default_batch_size
+    workload.check_run(workload.options(options), batch_size, cfg.data, cfg.data_dir)
     threads = cfg.num_threads or max(1, (os.cpu_count() or 1) // max(cfg.num_procs, sweep_max_procs or 1))
     return dataclasses.replace(
         cfg,
         device=resolve_device(cfg.device, cfg.num_procs),
         options=options,
-        batch_size=cfg.batch_size or workload.default_batch_size,
+        batch_size=batch_size,
         num_threads=threads,
     )
 

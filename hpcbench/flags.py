@@ -95,5 +95,6 @@ def config_to_args(cfg: RunConfig, skip: tuple[str, ...] = ()) -> list[str]:
         if value is not None:
             args += [f.metadata["flag"], str(value)]
     for name, value in cfg.options.items():
-        args += ["--" + name.replace("_", "-"), str(value)]
+        if value is not None:
+            args += ["--" + name.replace("_", "-"), str(value)]
     return args

@@ -22,6 +22,7 @@ from hpcbench.config import RunConfig
 from hpcbench.engines import Placement, make_engine
 from hpcbench.timing import StepTimer, throughput_metrics
 from hpcbench.workloads import DataContext, get_workload
+from hpcbench.workloads.base import to_device
 
 
 def run_worker(cfg: RunConfig, placement: Placement, run_id: str, clock: Callable[[], float] = time.perf_counter) -> Path | None:
@@ -64,6 +65,7 @@ def measure(cfg: RunConfig, engine: Any, clock: Callable[[], float]) -> dict[str
     device = engine.device
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank (DDP also broadcasts them)
     local_model = workload.build_model(options).to(device)
+    description = describe_model(workload, options, local_model, device)  # before DDP: its hooks would all-reduce
     model = engine.wrap_model(local_model)
     optimizer = engine.wrap_optimizer(workload.optimizer(model.parameters(), options), model)
     batches = workload.batches(
@@ -113,7 +115,8 @@ def measure(cfg: RunConfig, engine: Any, clock: Callable[[], float]) -> dict[str
         "loss_first": float(losses[0]),
         "loss_last": float(losses[-1]),
         "param_sha256": parameter_digest(local_model),
-        "workload": describe_model(workload, local_model),
+        "workload": description,
+        "extra_metrics": workload.extra_metrics(),
     }
 
 
@@ -124,6 +127,7 @@ def build_record(cfg: RunConfig, run_id: str, ranks: list[dict[str, Any]], engin
     metrics["loss_first"] = records.finite_or_none(ranks[0]["loss_first"])
     metrics["loss_last"] = records.finite_or_none(ranks[0]["loss_last"])
     metrics["replicas_identical"] = len({r["param_sha256"] for r in ranks}) == 1
+    metrics.update(mean_over_ranks([r["extra_metrics"] for r in ranks]))
 
     reasons = []
     bad_loss = [r["rank"] for r in ranks if not (math.isfinite(r["loss_first"]) and math.isfinite(r["loss_last"]))]
@@ -154,7 +158,38 @@ def parameter_digest(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def describe_model(workload: Any, model: nn.Module) -> dict[str, Any]:
+def mean_over_ranks(per_rank: list[dict[str, Any]]) -> dict[str, Any]:
+    """Average each workload metric over the ranks that have a value for it (None elsewhere)."""
+    keys = sorted({key for metrics in per_rank for key in metrics})
+    means = {}
+    for key in keys:
+        values = [m[key] for m in per_rank if m.get(key) is not None]
+        means[key] = sum(values) / len(values) if values else None
+    return means
+
+
+UNCOUNTED_MODULES = (nn.RNNBase,)
+"""torch.utils.flop_counter sees no FLOPs inside these fused kernels; a partial count would mislead."""
+
+
+def flops_per_sample(workload: Any, options: Any, model: nn.Module, device: torch.device, batch_size: int = 2) -> float | None:
+    """Forward + backward FLOPs per sample as torch.utils.flop_counter counts them (matmuls, convolutions).
+
+    None where the counter cannot see the model's main kernels — never a guess.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    if any(isinstance(m, UNCOUNTED_MODULES) for m in model.modules()):
+        return None
+    inputs, targets = to_device(workload.synthetic_batch(options, batch_size, torch.Generator().manual_seed(0)), device)
+    with FlopCounterMode(display=False) as counter:
+        workload.loss(model(inputs), targets).backward()
+    model.zero_grad(set_to_none=True)
+    total = counter.get_total_flops()
+    return total / batch_size if total else None
+
+
+def describe_model(workload: Any, options: Any, model: nn.Module, device: torch.device) -> dict[str, Any]:
     params = list(model.parameters())
     trainable = [p for p in params if p.requires_grad]
     return {
@@ -163,6 +198,8 @@ def describe_model(workload: Any, model: nn.Module) -> dict[str, Any]:
         "num_params": sum(p.numel() for p in params),
         "num_trainable_params": sum(p.numel() for p in trainable),
         "gradient_bytes_per_step": sum(p.numel() * p.element_size() for p in trainable),
+        "flops_per_sample": flops_per_sample(workload, options, model, device),
+        **workload.describe(options),
     }
 
 

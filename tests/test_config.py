@@ -6,6 +6,7 @@ import pytest
 
 from hpcbench.config import ConfigError, RunConfig, resolve
 from hpcbench.flags import add_run_arguments, config_from_namespace, config_to_args
+from hpcbench.workloads import registry
 
 
 def test_resolve_fills_workload_defaults_and_threads():
@@ -20,6 +21,14 @@ def test_threads_default_to_cores_over_the_largest_process_count(monkeypatch):
     one = resolve(RunConfig(workload="mlp", num_procs=1, device="cpu"), sweep_max_procs=4)
     four = resolve(RunConfig(workload="mlp", num_procs=4, device="cpu"), sweep_max_procs=4)
     assert one.num_threads == four.num_threads == 4  # equal workers across the sweep
+
+
+@pytest.mark.parametrize("workload", sorted(registry()))
+def test_flags_round_trip_every_workloads_defaults(workload):
+    cfg = resolve(RunConfig(workload=workload, device="cpu"))
+    parser = argparse.ArgumentParser()
+    add_run_arguments(parser)
+    assert resolve(config_from_namespace(parser.parse_args(config_to_args(cfg)))) == cfg  # as the worker does
 
 
 def test_flags_round_trip_a_resolved_config():

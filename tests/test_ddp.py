@@ -7,12 +7,19 @@ from conftest import read_records, run_cli
 from hpcbench.runner import parameter_digest
 from hpcbench.workloads import registry
 
-SMALL = {"cnn": ["--model", "resnet18", "--batch-size", "4"], "mlp": ["--batch-size", "16"]}
+SMALL = {
+    "cnn": ["--model", "resnet18", "--batch-size", "4"],
+    "mlp": ["--batch-size", "16"],
+    "finetune": ["--image-size", "32", "--trainable-blocks", "1", "--batch-size", "4"],
+    "vae": ["--architecture", "conv", "--batch-size", "8"],
+    "rnn": ["--vocab-size", "300", "--seq-len", "16", "--batch-size", "4"],
+    "rl": ["--num-envs", "4", "--batch-size", "64"],
+}
 
 
 @pytest.mark.parametrize("workload", sorted(registry()))
 def test_two_ranks_train_and_agree(out_dir, workload):
-    args = SMALL.get(workload, ["--batch-size", "4"])
+    args = SMALL[workload]  # every registered workload needs small settings here
     result = run_cli("run", "--workload", workload, "--nproc", "2", "--steps", "2", "--warmup", "1", "--repeats", "2",
                      "--device", "cpu", "--out", str(out_dir), *args)
     assert result.returncode == 0, result.stderr
@@ -30,6 +37,10 @@ def test_two_ranks_train_and_agree(out_dir, workload):
     expected = sorted(2 * record["metrics"]["global_batch_size"] / t for t in slowest)
     assert record["metrics"]["samples_per_s"] == pytest.approx(sum(expected) / 2)
     assert record["provenance"]["world_size"] == 2 and record["provenance"]["backend"] == "gloo"
+    facts = record["workload"]
+    assert facts["sample_unit"] and facts["num_params"] >= facts["num_trainable_params"] > 0
+    assert facts["gradient_bytes_per_step"] == 4 * facts["num_trainable_params"]  # float32 gradients
+    assert facts["flops_per_sample"] is None or facts["flops_per_sample"] > 0
 
 
 def test_parameter_digest_sees_a_one_ulp_difference():

@@ -24,3 +24,36 @@ def test_missing_dataset_fails_with_a_failed_record(tmp_path, out_dir):
     assert result.returncode == 1
     [record] = read_records(out_dir)
     assert record["status"] == "failed" and "Dataset not found" in record["reason"]
+
+
+def test_vae_reads_fashion_mnist(tmp_path, out_dir):
+    data_dir = tmp_path / "data"
+    write_mnist(data_dir)
+    (data_dir / "MNIST").rename(data_dir / "FashionMNIST")  # same idx format, other folder
+    result = run_cli("run", "--workload", "vae", "--dataset", "fashion-mnist", "--nproc", "1", "--data", "real",
+                     "--data-dir", str(data_dir), "--batch-size", "8", "--steps", "3", "--warmup", "1", "--repeats", "1",
+                     "--device", "cpu", "--out", str(out_dir))
+    assert result.returncode == 0, result.stderr
+    assert read_records(out_dir)[0]["status"] == "ok"
+
+
+def test_rnn_reads_character_level_text(tmp_path, out_dir):
+    text = tmp_path / "corpus.txt"
+    text.write_text("To be, or not to be, that is the question. " * 40)
+    result = run_cli("run", "--workload", "rnn", "--nproc", "2", "--data", "real", "--data-dir", str(text),
+                     "--vocab-size", "256", "--seq-len", "16", "--batch-size", "4", "--steps", "4", "--warmup", "1",
+                     "--repeats", "1", "--device", "cpu", "--out", str(out_dir))
+    assert result.returncode == 0, result.stderr
+    [record] = read_records(out_dir)
+    assert record["status"] == "ok" and record["metrics"]["replicas_identical"]
+
+
+def test_text_windows_shift_targets_by_one():
+    import torch
+
+    from hpcbench.workloads.rnn import TextWindows
+
+    windows = TextWindows(torch.arange(10), seq_len=3)
+    assert len(windows) == 3
+    inputs, targets = windows[1]
+    assert inputs.tolist() == [3, 4, 5] and targets.tolist() == [4, 5, 6]

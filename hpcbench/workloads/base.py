@@ -72,6 +72,17 @@ class Workload:
     def optimizer(self, params: Any, options: Any) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=0.01, momentum=0.9)
 
+    def check_run(self, options: Any, batch_size: int, data: str, data_dir: str | None) -> None:
+        """Reject run settings this workload cannot serve, before any process starts."""
+
+    def describe(self, options: Any) -> dict[str, Any]:
+        """Workload facts for the record beyond the generic ones (e.g. where weights came from)."""
+        return {}
+
+    def extra_metrics(self) -> dict[str, Any]:
+        """This rank's workload-specific results after the timed steps; rank 0 averages them."""
+        return {}
+
     def batches(self, options: Any, ctx: DataContext) -> Iterator[Batch]:
         """Endless batches already on the device.
 
@@ -81,7 +92,7 @@ class Workload:
         """
         if ctx.data == "synthetic":
             generator = torch.Generator().manual_seed(ctx.seed + ctx.rank)
-            batch = _to_device(self.synthetic_batch(options, ctx.batch_size, generator), ctx.device)
+            batch = to_device(self.synthetic_batch(options, ctx.batch_size, generator), ctx.device)
             return itertools.repeat(batch)
         return self._real_batches(options, ctx)
 
@@ -107,7 +118,7 @@ class Workload:
         for epoch in itertools.count():
             sampler.set_epoch(epoch)
             for batch in loader:
-                yield _to_device(batch, ctx.device)
+                yield to_device(batch, ctx.device)
 
     @classmethod
     def resolve_options(cls, given: dict[str, Any]) -> dict[str, Any]:
@@ -123,11 +134,11 @@ class Workload:
         return self.Options(**values)
 
 
-def _to_device(batch: Any, device: torch.device) -> Any:
+def to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, (tuple, list)):
-        return type(batch)(_to_device(item, device) for item in batch)
+        return type(batch)(to_device(item, device) for item in batch)
     return batch
 
 
