@@ -77,25 +77,19 @@ def failure_reason(exc) -> str:
 
 
 def _record_failure(cfg: RunConfig, path: Path, run_id: str, reason: str, started: str) -> None:
-    """Write (or complete) the failed record: the launcher knows which rank failed first."""
-    detail = None
-    if path.exists():
-        try:
-            detail = records.load(path).get("reason")
-        except (OSError, ValueError):
-            detail = None
-    prov = {"launcher": "hpcbench-local", "world_size": cfg.num_procs, "started": started, "ended": records.utc_now().isoformat()}
-    failed = records.make_record(
-        run_id=run_id,
-        status="failed",
-        reason=reason if not detail or detail in reason else f"{reason}; {detail}",
-        config=cfg.to_dict(),
-        workload=None,
-        metrics=None,
-        ranks=[],
-        provenance=prov,
-    )
-    records.write_atomic(path, failed)
+    """Write the failed record, or complete rank 0's: only the launcher knows which rank failed first."""
+    try:
+        record = records.load(path)
+    except (OSError, ValueError):
+        record = records.make_record(
+            run_id=run_id, status="failed", reason=None, config=cfg.to_dict(), workload=None, metrics=None, ranks=[],
+            provenance={"launcher": "hpcbench-local", "world_size": cfg.num_procs, "started": started,
+                        "ended": records.utc_now().isoformat()},
+        )
+    detail = record.get("reason")
+    record["status"] = "failed"
+    record["reason"] = reason if not detail or detail in reason else f"{reason}; {detail}"
+    records.write_atomic(path, record)
 
 
 @contextmanager
