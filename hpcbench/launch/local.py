@@ -63,21 +63,25 @@ def run_local(cfg: RunConfig) -> Path:
 
 
 def failure_reason(exc) -> str:
-    """One line: the first rank that failed, and its error or signal."""
-    rank, failure = exc.get_first_failure()
-    if failure.exitcode < 0:
-        how = f"killed by {failure.signal_name()}"
-    else:
-        how = f"exit code {failure.exitcode}"
-    message = failure.message if isinstance(failure.message, str) else json.dumps(failure.message)
-    first_line = message.strip().splitlines()[0] if message and message.strip() else ""
+    """One line: the rank that caused the failure, and its error or signal.
+
+    A rank killed by a signal other than SIGTERM (which the agent itself sends to the survivors
+    when it tears the group down) is the cause, even when a peer's lost-connection error bears an
+    earlier timestamp: the agent dates a signalled death only when it notices it.
+    """
+    external = sorted(r for r, f in exc.failures.items() if f.exitcode < 0 and f.signal_name() != "SIGTERM")
+    rank, failure = (external[0], exc.failures[external[0]]) if external else exc.get_first_failure()
+    how = f"killed by {failure.signal_name()}" if failure.exitcode < 0 else f"exit code {failure.exitcode}"
+    message = failure.message.get("message", "") if isinstance(failure.message, dict) else failure.message or ""
+    first_line = message.strip().splitlines()[0] if message.strip() else ""
+    detail = f": {first_line}" if first_line and not first_line.startswith(("To enable traceback", "Signal ")) else ""
     others = sorted(r for r in exc.failures if r != rank)
-    tail = f" (ranks {others} failed after it)" if others else ""
-    return f"rank {rank} failed first, {how}" + (f": {first_line}" if first_line and "To enable traceback" not in first_line else "") + tail
+    tail = f" (then ranks {others})" if others else ""
+    return f"rank {rank} failed, {how}{detail}{tail}"
 
 
 def _record_failure(cfg: RunConfig, path: Path, run_id: str, reason: str, started: str) -> None:
-    """Write the failed record, or complete rank 0's: only the launcher knows which rank failed first."""
+    """Write the failed record, or complete rank 0's: only the launcher knows which rank caused it."""
     try:
         record = records.load(path)
     except (OSError, ValueError):

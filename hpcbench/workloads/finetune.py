@@ -12,12 +12,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
-from torch.utils.data import Dataset
 
 from hpcbench.config import ConfigError, check_at_least, check_choice
-from hpcbench.workloads.base import Batch, Workload, register
-from hpcbench.workloads.cnn import cifar10
+from hpcbench.workloads.base import register
+from hpcbench.workloads.cnn import Cnn
 
 MODELS = ("resnet18", "resnet50")
 STAGES = ("layer4", "layer3", "layer2", "layer1")
@@ -73,7 +71,9 @@ def weights_source(options: FinetuneOptions) -> str | None:
 
 
 @register
-class Finetune(Workload):
+class Finetune(Cnn):
+    """Same images, labels and loss as `cnn` (inherited); a different model and optimizer."""
+
     name = "finetune"
     description = "fine-tune a ResNet: frozen backbone, new head, N trainable stages (course hands-on 3)"
     sample_unit = "3-channel square image"
@@ -99,17 +99,6 @@ class Finetune(Workload):
     def describe(self, options: FinetuneOptions) -> dict[str, Any]:
         source = weights_source(options)
         return {"weights": source or "random initialisation (no --weights, no cached torchvision weights)"}
-
-    def synthetic_batch(self, options: FinetuneOptions, batch_size: int, generator: torch.Generator) -> Batch:
-        images = torch.randn(batch_size, 3, options.image_size, options.image_size, generator=generator)
-        labels = torch.randint(0, options.num_classes, (batch_size,), generator=generator)
-        return images, labels
-
-    def real_dataset(self, options: FinetuneOptions, data_dir: str) -> Dataset:
-        return cifar10(data_dir, options.image_size)
-
-    def loss(self, output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(output, targets)
 
     def optimizer(self, params: Any, options: FinetuneOptions) -> torch.optim.Optimizer:
         return torch.optim.SGD([p for p in params if p.requires_grad], lr=0.01, momentum=0.9)
