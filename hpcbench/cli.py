@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from hpcbench.config import ConfigError, RunConfig, check_out_dir, resolve
+from hpcbench.config import ConfigError, RunConfig, resolve
+from hpcbench.records import check_out_dir
 
 DEFAULT_SWEEP_WORKLOADS = "mlp,cnn"
 
@@ -74,12 +75,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from hpcbench.flags import config_from_namespace
-    from hpcbench.launch.local import RunFailed, run_local
+    from hpcbench.launch.local import RunFailed, RunInterrupted, run_local
 
     cfg = resolve(config_from_namespace(args))
     check_out_dir(cfg.out_dir)
     try:
         run_local(cfg)
+    except RunInterrupted as exc:
+        print(f"hpcbench run: {exc} (record: {exc.record_path})", file=sys.stderr)
+        return 128 + exc.signum
     except RunFailed as exc:
         print(f"hpcbench run: failed: {exc} (record: {exc.record_path})", file=sys.stderr)
         return 1
@@ -98,7 +102,7 @@ def default_process_counts() -> list[int]:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from hpcbench.analysis import format_scaling_table, load_records, scaling_table
     from hpcbench.flags import config_from_namespace, given_options
-    from hpcbench.launch.local import RunFailed, run_local
+    from hpcbench.launch.local import RunFailed, RunInterrupted, run_local
     from hpcbench.workloads import get_workload
 
     workloads = _name_list(args.workloads)
@@ -121,9 +125,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     check_out_dir(grid[0].out_dir)
 
     paths, failures = [], []
+    interrupted: RunInterrupted | None = None
     for cfg in grid:
         try:
             paths.append(run_local(cfg))
+        except RunInterrupted as exc:
+            interrupted = exc
+            print(f"hpcbench sweep: {cfg.workload} on {cfg.num_procs} proc(s): {exc}; the rest of the sweep is skipped", file=sys.stderr)
+            break
         except RunFailed as exc:
             failures.append(f"{cfg.workload} on {cfg.num_procs} proc(s): {exc}")
             print(f"hpcbench sweep: failed: {failures[-1]}", file=sys.stderr)
@@ -133,6 +142,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"\n{len(paths)} record(s) in {Path(grid[0].out_dir).resolve()}; threads per process: {grid[0].num_threads}")
     for failure in failures:
         print(f"FAILED: {failure}", file=sys.stderr)
+    if interrupted:
+        return 128 + interrupted.signum
     return 1 if failures else 0
 
 

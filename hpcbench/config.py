@@ -14,6 +14,8 @@ from typing import Any
 DEVICES = ("auto", "cpu", "cuda")
 ENGINES = ("ddp",)
 DATA_SOURCES = ("synthetic", "real")
+MAX_TIMEOUT_S = 7 * 24 * 3600
+"""A week: longer than any batch allocation, and finite (a timeout of inf or NaN would never fire)."""
 
 
 class ConfigError(ValueError):
@@ -50,6 +52,11 @@ class RunConfig:
     options: dict[str, Any] = field(default_factory=dict, metadata={"help": "workload options, resolved"})
 
     def __post_init__(self) -> None:
+        for name in ("workload", "out_dir") + (("data_dir",) if self.data_dir is not None else ()):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ConfigError(_flag_name(name), f"must be a non-empty string, got {getattr(self, name)!r}")
+        if not isinstance(self.options, dict):
+            raise ConfigError("options", f"must be a mapping of workload option names to values, got {self.options!r}")
         check_choice("engine", self.engine, ENGINES)
         check_choice("device", self.device, DEVICES)
         check_choice("data", self.data, DATA_SOURCES)
@@ -62,8 +69,9 @@ class RunConfig:
         check_at_least("data-workers", self.num_data_workers, 0)
         if self.num_threads is not None:
             check_at_least("threads", self.num_threads, 1)
-        if not self.timeout_s > 0:
-            raise ConfigError("timeout", f"must be > 0 seconds, got {self.timeout_s}")
+        is_number = isinstance(self.timeout_s, (int, float)) and not isinstance(self.timeout_s, bool)
+        if not is_number or not 0 < self.timeout_s <= MAX_TIMEOUT_S:
+            raise ConfigError("timeout", f"must be a number of seconds in (0, {MAX_TIMEOUT_S}], got {self.timeout_s!r}")
         if self.data == "real" and not self.data_dir:
             raise ConfigError("data-dir", "required with --data real (a folder in torchvision's layout)")
 
@@ -77,6 +85,12 @@ class RunConfig:
         if unknown:
             raise ConfigError(unknown[0], f"unknown config key; valid keys: {', '.join(sorted(known))}")
         return cls(**values)
+
+
+def _flag_name(field_name: str) -> str:
+    """How the user typed the field: its flag without dashes (`out_dir` -> `out`)."""
+    flag = next(f.metadata.get("flag") for f in dataclasses.fields(RunConfig) if f.name == field_name)
+    return flag.lstrip("-") if flag else field_name
 
 
 def flag_fields() -> list[dataclasses.Field]:
@@ -127,15 +141,3 @@ def resolve_device(device: str, num_procs: int) -> str:
     if device == "cuda" and num_gpus < num_procs:
         raise ConfigError("device", f"cuda needs one GPU per process: {num_procs} processes, {num_gpus} GPU(s) visible")
     return device
-
-
-def check_out_dir(path: str) -> None:
-    """Fail before any training if records could not be written (missing parent, no permission)."""
-    try:
-        os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, f".hpcbench-write-probe-{os.getpid()}")
-        with open(probe, "w"):
-            pass
-        os.unlink(probe)
-    except OSError as exc:
-        raise ConfigError("out", f"cannot write records to {path!r}: {exc.strerror or exc}") from None

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import platform
+import re
 import socket
 import subprocess
 import tempfile
@@ -20,10 +21,21 @@ from pathlib import Path
 from typing import Any
 
 import hpcbench
+from hpcbench.config import ConfigError
 
 SCHEMA_VERSION = 1
-STATUSES = ("ok", "failed")
+STATUSES = ("ok", "failed", "interrupted")
 ENV_PREFIXES = ("OMP_", "MKL_", "NCCL_", "GLOO_", "CUDA_VISIBLE_DEVICES", "TORCH_NCCL_", "SLURM_JOB_ID", "PBS_JOBID")
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+MIN_FREE_BYTES = 64 * 2**20
+"""A record is kilobytes to a few megabytes (every step time of every rank); keep a margin."""
+
+_SCHEMA_PATTERN = re.compile(rb'^\{\s*"schema_version":\s*(-?\d+)')
 
 
 def new_run_id() -> str:
@@ -44,6 +56,7 @@ def write_atomic(path: Path, record: dict[str, Any]) -> None:
     text = json.dumps(record, indent=1, allow_nan=False, default=_json_default) + "\n"
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes it private; a record is shared like any file
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
             handle.flush()
@@ -144,12 +157,99 @@ def git_sha() -> str | None:
     return out.stdout.strip() or None
 
 
+def check_out_dir(path: str) -> None:
+    """Fail before any training if records could not be written or would not belong there.
+
+    Creates the folder (and its parents) when missing, as `mkdir -p` would; refuses one that is
+    not writable, lacks MIN_FREE_BYTES of free space, or holds records of another schema version.
+    """
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, f".hpcbench-write-probe-{os.getpid()}")
+        with open(probe, "w"):
+            pass
+        os.unlink(probe)
+        stats = os.statvfs(path)
+    except OSError as exc:
+        raise ConfigError("out", f"cannot write records to {path!r}: {exc.strerror or exc}") from None
+    free = stats.f_bavail * stats.f_frsize
+    if free < MIN_FREE_BYTES:
+        raise ConfigError("out", f"only {free / 2**20:.1f} MiB free in {path!r}; need at least {MIN_FREE_BYTES // 2**20} MiB")
+    for record_file in sorted(Path(path).glob("*.json")):
+        version = peek_schema_version(record_file)
+        if version is not None and version != SCHEMA_VERSION:
+            raise ConfigError(
+                "out", f"{path!r} holds records of schema version {version} ({record_file.name}); this hpcbench "
+                f"writes version {SCHEMA_VERSION}: use another folder"
+            )
+
+
+def peek_schema_version(path: Path) -> int | None:
+    """The schema version a record file declares in its first bytes (we write it first), or None."""
+    try:
+        with open(path, "rb") as handle:
+            match = _SCHEMA_PATTERN.match(handle.read(64))
+    except OSError:
+        return None
+    return int(match.group(1)) if match else None
+
+
+MAX_RECORD_BYTES = 64 * 2**20
+"""Far above any real record; a bigger file is not read into memory."""
+
+
 def load(path: str | os.PathLike) -> dict[str, Any]:
-    """Read one record; raises ValueError for anything that is not a record of a known schema."""
-    with open(path) as handle:
-        record = json.load(handle)
+    """Read one record; raises ValueError for anything that is not a valid record of a known schema.
+
+    Hostile input (NaN or infinite numbers, binary data, huge files, missing or mistyped keys)
+    raises too: a reader skips it with a warning rather than averaging it in.
+    """
+    size = os.stat(path).st_size
+    if size > MAX_RECORD_BYTES:
+        raise ValueError(f"{path}: {size} bytes, more than any record ({MAX_RECORD_BYTES} bytes at most)")
+    with open(path, encoding="utf-8") as handle:
+        try:
+            record = json.load(handle, parse_constant=_reject_constant)
+        except RecursionError:
+            raise ValueError(f"{path}: JSON nested too deeply to be a record") from None
+        except ValueError as exc:  # bad JSON, binary junk (UnicodeDecodeError), NaN or Infinity
+            raise ValueError(f"{path}: {exc}") from None
     if not isinstance(record, dict) or "schema_version" not in record:
         raise ValueError(f"{path}: not an hpcbench record")
     if record["schema_version"] != SCHEMA_VERSION:
         raise ValueError(f"{path}: schema_version {record['schema_version']!r}, this hpcbench reads {SCHEMA_VERSION}")
+    problem = record_problem(record)
+    if problem:
+        raise ValueError(f"{path}: invalid record: {problem}")
     return record
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"non-finite number {name} (records store null instead)")
+
+
+def record_problem(record: dict[str, Any]) -> str | None:
+    """What makes a schema-1 record unusable, or None. Readers rely on exactly these fields."""
+    for key, kind in (("run_id", str), ("status", str), ("config", dict), ("provenance", dict)):
+        if not isinstance(record.get(key), kind):
+            return f"{key} missing or not a {kind.__name__}"
+    if record["status"] not in STATUSES:
+        return f"status {record['status']!r} is not one of {', '.join(STATUSES)}"
+    if record["status"] != "ok":
+        return None
+    config, metrics, prov = record["config"], record.get("metrics"), record["provenance"]
+    for key in ("workload", "engine", "device"):
+        if not isinstance(config.get(key), str):
+            return f"config.{key} missing or not a string"
+    if not _is_count(config.get("batch_size")) or not _is_count(prov.get("world_size")):
+        return "config.batch_size and provenance.world_size must be positive integers"
+    if not isinstance(metrics, dict):
+        return "an ok record needs metrics"
+    rate = metrics.get("samples_per_s")
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < math.inf:
+        return f"metrics.samples_per_s must be a positive finite number, got {rate!r}"
+    return None
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1

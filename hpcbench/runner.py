@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import signal
 import time
 import traceback
 from collections.abc import Callable
@@ -20,26 +21,32 @@ from torch import nn
 from hpcbench import records
 from hpcbench.config import RunConfig
 from hpcbench.engines import Placement, make_engine
+from hpcbench.guard import StepWatchdog, StopSignals, injected_fault
 from hpcbench.timing import StepTimer, throughput_metrics
 from hpcbench.workloads import DataContext, get_workload
 from hpcbench.workloads.base import to_device
 
 
-def run_worker(cfg: RunConfig, placement: Placement, run_id: str, clock: Callable[[], float] = time.perf_counter) -> Path | None:
-    """Run one rank of a benchmark; rank 0 returns the path of the record it wrote."""
+def run_worker(
+    cfg: RunConfig, placement: Placement, run_id: str, stop: StopSignals, clock: Callable[[], float] = time.perf_counter
+) -> int | None:
+    """Run one rank of a benchmark (rank 0 writes the record).
+
+    Returns the stop signal's number when the run was interrupted, None when it ran to the end.
+    """
     torch.set_num_threads(cfg.num_threads or 1)
     started = records.utc_now().isoformat()
     engine = make_engine(cfg.engine, placement, cfg.device, cfg.timeout_s)
     path = records.record_path(cfg.out_dir, cfg.workload, cfg.engine, placement.world_size, run_id)
     try:
-        mine = measure(cfg, engine, clock)
+        mine = measure(cfg, engine, clock, stop)
         everyone = engine.all_gather_object(mine)
         if placement.rank == 0:
             record = build_record(cfg, run_id, everyone, engine, started, placement.launcher)
             records.write_atomic(path, record)
             _print_summary(record, path)
         engine.barrier()  # leave together: no rank tears down its connections while another still uses them
-        return path if placement.rank == 0 else None
+        return stop_signal(everyone)
     except Exception as exc:
         if placement.rank == 0 and not path.exists():
             # Best effort: the launcher, which sees every rank, may refine this record.
@@ -58,7 +65,31 @@ def run_worker(cfg: RunConfig, placement: Placement, run_id: str, clock: Callabl
         engine.close()
 
 
-def measure(cfg: RunConfig, engine: Any, clock: Callable[[], float]) -> dict[str, Any]:
+class AgreedStop:
+    """Every rank stops after the same step, whichever rank got the signal.
+
+    Each step boundary reads the vote started at the previous boundary (it completed while the
+    step ran, so reading it costs no wait) and starts the next one with this rank's flag.
+    """
+
+    def __init__(self, engine: Any, stop: StopSignals) -> None:
+        self._engine = engine
+        self._stop = stop
+        self._pending: Callable[[], bool] | None = None
+
+    def poll(self) -> bool:
+        agreed = self._pending() if self._pending else False
+        self._pending = None if agreed else self._engine.any_rank_async(self._stop.requested)
+        return agreed
+
+    def drain(self) -> None:
+        """Finish the vote in flight, so no rank leaves with a collective pending."""
+        if self._pending:
+            self._pending()
+            self._pending = None
+
+
+def measure(cfg: RunConfig, engine: Any, clock: Callable[[], float], stop: StopSignals) -> dict[str, Any]:
     """This rank's part: train, time every step, and describe the result."""
     workload = get_workload(cfg.workload)
     options = workload.options(cfg.options)
@@ -76,32 +107,49 @@ def measure(cfg: RunConfig, engine: Any, clock: Callable[[], float]) -> dict[str
             num_data_workers=cfg.num_data_workers, model=local_model,
         ),
     )
+    watchdog = StepWatchdog(cfg.timeout_s)
+    fault = injected_fault()
+    steps_done = 0
 
     def train_step() -> torch.Tensor:
-        inputs, targets = next(batches)
-        optimizer.zero_grad(set_to_none=True)
-        output = model(inputs)
-        loss = workload.loss(output, targets)
-        loss.backward()
-        optimizer.step()
+        nonlocal steps_done
+        with watchdog:
+            if fault:
+                fault.maybe_fire(engine.placement.rank, steps_done)
+            inputs, targets = next(batches)
+            optimizer.zero_grad(set_to_none=True)
+            output = model(inputs)
+            loss = workload.loss(output, targets)
+            loss.backward()
+            optimizer.step()
+        steps_done += 1
         return loss.detach()  # no .item() here: that would be a host-device sync inside the timed window
 
+    agreed = AgreedStop(engine, stop)
+    stopped = False
     for _ in range(cfg.num_warmup_steps):
+        if stopped := agreed.poll():
+            break
         train_step()
 
     timer = StepTimer(device, clock)
     elapsed_s: list[float] = []
     step_times_s: list[list[float]] = []
     losses: list[torch.Tensor] = []
-    for _ in range(cfg.num_repeats):
+    for _ in range(0 if stopped else cfg.num_repeats):
         engine.barrier()  # every rank starts the window together
         timer.start()
         for _ in range(cfg.num_steps):
+            if stopped := agreed.poll():
+                break
             losses.append(train_step())
             timer.step_done()
         elapsed, steps = timer.stop()
+        if stopped:
+            break  # a partial repeat is not a measurement; its steps still count as done
         elapsed_s.append(elapsed)
         step_times_s.append(steps)
+    agreed.drain()
 
     facts = records.host_facts()
     return {
@@ -112,39 +160,60 @@ def measure(cfg: RunConfig, engine: Any, clock: Callable[[], float]) -> dict[str
         "gpu_model": facts["gpu_model"],
         "elapsed_s": elapsed_s,
         "step_times_s": step_times_s,
-        "loss_first": float(losses[0]),
-        "loss_last": float(losses[-1]),
+        "loss_first": float(losses[0]) if losses else None,
+        "loss_last": float(losses[-1]) if losses else None,
+        "steps_done": steps_done,
+        "stopped": stopped,
+        "stop_signal": stop.signum,
         "param_sha256": parameter_digest(local_model),
         "workload": description,
         "extra_metrics": workload.extra_metrics(),
     }
 
 
+def stop_signal(ranks: list[dict[str, Any]]) -> int | None:
+    """The signal that stopped the run early (ranks agree on stopping; at least one received it)."""
+    if not ranks[0]["stopped"]:
+        return None
+    return next(r["stop_signal"] for r in ranks if r["stop_signal"] is not None)
+
+
 def build_record(cfg: RunConfig, run_id: str, ranks: list[dict[str, Any]], engine: Any, started: str, launcher: str) -> dict[str, Any]:
     ranks = sorted(ranks, key=lambda r: r["rank"])
     global_batch = cfg.batch_size * len(ranks)
-    metrics = throughput_metrics([r["elapsed_s"] for r in ranks], [r["step_times_s"] for r in ranks], global_batch)
-    metrics["loss_first"] = records.finite_or_none(ranks[0]["loss_first"])
-    metrics["loss_last"] = records.finite_or_none(ranks[0]["loss_last"])
-    metrics["replicas_identical"] = len({r["param_sha256"] for r in ranks}) == 1
-    metrics.update(mean_over_ranks([r["extra_metrics"] for r in ranks]))
+    metrics = None
+    if ranks[0]["elapsed_s"]:  # at least one whole timed repeat
+        metrics = throughput_metrics([r["elapsed_s"] for r in ranks], [r["step_times_s"] for r in ranks], global_batch)
+        metrics["loss_first"] = records.finite_or_none(ranks[0]["loss_first"])
+        metrics["loss_last"] = records.finite_or_none(ranks[0]["loss_last"])
+        metrics["replicas_identical"] = len({r["param_sha256"] for r in ranks}) == 1
+        metrics.update(mean_over_ranks([r["extra_metrics"] for r in ranks]))
 
     reasons = []
-    bad_loss = [r["rank"] for r in ranks if not (math.isfinite(r["loss_first"]) and math.isfinite(r["loss_last"]))]
+    signum = stop_signal(ranks)
+    if signum is not None:
+        planned = cfg.num_warmup_steps + cfg.num_repeats * cfg.num_steps
+        reasons.append(
+            f"interrupted by {signal.Signals(signum).name} after {ranks[0]['steps_done']} of {planned} steps "
+            f"({cfg.num_warmup_steps} warm-up); {len(ranks[0]['elapsed_s'])} of {cfg.num_repeats} timed repeats complete"
+        )
+    losses = [(r["rank"], r[key]) for r in ranks for key in ("loss_first", "loss_last") if r[key] is not None]
+    bad_loss = sorted({rank for rank, loss in losses if not math.isfinite(loss)})
     if bad_loss:
         reasons.append(f"non-finite loss on ranks {bad_loss}")
-    if not metrics["replicas_identical"]:
+    if len({r["param_sha256"] for r in ranks}) != 1:
         reasons.append("replicas diverged: parameters differ between ranks after training")
+    status = "interrupted" if signum is not None else "failed" if reasons else "ok"
     prov = records.provenance(
         hosts=[r["host"] for r in ranks], engine_versions=engine.versions(), started=started,
         ended=records.utc_now().isoformat(), launcher=launcher,
     )
     per_rank = [
-        {k: r[k] for k in ("rank", "local_rank", "host", "device", "gpu_model", "elapsed_s", "step_times_s", "param_sha256")}
+        {k: r[k] for k in ("rank", "local_rank", "host", "device", "gpu_model", "steps_done", "elapsed_s", "step_times_s", "param_sha256")}
         for r in ranks
     ]
     return records.make_record(
-        run_id=run_id, status="failed" if reasons else "ok", reason="; ".join(reasons) or None,
+        run_id=run_id, status=status, reason="; ".join(reasons) or None,
         config=cfg.to_dict(), workload=ranks[0]["workload"], metrics=metrics, ranks=per_rank, provenance=prov,
     )
 
@@ -205,9 +274,10 @@ def describe_model(workload: Any, options: Any, model: nn.Module, device: torch.
 
 def _print_summary(record: dict[str, Any], path: Path) -> None:
     m, cfg = record["metrics"], record["config"]
-    print(
-        f"hpcbench: {cfg['workload']} {cfg['engine']} {record['provenance']['world_size']} proc(s) on {cfg['device']}: "
+    where = f"hpcbench: {cfg['workload']} {cfg['engine']} {record['provenance']['world_size']} proc(s) on {cfg['device']}"
+    measured = (
         f"{m['samples_per_s']:.1f} samples/s ({m['samples_per_s_per_proc']:.1f} per proc), "
-        f"step {m['step_time_s_median'] * 1e3:.1f} ms median -> {path}  [{record['status']}]",
-        flush=True,
+        f"step {m['step_time_s_median'] * 1e3:.1f} ms median"
+        if m else "no complete timed repeat"
     )
+    print(f"{where}: {measured} -> {path}  [{record['status']}]", flush=True)

@@ -16,6 +16,7 @@ from hpcbench import records
 from hpcbench.config import ConfigError, resolve
 from hpcbench.engines import discover
 from hpcbench.flags import add_run_arguments, config_from_namespace
+from hpcbench.guard import StopSignals
 from hpcbench.runner import run_worker
 
 
@@ -29,14 +30,16 @@ def parser() -> argparse.ArgumentParser:
 @record  # lets torch's elastic agent report this rank's traceback to the launcher
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    stop = StopSignals()
+    stop.install()  # first thing: a signal during start-up must not kill the rank uncleanly
     placement = discover()
     try:
         cfg = resolve(config_from_namespace(args, num_procs=placement.local_world_size))
     except ConfigError as exc:
         print(f"hpcbench worker: error: {exc}", file=sys.stderr)
         return 2
-    run_worker(cfg, placement, args.run_id or records.new_run_id())  # only rank 0 names the record
-    return 0
+    signum = run_worker(cfg, placement, args.run_id or records.new_run_id(), stop)  # only rank 0 names the record
+    return 0 if signum is None else 128 + signum  # the shell's convention for "ended by signal N"
 
 
 if __name__ == "__main__":

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import struct
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +17,57 @@ import pytest
 
 
 def run_cli(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-    """`python -m hpcbench ARGS` as a user would type it."""
+    """`python -m hpcbench ARGS` as a user would type it; `env` adds to this process's environment."""
     return subprocess.run(
-        [sys.executable, "-m", "hpcbench", *args], capture_output=True, text=True, timeout=timeout, env=env
+        [sys.executable, "-m", "hpcbench", *args], capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
+
+
+class LaunchedRun:
+    """`python -m hpcbench ARGS` in the background, for fault tests that signal or kill its processes."""
+
+    def __init__(self, *args: str, env: dict | None = None) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "hpcbench", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **(env or {})},
+        )
+        self.stderr_lines: list[str] = []
+        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._reader.start()
+
+    def _read_stderr(self) -> None:
+        for line in self.process.stderr:
+            self.stderr_lines.append(line)
+
+    def wait_for_workers(self, count: int, timeout: float = 60) -> list[int]:
+        from hpcbench.launch.local import child_pids
+
+        deadline = time.monotonic() + timeout
+        while len(workers := child_pids(self.process.pid)) < count and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(workers) == count, f"expected {count} workers, found {workers}"
+        return workers
+
+    def wait_for_stderr(self, text: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.stderr_lines):
+            assert time.monotonic() < deadline and self.process.poll() is None, "".join(self.stderr_lines)[-3000:]
+            time.sleep(0.05)
+
+    def finish(self, timeout: float = 120) -> tuple[int, str]:
+        """(exit code, stderr) once the launcher has exited."""
+        self.process.wait(timeout=timeout)
+        self._reader.join(timeout=10)
+        return self.process.returncode, "".join(self.stderr_lines)
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def read_records(folder: Path) -> list[dict]:

@@ -10,7 +10,8 @@ from hpcbench import records
 
 def sample_record():
     return records.make_record(
-        run_id="20260101T000000Z-abcd1234", status="ok", reason=None, config={"workload": "mlp"},
+        run_id="20260101T000000Z-abcd1234", status="ok", reason=None,
+        config={"workload": "mlp", "engine": "ddp", "device": "cpu", "batch_size": 8},
         workload={"name": "mlp"}, metrics={"samples_per_s": 1.5}, ranks=[{"rank": 0, "step_times_s": [[0.1]]}],
         provenance={"world_size": 1},
     )

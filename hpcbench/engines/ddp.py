@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -41,6 +42,9 @@ class DdpEngine:
             timeout=datetime.timedelta(seconds=timeout_s),
             device_id=self.device if self.device.type == "cuda" else None,
         )
+        # Control messages (the stop vote) travel on their own gloo group: CPU tensors, so
+        # reading a vote never waits for the GPU, and they never queue behind gradients.
+        self._control = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=timeout_s))
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
         device_ids = [self.device.index] if self.device.type == "cuda" else None
@@ -59,6 +63,17 @@ class DdpEngine:
         tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
         return float(tensor.item())
+
+    def any_rank_async(self, flag: bool) -> Callable[[], bool]:
+        """Start an all-reduce of one flag; the returned wait() says whether any rank had it set."""
+        tensor = torch.tensor([int(flag)], dtype=torch.int32)
+        work = dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=self._control, async_op=True)
+
+        def wait() -> bool:
+            work.wait()
+            return bool(tensor.item())
+
+        return wait
 
     def all_gather_object(self, obj: Any) -> list[Any]:
         gathered: list[Any] = [None] * self.placement.world_size

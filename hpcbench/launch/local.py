@@ -7,10 +7,11 @@ module makes sure a record with status `failed` says which rank failed and why.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+import signal
 import sys
+import threading
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 from hpcbench import records
 from hpcbench.config import RunConfig
 from hpcbench.flags import config_to_args
+from hpcbench.guard import STOP_SIGNALS
 
 
 class RunFailed(RuntimeError):
@@ -26,6 +28,14 @@ class RunFailed(RuntimeError):
     def __init__(self, message: str, record_path: Path) -> None:
         super().__init__(message)
         self.record_path = record_path
+
+
+class RunInterrupted(RunFailed):
+    """A stop signal ended the run early; its record has status `interrupted`."""
+
+    def __init__(self, message: str, record_path: Path, signum: int) -> None:
+        super().__init__(message, record_path)
+        self.signum = signum
 
 
 def run_local(cfg: RunConfig) -> Path:
@@ -44,22 +54,106 @@ def run_local(cfg: RunConfig) -> Path:
         rdzv_endpoint="localhost:0",  # a free port, as torchrun --standalone does
         max_restarts=0,  # a benchmark that silently restarts would time the restart
         monitor_interval=0.1,
+        signals_to_handle="SIGHUP,SIGQUIT",  # SIGINT, SIGTERM and SIGUSR1 are ours: see ForwardStopSignals
+        # Workers asked to stop finish their step within the step watchdog's timeout, then write.
+        shutdown_timeout=int(cfg.timeout_s) + 10,
     )
     # The world size comes from the agent, so --nproc is not passed on.
     entrypoint_args = ["-m", "hpcbench.worker", *config_to_args(cfg, skip=("num_procs",)), "--run-id", run_id]
     started = records.utc_now().isoformat()
-    with _worker_environment(cfg), _quiet_elastic_logs():
+    with _worker_environment(cfg), _quiet_elastic_logs(), ForwardStopSignals() as signals:
         try:
             elastic_launch(launch_config, sys.executable)(*entrypoint_args)
         except ChildFailedError as exc:
-            reason = failure_reason(exc)
-            _record_failure(cfg, path, run_id, reason, started)
-            raise RunFailed(reason, path) from None
-    if not path.exists():
-        reason = "workers exited without writing a record"
-        _record_failure(cfg, path, run_id, reason, started)
-        raise RunFailed(reason, path)
+            if not signals.received and _status(path) != "interrupted":
+                reason = failure_reason(exc)
+                _complete_record(cfg, path, run_id, "failed", reason, started)
+                raise RunFailed(reason, path) from None
+        finally:
+            _remove_temp_files(path)
+        status = _status(path)
+        if signals.received or status == "interrupted":
+            signum = signals.received[0] if signals.received else _record_signal(path)
+            reason = f"interrupted by {signal.Signals(signum).name}"
+            if status is None:  # killed by the second signal, or stopped before rank 0 could write
+                _complete_record(cfg, path, run_id, "interrupted", f"{reason}; no step timings were saved", started)
+            elif status == "interrupted":
+                reason = records.load(path)["reason"]
+            raise RunInterrupted(reason, path, signum)
+        if status is None:
+            reason = "workers exited without writing a record"
+            _complete_record(cfg, path, run_id, "failed", reason, started)
+            raise RunFailed(reason, path)
     return path
+
+
+class ForwardStopSignals:
+    """The launcher's SIGINT/SIGTERM/SIGUSR1 policy, like torchrun's but two-stage.
+
+    First signal: pass it to each worker (not its process group: DataLoader workers must keep
+    feeding), so the ranks agree to stop after a step and write an `interrupted` record.
+    Second signal: SIGKILL every worker's process group at once.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self._saved: dict[int, object] = {}
+
+    def __enter__(self) -> ForwardStopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                self._saved[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received.append(signum)
+        for pid in child_pids(os.getpid()):
+            try:
+                if len(self.received) == 1:
+                    os.kill(pid, signum)
+                else:
+                    os.killpg(pid, signal.SIGKILL)  # workers lead their own process groups
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def child_pids(parent: int) -> list[int]:
+    """The live child processes of `parent`, from /proc (the elastic agent keeps its handles private)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _status(path: Path) -> str | None:
+    try:
+        return records.load(path)["status"]
+    except (OSError, ValueError):
+        return None
+
+
+def _record_signal(path: Path) -> int:
+    """The stop signal named in a worker-written interrupted record (workers signalled directly)."""
+    reason = records.load(path).get("reason") or ""
+    for sig in STOP_SIGNALS:
+        if sig.name in reason:
+            return sig
+    return signal.SIGTERM
+
+
+def _remove_temp_files(path: Path) -> None:
+    """A worker killed while writing leaves its temp file; the record itself is whole or absent."""
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 def failure_reason(exc) -> str:
@@ -80,19 +174,20 @@ def failure_reason(exc) -> str:
     return f"rank {rank} failed, {how}{detail}{tail}"
 
 
-def _record_failure(cfg: RunConfig, path: Path, run_id: str, reason: str, started: str) -> None:
-    """Write the failed record, or complete rank 0's: only the launcher knows which rank caused it."""
+def _complete_record(cfg: RunConfig, path: Path, run_id: str, status: str, reason: str, started: str) -> None:
+    """Write the record, or complete rank 0's: only the launcher sees every rank and every signal."""
     try:
         record = records.load(path)
     except (OSError, ValueError):
         record = records.make_record(
-            run_id=run_id, status="failed", reason=None, config=cfg.to_dict(), workload=None, metrics=None, ranks=[],
+            run_id=run_id, status=status, reason=None, config=cfg.to_dict(), workload=None, metrics=None, ranks=[],
             provenance={"launcher": "hpcbench-local", "world_size": cfg.num_procs, "started": started,
                         "ended": records.utc_now().isoformat()},
         )
     detail = record.get("reason")
-    record["status"] = "failed"
-    record["reason"] = reason if not detail or detail in reason else f"{reason}; {detail}"
+    record["status"] = status
+    said = not detail or detail.split(": ", 1)[-1] in reason  # rank 0's own words, already quoted
+    record["reason"] = reason if said else f"{reason}; {detail}"
     records.write_atomic(path, record)
 
 

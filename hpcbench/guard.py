@@ -1,0 +1,100 @@
+"""Bounded failure inside one rank: stop signals, a stuck-step watchdog, test-only fault injection.
+
+Launch-agnostic: the same code runs under hpcbench's launcher, torchrun, srun or mpirun.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+"""Ctrl-C, a scheduler's or launcher's polite kill, and the Slurm template's time-limit warning."""
+
+FAULT_VARIABLE = "HPCBENCH_INJECT_FAULT"
+"""Test-only: `hang:rank=1:step=3` sleeps forever in that step, `raise:rank=1:step=3` raises there."""
+
+FAULT_KINDS = ("hang", "raise")
+
+
+class StopSignals:
+    """The first stop signal asks this rank to stop after its current step; a second one exits at once.
+
+    Exiting at once never leaves a partial record: records are renamed into place whole.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.signum is not None:
+            os.write(2, f"hpcbench: second signal ({signal.Signals(signum).name}), exiting now\n".encode())
+            os._exit(128 + signum)
+        self.signum = signum
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+
+class StepWatchdog:
+    """Ends this process, with every thread's traceback on stderr, when one step outlasts 2 x timeout.
+
+    A collective timeout only fires in a rank that waits for a peer; this also bounds a rank that
+    is stuck on its own (a lone process, a data loader that never returns). Twice the collective
+    timeout, so that where both apply the collective's error, which names the operation, comes
+    first. faulthandler's timer runs in a C thread: it fires even while stuck code holds the GIL.
+    """
+
+    def __init__(self, collective_timeout_s: float) -> None:
+        self.timeout_s = 2 * collective_timeout_s
+
+    def __enter__(self) -> None:
+        faulthandler.dump_traceback_later(self.timeout_s, exit=True, file=sys.stderr)
+
+    def __exit__(self, *exc_info: object) -> None:
+        faulthandler.cancel_dump_traceback_later()
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str
+    rank: int
+    step: int
+
+    def maybe_fire(self, rank: int, step: int) -> None:
+        """Called at the start of every step (warm-up steps count from 0, timed steps continue)."""
+        if rank != self.rank or step != self.step:
+            return
+        if self.kind == "raise":
+            raise RuntimeError(f"injected fault at step {step}")
+        print(f"hpcbench: rank {rank} hangs at step {step} (injected fault)", file=sys.stderr, flush=True)
+        while True:
+            time.sleep(3600)
+
+
+def injected_fault(environ: Mapping[str, str] | None = None) -> Fault | None:
+    """The fault named by HPCBENCH_INJECT_FAULT, if any; a malformed value is an error, not ignored."""
+    text = (os.environ if environ is None else environ).get(FAULT_VARIABLE)
+    if not text:
+        return None
+    kind, *fields = text.split(":")
+    try:
+        values = dict(field.split("=", 1) for field in fields)
+        fault = Fault(kind=kind, rank=int(values.pop("rank")), step=int(values.pop("step")))
+    except (KeyError, ValueError):
+        fault, values = None, {}
+    if fault is None or values or kind not in FAULT_KINDS:
+        raise ValueError(f"{FAULT_VARIABLE}={text!r}: expected KIND:rank=R:step=S with KIND one of {', '.join(FAULT_KINDS)}")
+    return fault
