@@ -57,7 +57,9 @@ def bare_worker(rank: int, world: int, port: int, cfg: RunConfig, results) -> No
         rates.append(cfg.num_steps * cfg.batch_size * world / elapsed.item())
     if rank == 0:
         results.put(statistics.median(rates))
+    dist.barrier()  # as hpcbench's workers do: leave together, then skip finalization (pytorch#179291)
     dist.destroy_process_group()
+    os._exit(0)
 
 
 def bare_samples_per_s(cfg: RunConfig) -> float:

@@ -64,14 +64,14 @@ class DdpEngine:
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
         return float(tensor.item())
 
-    def any_rank_async(self, flag: bool) -> Callable[[], bool]:
-        """Start an all-reduce of one flag; the returned wait() says whether any rank had it set."""
-        tensor = torch.tensor([int(flag)], dtype=torch.int32)
+    def all_reduce_max_async(self, values: list[float]) -> Callable[[], list[float]]:
+        """Start an element-wise MAX over ranks on the control group; wait() returns the result."""
+        tensor = torch.tensor(values, dtype=torch.float64)
         work = dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=self._control, async_op=True)
 
-        def wait() -> bool:
+        def wait() -> list[float]:
             work.wait()
-            return bool(tensor.item())
+            return tensor.tolist()
 
         return wait
 
