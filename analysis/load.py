@@ -1,4 +1,4 @@
-"""Records from files and folders into one DataFrame row per run."""
+"""Records from files and folders into one DataFrame row per run (config, metrics and provenance flattened)."""
 
 from __future__ import annotations
 
@@ -22,31 +22,58 @@ COLUMNS = {
     "num_nodes": ("provenance", "num_nodes"),
     "samples_per_s": ("metrics", "samples_per_s"),
     "samples_per_s_per_proc": ("metrics", "samples_per_s_per_proc"),
+    "samples_per_s_repeats": ("metrics", "samples_per_s_repeats"),
     "step_time_s_median": ("metrics", "step_time_s_median"),
     "step_time_s_p95": ("metrics", "step_time_s_p95"),
+    "global_batch_size": ("metrics", "global_batch_size"),
+    "gradient_bytes_per_step": ("workload", "gradient_bytes_per_step"),
+    "sample_unit": ("workload", "sample_unit"),
+    "cpu_model": ("provenance", "cpu_model"),
+    "gpu_model": ("provenance", "gpu_model"),
+    "torch": ("provenance", "torch"),
+    "hpcbench": ("provenance", "hpcbench"),
+    "hostnames": ("provenance", "hostnames"),
+    "started": ("provenance", "started"),
 }
 
 
 def record_files(paths: Iterable[str | Path]) -> list[Path]:
     found: list[Path] = []
     for path in map(Path, paths):
-        found += sorted(path.glob("*.json")) if path.is_dir() else [path]
+        found += sorted(path.rglob("*.json")) if path.is_dir() else [path]
     return found
 
 
-def load_records(paths: Iterable[str | Path], *, include_failed: bool = False) -> pd.DataFrame:
-    """One row per record; files that are not readable records are skipped with one warning each."""
-    rows = []
+def read_valid(paths: Iterable[str | Path]) -> list[tuple[Path, dict]]:
+    """(path, record) for every valid record, of any kind; anything else is skipped with one warning.
+
+    Reports read each file once and split the result by kind (training runs, netbench).
+    """
+    found = []
     for path in record_files(paths):
         try:
-            record = records.load(path)
-        except (OSError, ValueError) as exc:  # JSONDecodeError is a ValueError
-            warnings.warn(f"skipping {path}: {exc}", stacklevel=2)
-            continue
-        if record["status"] != "ok" and not include_failed:
-            continue
-        rows.append({column: _dig(record, keys) for column, keys in COLUMNS.items()} | {"path": str(path)})
-    return pd.DataFrame(rows, columns=[*COLUMNS, "path"])
+            found.append((path, records.load(path)))
+        except (OSError, ValueError) as exc:
+            warnings.warn(f"skipping {path}: {exc}", stacklevel=3)
+    return found
+
+
+def runs_frame(found: list[tuple[Path, dict]], *, include_failed: bool = False) -> pd.DataFrame:
+    """One row per training run; failed and interrupted runs only on request (they never count)."""
+    rows = [
+        {column: _dig(record, keys) for column, keys in COLUMNS.items()} | {"path": str(path)}
+        for path, record in found
+        if record.get("kind", "train") == "train" and (record["status"] == "ok" or include_failed)
+    ]
+    frame = pd.DataFrame(rows, columns=[*COLUMNS, "path"])
+    frame["num_nodes"] = frame["num_nodes"].fillna(1).astype(int)
+    frame["procs_per_node"] = frame["world_size"] // frame["num_nodes"]
+    return frame
+
+
+def load_records(paths: Iterable[str | Path], *, include_failed: bool = False) -> pd.DataFrame:
+    """Training runs from record files and folders (searched recursively)."""
+    return runs_frame(read_valid(paths), include_failed=include_failed)
 
 
 def _dig(record: dict, keys: tuple[str, ...]):

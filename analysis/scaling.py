@@ -1,42 +1,130 @@
-"""Weak-scaling table: throughput against the 1-process run of the same configuration."""
+"""Scaling tables: throughput, speedup, efficiency and Karp-Flatt per point; Amdahl fits per curve.
+
+A curve is the runs that differ only in how many processes ran them:
+- weak scaling keeps the per-process batch fixed (what `hpcbench sweep` measures);
+- strong scaling keeps the global batch fixed (per-process batch = global / N).
+In both, with throughput X: speedup S(N) = X(N) / X(1) and efficiency = S(N) / N; at a fixed
+global batch this equals the textbook T(1) / (N x T(N)) for the time per step T. The baseline is
+the 1-process, 1-node point of the same curve, named in the table; without it nothing is guessed.
+"""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
-GROUP = ["workload", "engine", "device", "batch_size"]
-"""What must match for two runs to be points of one scaling curve (batch_size is per process)."""
+from hpcbench.analysis.stats import bootstrap_median_ci, coefficient_of_variation
+
+CURVE_KEYS = {
+    "weak": ["workload", "engine", "device", "batch_size"],
+    "strong": ["workload", "engine", "device", "global_batch_size"],
+}
+POINT_KEYS = ["num_nodes", "procs_per_node", "world_size"]
+TABLE_COLUMNS = [
+    "num_runs", "samples_per_s", "ci95_low", "ci95_high", "cv", "samples_per_s_per_proc", "step_time_s_median",
+    "baseline_samples_per_s", "baseline_runs", "speedup", "efficiency", "karp_flatt",
+]
 
 
-def scaling_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per configuration and process count: median samples/s over runs, speedup and efficiency.
-
-    Weak scaling (fixed per-process batch): speedup = samples_per_s(N) / samples_per_s(1),
-    efficiency = speedup / N. Without a 1-process run both are left empty, not guessed.
-    """
+def scaling_table(runs: pd.DataFrame, mode: str = "weak") -> pd.DataFrame:
+    """One row per point of each curve; all repeats of all runs of a point are pooled."""
+    if mode not in CURVE_KEYS:
+        raise ValueError(f"mode {mode!r} is not one of: {', '.join(CURVE_KEYS)}")
+    curve = CURVE_KEYS[mode]
+    other = "global_batch_size" if mode == "weak" else "batch_size"
+    columns = [*curve, *POINT_KEYS, other, *TABLE_COLUMNS]
     if runs.empty:
-        return pd.DataFrame(columns=[*GROUP, "world_size", "num_runs", "samples_per_s", "samples_per_s_per_proc", "speedup", "efficiency"])
-    points = (
-        runs.groupby([*GROUP, "world_size"], as_index=False)
-        .agg(num_runs=("run_id", "count"), samples_per_s=("samples_per_s", "median"))
-        .sort_values([*GROUP, "world_size"])
+        return pd.DataFrame(columns=columns)
+    if mode == "strong":  # a strong curve needs at least two process counts at the same global batch
+        runs = runs[runs.groupby(curve)["world_size"].transform("nunique") > 1]
+        if runs.empty:
+            return pd.DataFrame(columns=columns)
+    rows = []
+    for key, group in runs.groupby([*curve, *POINT_KEYS], sort=True, dropna=False):
+        pooled = [x for repeats, rate in zip(group["samples_per_s_repeats"], group["samples_per_s"])
+                  for x in (repeats if isinstance(repeats, list) and repeats else [rate])]
+        low, high = bootstrap_median_ci(pooled)
+        median = float(np.median(pooled))
+        rows.append({
+            **dict(zip([*curve, *POINT_KEYS], key)),
+            other: group[other].iloc[0],
+            "num_runs": len(group),
+            "samples_per_s": median,
+            "ci95_low": low,
+            "ci95_high": high,
+            "cv": coefficient_of_variation(pooled),
+            "samples_per_s_per_proc": median / key[-1],
+            "step_time_s_median": float(group["step_time_s_median"].median()),
+            "run_ids": ",".join(group["run_id"]),
+        })
+    table = pd.DataFrame(rows)
+    baseline = table[(table["world_size"] == 1) & (table["num_nodes"] == 1)].set_index(curve)
+    keys = list(table[curve].itertuples(index=False, name=None))
+    table["baseline_samples_per_s"] = [baseline["samples_per_s"].get(k, np.nan) for k in keys]
+    table["baseline_runs"] = [baseline["run_ids"].get(k, "") for k in keys]
+    table["speedup"] = table["samples_per_s"] / table["baseline_samples_per_s"]
+    table["efficiency"] = table["speedup"] / table["world_size"]
+    table["karp_flatt"] = karp_flatt(table["speedup"].to_numpy(float), table["world_size"].to_numpy(float))
+    return table[columns].reset_index(drop=True)
+
+
+def karp_flatt(speedup: np.ndarray, workers: np.ndarray) -> np.ndarray:
+    """Experimentally determined serial fraction e = (1/S - 1/N) / (1 - 1/N); undefined at N = 1."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        serial = (1 / speedup - 1 / workers) / (1 - 1 / workers)
+    return np.where(workers > 1, serial, np.nan)
+
+
+def amdahl_serial_fraction(workers: np.ndarray, speedup: np.ndarray) -> float:
+    """Least-squares s in S(N) = 1 / (s + (1 - s) / N), fitted as 1/S - 1/N = s (1 - 1/N); within [0, 1]."""
+    x = 1 - 1 / np.asarray(workers, float)
+    y = 1 / np.asarray(speedup, float) - 1 / np.asarray(workers, float)
+    if not np.any(x > 0):
+        return float("nan")
+    return float(np.clip(np.dot(x, y) / np.dot(x, x), 0.0, 1.0))
+
+
+def amdahl_efficiency(serial_fraction: float, workers: float) -> float:
+    return 1 / (serial_fraction * workers + (1 - serial_fraction))
+
+
+def amdahl_fits(table: pd.DataFrame, mode: str = "weak") -> pd.DataFrame:
+    """Per curve with a baseline and at least one larger point: the fitted serial fraction and
+    PREDICTED efficiency at 2x and 4x the largest measured process count (not measurements)."""
+    curve = CURVE_KEYS[mode]
+    rows = []
+    measured = table.dropna(subset=["speedup"])
+    for key, group in measured.groupby(curve, sort=True):
+        if group["world_size"].max() < 2:
+            continue
+        largest = int(group["world_size"].max())
+        serial = amdahl_serial_fraction(group["world_size"].to_numpy(), group["speedup"].to_numpy())
+        rows.append({
+            **dict(zip(curve, key)),
+            "largest_measured_procs": largest,
+            "amdahl_serial_fraction": serial,
+            f"predicted_efficiency_at_{2}x": amdahl_efficiency(serial, 2 * largest),
+            f"predicted_efficiency_at_{4}x": amdahl_efficiency(serial, 4 * largest),
+        })
+    return pd.DataFrame(rows, columns=[*curve, "largest_measured_procs", "amdahl_serial_fraction",
+                                       "predicted_efficiency_at_2x", "predicted_efficiency_at_4x"])
+
+
+COMPACT_HIDDEN = ["ci95_low", "ci95_high", "cv", "samples_per_s_per_proc", "step_time_s_median", "baseline_samples_per_s",
+                  "karp_flatt"]
+
+
+def format_scaling_table(table: pd.DataFrame, compact: bool = False) -> str:
+    hidden = ["baseline_runs", "global_batch_size", "procs_per_node"] + (COMPACT_HIDDEN if compact else [])
+    shown = table.drop(columns=hidden, errors="ignore").rename(
+        columns={"world_size": "procs", "batch_size": "batch/proc", "num_nodes": "nodes", "num_runs": "runs"}
     )
-    points["samples_per_s_per_proc"] = points["samples_per_s"] / points["world_size"]
-    baseline = points[points["world_size"] == 1].set_index(GROUP)["samples_per_s"]
-    base = points.set_index(GROUP).index.map(lambda key: baseline.get(key, float("nan")))
-    points["speedup"] = points["samples_per_s"].to_numpy() / base.to_numpy(dtype=float)
-    points["efficiency"] = points["speedup"] / points["world_size"]
-    return points.reset_index(drop=True)
-
-
-def format_scaling_table(table: pd.DataFrame) -> str:
-    shown = table.rename(columns={"world_size": "procs", "batch_size": "batch/proc"})
+    rate = "{:.1f}".format
     return shown.to_string(
         index=False,
         formatters={
-            "samples_per_s": "{:.1f}".format,
-            "samples_per_s_per_proc": "{:.1f}".format,
-            "speedup": "{:.2f}".format,
-            "efficiency": "{:.1%}".format,
+            "samples_per_s": rate, "ci95_low": rate, "ci95_high": rate, "samples_per_s_per_proc": rate,
+            "baseline_samples_per_s": rate, "cv": "{:.1%}".format, "step_time_s_median": "{:.4f}".format,
+            "speedup": "{:.2f}".format, "efficiency": "{:.1%}".format, "karp_flatt": "{:.3f}".format,
         },
     )

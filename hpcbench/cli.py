@@ -53,6 +53,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(sweep, skip=("workload", "num_procs"))
 
     commands.add_parser("list", help="list the workloads with their defaults and real-data option")
+
+    netbench = commands.add_parser("netbench", help="all-reduce bandwidth across message sizes (algbw, busbw), as records")
+    netbench.add_argument("--nproc", dest="nproc_list", default=None, help="comma-separated process counts (default: 2,4,… up to the cores)")
+    netbench.add_argument("--sizes", default=None, help="comma-separated message sizes in bytes (default: 1 KiB to 64 MiB, x4)")
+    netbench.add_argument("--iters", type=int, default=20, help="timed all-reduces per size")
+    netbench.add_argument("--device", default="cpu", help="cpu (gloo) or cuda (NCCL)")
+    netbench.add_argument("--timeout", type=float, default=120.0, help="collective timeout in seconds")
+    netbench.add_argument("--out", default="results", help="folder for the records")
+
+    report = commands.add_parser("report", help="records -> HTML report with plots, Markdown summary, CSV table")
+    report.add_argument("paths", nargs="+", metavar="RESULTS", help="record files or folders (searched recursively)")
+    report.add_argument("-o", "--out", required=True, help="folder for report.html, report.md, scaling.csv, plots/")
+
+    compare = commands.add_parser("compare", help="throughput per configuration, new vs baseline; exit 1 on a regression")
+    compare.add_argument("baseline", help="baseline records (file or folder)")
+    compare.add_argument("new", help="new records (file or folder)")
+    compare.add_argument("--tolerance", default="5%", help="allowed slowdown, e.g. 5%% or 0.05 (default 5%%)")
     return parser
 
 
@@ -64,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args)
         if args.command == "sweep":
             return cmd_sweep(args)
+        if args.command == "netbench":
+            return cmd_netbench(args)
+        if args.command == "report":
+            return cmd_report(args)
+        if args.command == "compare":
+            return cmd_compare(args)
         return cmd_list()
     except ConfigError as exc:
         print(f"hpcbench {args.command}: error: {exc}", file=sys.stderr)
@@ -137,14 +160,81 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             failures.append(f"{cfg.workload} on {cfg.num_procs} proc(s): {exc}")
             print(f"hpcbench sweep: failed: {failures[-1]}", file=sys.stderr)
 
+    out = Path(grid[0].out_dir).resolve()
     print()
-    print(format_scaling_table(scaling_table(load_records(paths))))
-    print(f"\n{len(paths)} record(s) in {Path(grid[0].out_dir).resolve()}; threads per process: {grid[0].num_threads}")
+    print(format_scaling_table(scaling_table(load_records(paths)), compact=True))
+    print(f"\n{len(paths)} record(s) in {out}; threads per process: {grid[0].num_threads}")
+    print(f"plots and report: hpcbench report {out} -o {out / 'report'}")
     for failure in failures:
         print(f"FAILED: {failure}", file=sys.stderr)
     if interrupted:
         return 128 + interrupted.signum
     return 1 if failures else 0
+
+
+def cmd_netbench(args: argparse.Namespace) -> int:
+    from hpcbench.config import check_choice, MAX_TIMEOUT_S
+    from hpcbench.launch.local import RunFailed, run_netbench
+
+    process_counts = _int_list("nproc", args.nproc_list) if args.nproc_list else [n for n in default_process_counts() if n > 1] or [1]
+    for count in process_counts:
+        if count < 1:
+            raise ConfigError("nproc", f"must be integers >= 1, got {count}")
+    sizes = _int_list("sizes", args.sizes) if args.sizes else None
+    if sizes and min(sizes) < 4:
+        raise ConfigError("sizes", f"must be at least 4 bytes (one float32), got {min(sizes)}")
+    check_choice("device", args.device, ("cpu", "cuda"))
+    if args.iters < 1:
+        raise ConfigError("iters", f"must be an integer >= 1, got {args.iters}")
+    if not 0 < args.timeout <= MAX_TIMEOUT_S:
+        raise ConfigError("timeout", f"must be a number of seconds in (0, {MAX_TIMEOUT_S}], got {args.timeout}")
+    check_out_dir(args.out)
+    extra = ["--iters", str(args.iters)] + (["--sizes", ",".join(map(str, sizes))] if sizes else [])
+    try:
+        for count in process_counts:
+            run_netbench(count, args.device, args.out, extra, args.timeout)
+    except RunFailed as exc:
+        print(f"hpcbench netbench: failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from hpcbench.analysis.report import build_report
+
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        raise ConfigError("RESULTS", f"no such file or folder: {missing[0]}")
+    try:
+        written = build_report(args.paths, args.out)
+    except ValueError as exc:
+        print(f"hpcbench report: error: {exc}", file=sys.stderr)
+        return 1
+    for path in written.values():
+        print(path)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from hpcbench.analysis import load_records
+    from hpcbench.analysis.compare import compare, parse_tolerance
+
+    try:
+        tolerance = parse_tolerance(args.tolerance)
+    except ValueError:
+        raise ConfigError("tolerance", f"{args.tolerance!r} is not a percentage such as 5% or a fraction such as 0.05 in [0, 1)") from None
+    for name in ("baseline", "new"):
+        if not Path(getattr(args, name)).exists():
+            raise ConfigError(name, f"no such file or folder: {getattr(args, name)}")
+    table = compare(load_records([args.baseline]), load_records([args.new]), tolerance)
+    if table.empty:
+        print("hpcbench compare: error: no configuration appears in both sets of records", file=sys.stderr)
+        return 1
+    print(table.to_string(index=False, formatters={"change": "{:+.1%}".format, "baseline_samples_per_s": "{:.1f}".format,
+                                                   "new_samples_per_s": "{:.1f}".format}))
+    regressed = int(table["regressed"].sum())
+    print(f"\n{regressed} of {len(table)} configuration(s) regressed by more than {tolerance:.1%}")
+    return 1 if regressed else 0
 
 
 def cmd_list() -> int:

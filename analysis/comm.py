@@ -1,0 +1,85 @@
+"""The communication model: how much of the scaling loss the all-reduce of gradients explains.
+
+For a weak-scaling point at N processes, the step-time growth over the 1-process step is
+compared with the ring all-reduce lower bound, 2(N-1)/N x gradient bytes / busbw, where busbw is
+what `hpcbench netbench` measured at that process count and node count, interpolated (log-log)
+at the gradient size. DDP overlaps the all-reduce with the backward pass, so the bound can
+exceed the growth; a growth far above the bound points at something else (stragglers, threads
+contending for cores, synchronisation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hpcbench.analysis.load import read_valid
+
+PROVENANCE = ["cpu_model", "gpu_model", "torch", "hpcbench", "started"]
+NETBENCH_COLUMNS = ["run_id", "device", "world_size", "num_nodes", "backend", "size_bytes", "time_s", "algbw_gbps",
+                    "busbw_gbps", *PROVENANCE, "path"]
+
+
+def load_netbench(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """One row per (netbench run, message size)."""
+    return netbench_frame(read_valid(paths))
+
+
+def netbench_frame(found: list[tuple[Path, dict]]) -> pd.DataFrame:
+    rows = []
+    for path, record in found:
+        if record.get("kind") != "netbench" or record["status"] != "ok":
+            continue
+        prov = record["provenance"]
+        for row in record["metrics"]["allreduce"]:
+            rows.append({"run_id": record["run_id"], "device": record["config"].get("device"),
+                         "world_size": prov["world_size"], "num_nodes": prov.get("num_nodes", 1),
+                         "backend": prov.get("backend"), **row, **{k: prov.get(k) for k in PROVENANCE},
+                         "path": str(path)})
+    return pd.DataFrame(rows, columns=NETBENCH_COLUMNS)
+
+
+def ring_allreduce_lower_bound_s(gradient_bytes: float, world_size: int, busbw_gbps: float) -> float:
+    """2(n-1)/n x bytes / busbw: the time a ring all-reduce needs at the measured bus bandwidth."""
+    if world_size < 2:
+        return 0.0
+    return 2 * (world_size - 1) / world_size * gradient_bytes / (busbw_gbps * 1e9)
+
+
+def busbw_at(netbench: pd.DataFrame, size_bytes: float) -> float:
+    """Bus bandwidth at a message size, interpolated log-log between measured sizes (clamped at the ends)."""
+    rows = netbench.groupby("size_bytes")["busbw_gbps"].median().sort_index()
+    rows = rows[rows > 0]
+    if rows.empty:
+        return float("nan")
+    x, y = np.log(rows.index.to_numpy(float)), np.log(rows.to_numpy(float))
+    return float(np.exp(np.interp(np.log(size_bytes), x, y)))
+
+
+def communication_table(table: pd.DataFrame, runs: pd.DataFrame, netbench: pd.DataFrame) -> pd.DataFrame:
+    """Per weak-scaling point with N > 1: measured step-time growth vs the all-reduce lower bound."""
+    columns = ["workload", "engine", "device", "batch_size", "num_nodes", "world_size", "gradient_bytes_per_step",
+               "busbw_gbps", "step_time_growth_s", "allreduce_bound_s", "bound_share_of_growth"]
+    if table.empty or netbench.empty:
+        return pd.DataFrame(columns=columns)
+    gradient_bytes = runs.groupby("workload")["gradient_bytes_per_step"].first()
+    rows = []
+    for _, point in table.iterrows():
+        same_curve = table[(table["workload"] == point["workload"]) & (table["engine"] == point["engine"])
+                           & (table["device"] == point["device"]) & (table["batch_size"] == point["batch_size"])]
+        base = same_curve[same_curve["world_size"] == 1]
+        bench = netbench[(netbench["world_size"] == point["world_size"]) & (netbench["num_nodes"] == point["num_nodes"])
+                         & (netbench["device"] == point["device"])]
+        grad = gradient_bytes.get(point["workload"])
+        if point["world_size"] < 2 or base.empty or bench.empty or not grad:
+            continue
+        busbw = busbw_at(bench, grad)
+        growth = point["step_time_s_median"] - base["step_time_s_median"].iloc[0]
+        bound = ring_allreduce_lower_bound_s(grad, int(point["world_size"]), busbw)
+        rows.append({**{k: point[k] for k in columns[:6]}, "gradient_bytes_per_step": grad, "busbw_gbps": busbw,
+                     "step_time_growth_s": growth, "allreduce_bound_s": bound,
+                     "bound_share_of_growth": bound / growth if growth > 0 else np.nan})
+    return pd.DataFrame(rows, columns=columns)

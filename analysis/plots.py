@@ -1,0 +1,151 @@
+"""Figures (matplotlib's object API, no global pyplot state): each stamped with hardware, versions and dates."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from hpcbench import records
+
+
+def stamp(fig: Figure, runs: pd.DataFrame) -> None:
+    """Where and when the numbers were measured, in small print along the bottom edge."""
+    def values(column: str) -> str:
+        found = sorted({str(v) for v in runs.get(column, pd.Series(dtype=object)).dropna()})
+        return ", ".join(found) or "n/a"
+
+    dates = sorted(str(s)[:10] for s in runs.get("started", pd.Series(dtype=object)).dropna())
+    when = f"{dates[0]} .. {dates[-1]}" if dates else "n/a"
+    text = (f"cpu: {values('cpu_model')} | gpu: {values('gpu_model')} | torch {values('torch')} | "
+            f"hpcbench {values('hpcbench')} | measured {when}")
+    fig.text(0.01, 0.005, text, fontsize=6, color="0.35", ha="left", va="bottom")
+
+
+def _process_axis(ax, counts) -> None:
+    """Log2 axis with the measured process counts as plain tick labels."""
+    counts = sorted({int(c) for c in counts})
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(counts, [str(c) for c in counts])
+    ax.minorticks_off()
+    ax.set_xlabel("processes")
+
+
+def _figure(width_in: float, height_in: float) -> Figure:
+    """Fixed margins in inches instead of a layout engine: laying out costs more than drawing here
+    (reports over thousands of records must stay fast), and these figures have a known shape."""
+    fig = Figure(figsize=(width_in, height_in))
+    fig.subplots_adjust(left=0.75 / width_in, right=1 - 0.2 / width_in, bottom=0.75 / height_in,
+                        top=1 - 0.6 / height_in, hspace=0.45, wspace=0.35)
+    return fig
+
+
+def _grid(count: int) -> tuple[Figure, list]:
+    cols = min(3, max(1, count))
+    rows = math.ceil(count / cols)
+    fig = _figure(4.4 * cols, 3.4 * rows + 0.6)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel().tolist()
+    for extra in axes[count:]:
+        extra.set_visible(False)
+    return fig, axes[:count]
+
+
+def _curve_label(key: tuple) -> str:
+    engine, device, batch = key
+    return f"{engine}, {device}, batch/proc {batch}"
+
+
+def throughput_figure(table: pd.DataFrame, runs: pd.DataFrame) -> Figure:
+    """Throughput vs processes per workload: median with 95 % CI bars, and the ideal line from the baseline."""
+    workloads = sorted(table["workload"].unique())
+    fig, axes = _grid(len(workloads))
+    for ax, workload in zip(axes, workloads):
+        for key, curve in table[table["workload"] == workload].groupby(["engine", "device", "batch_size"]):
+            curve = curve.sort_values("world_size")
+            n = curve["world_size"].to_numpy()
+            y = curve["samples_per_s"].to_numpy()
+            err = np.vstack([y - curve["ci95_low"].to_numpy(), curve["ci95_high"].to_numpy() - y])
+            line = ax.errorbar(n, y, yerr=err, marker="o", capsize=3, label=_curve_label(key))
+            base = curve["baseline_samples_per_s"].iloc[0]
+            if not math.isnan(base):
+                ax.plot(n, base * n, linestyle="--", color=line[0].get_color(), alpha=0.5, label="ideal (N x baseline)")
+        unit = runs.loc[runs["workload"] == workload, "sample_unit"].dropna()
+        ax.set_title(workload)
+        ax.set_ylabel(f"{unit.iloc[0] if len(unit) else 'samples'}/s")
+        _process_axis(ax, table.loc[table["workload"] == workload, "world_size"])
+        ax.legend(fontsize=7)
+    fig.suptitle("Throughput vs processes (median, 95 % bootstrap CI)")
+    stamp(fig, runs)
+    return fig
+
+
+def efficiency_figure(table: pd.DataFrame, runs: pd.DataFrame, mode: str = "weak") -> Figure:
+    fig = _figure(7, 4.6)
+    ax = fig.subplots()
+    measured = table.dropna(subset=["efficiency"])
+    for (workload, engine, device), curve in measured.groupby(["workload", "engine", "device"]):
+        curve = curve.sort_values("world_size")
+        ax.plot(curve["world_size"], 100 * curve["efficiency"], marker="o", label=f"{workload} ({engine}, {device})")
+    ax.axhline(100, color="0.5", linestyle="--", linewidth=1)
+    _process_axis(ax, measured["world_size"] if not measured.empty else [1])
+    ax.set_ylabel(f"{mode} scaling efficiency (%)")
+    ax.legend(fontsize=7)
+    ax.set_title(f"{mode.capitalize()} scaling efficiency vs the 1-process baseline")
+    stamp(fig, runs)
+    return fig
+
+
+def step_time_figure(runs: pd.DataFrame) -> Figure:
+    """Per-rank step-time distribution of each workload's largest run: a straggler's box stands apart."""
+    largest = runs.sort_values("world_size").groupby("workload").tail(1).sort_values("workload")
+    fig, axes = _grid(len(largest))
+    for ax, (_, run) in zip(axes, largest.iterrows()):
+        ranks = records.load(run["path"])["ranks"]
+        times = [[1e3 * t for repeat in r["step_times_s"] for t in repeat] for r in ranks]
+        ax.boxplot(times, showfliers=True)
+        ax.set_xticks(range(1, len(ranks) + 1), [str(r["rank"]) for r in ranks])
+        ax.set_title(f"{run['workload']}, {run['world_size']} procs ({run['engine']})")
+        ax.set_xlabel("rank")
+        ax.set_ylabel("step time (ms)")
+    fig.suptitle("Per-rank step times")
+    stamp(fig, runs)
+    return fig
+
+
+def engines_figure(table: pd.DataFrame, runs: pd.DataFrame) -> Figure | None:
+    """Engines side by side per workload and process count; None unless two or more engines were measured."""
+    engines = sorted(table["engine"].unique())
+    if len(engines) < 2:
+        return None
+    points = table.groupby(["workload", "world_size", "engine"])["samples_per_s"].median().unstack("engine")
+    points = points.dropna()
+    fig = _figure(max(6, 0.9 * len(points)), 4.6)
+    ax = fig.subplots()
+    width = 0.8 / len(engines)
+    x = np.arange(len(points))
+    for i, engine in enumerate(engines):
+        ax.bar(x + i * width, points[engine], width, label=engine)
+    ax.set_xticks(x + width * (len(engines) - 1) / 2, [f"{w}\n{n}p" for w, n in points.index], fontsize=7)
+    ax.set_ylabel("samples/s")
+    ax.set_yscale("log")
+    ax.legend()
+    ax.set_title("Engines side by side")
+    stamp(fig, runs)
+    return fig
+
+
+def busbw_figure(netbench: pd.DataFrame) -> Figure:
+    fig = _figure(7, 4.6)
+    ax = fig.subplots()
+    for (world, nodes, device), rows in netbench.groupby(["world_size", "num_nodes", "device"]):
+        curve = rows.groupby("size_bytes")["busbw_gbps"].median()
+        ax.plot(curve.index, curve.to_numpy(), marker="o", label=f"{world} procs on {nodes} node(s), {device}")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("message size (bytes)")
+    ax.set_ylabel("all-reduce busbw (GB/s)")
+    ax.set_title("All-reduce bus bandwidth (nccl-tests definition)")
+    ax.legend(fontsize=7)
+    stamp(fig, netbench)
+    return fig
