@@ -58,9 +58,10 @@ def test_sweep_prints_the_scaling_table(out_dir):
                      "--device", "cpu", "--batch-size", "8", "--out", str(out_dir))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    header = next(line for line in lines if "samples_per_s" in line)
-    assert {"procs", "speedup", "efficiency"} <= set(header.split())
-    rows = [line.split() for line in lines if line.strip().startswith("mlp ")]
-    assert [row[4] for row in rows] == ["1", "2"]
-    assert rows[0][-2:] == ["1.00", "100.0%"]
+    header = next(line for line in lines if "samples_per_s" in line).split()
+    assert {"nodes", "procs", "speedup", "efficiency"} <= set(header)
+    rows = [dict(zip(header, line.split())) for line in lines if line.strip().startswith("mlp ")]
+    assert [row["procs"] for row in rows] == ["1", "2"]
+    assert (rows[0]["speedup"], rows[0]["efficiency"]) == ("1.00", "100.0%")
+    assert lines[-1] == f"plots and report: hpcbench report {out_dir} -o {out_dir / 'report'}"
     assert len(read_records(out_dir)) == 2
