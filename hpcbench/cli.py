@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -54,6 +55,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("list", help="list the workloads with their defaults and real-data option")
 
+    for name, text in (("render", "write the job scripts of a cluster sweep (one job per node count + a report job)"),
+                       ("submit", "render a cluster sweep and submit it: the report job runs after all points")):
+        cluster = commands.add_parser(name, help=text)
+        cluster.add_argument("--profile", required=True, help="site profile: a TOML file or a built-in name (local-slurm, example-gpu-slurm, example-pbspro, example-torque)")
+        cluster.add_argument("--launcher", default=None, help="srun, torchrun or mpirun (default: srun on Slurm, mpirun on PBS)")
+        cluster.add_argument("--nodes", default="1,2", help="comma-separated node counts, one job each (default 1,2)")
+        cluster.add_argument("--tasks-per-node", type=int, default=1, help="ranks per node (one per GPU on GPU nodes)")
+        cluster.add_argument("--job-name", default=None, help="scheduler job name (default: hpcbench-WORKLOAD)")
+        cluster.add_argument("--templates", default=None, help="folder with site templates overriding the shipped ones")
+        cluster.add_argument("--sweep-dir", required=True, help="folder for scripts, logs, records and the report")
+        add_run_arguments(cluster, skip=("num_procs", "out_dir"))
+
+    status = commands.add_parser("status", help="pending / running / done / failed for each job of a submitted sweep")
+    status.add_argument("sweep_dir", metavar="SWEEP", help="the --sweep-dir of `hpcbench submit`")
+
     netbench = commands.add_parser("netbench", help="all-reduce bandwidth across message sizes (algbw, busbw), as records")
     netbench.add_argument("--nproc", dest="nproc_list", default=None, help="comma-separated process counts (default: 2,4,… up to the cores)")
     netbench.add_argument("--sizes", default=None, help="comma-separated message sizes in bytes (default: 1 KiB to 64 MiB, x4)")
@@ -81,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args)
         if args.command == "sweep":
             return cmd_sweep(args)
+        if args.command in ("render", "submit"):
+            return cmd_cluster(args)
+        if args.command == "status":
+            return cmd_status(args)
         if args.command == "netbench":
             return cmd_netbench(args)
         if args.command == "report":
@@ -170,6 +190,61 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if interrupted:
         return 128 + interrupted.signum
     return 1 if failures else 0
+
+
+SAFE_PATH = re.compile(r"^[A-Za-z0-9._/+-]+$")
+"""Paths that reach scheduler directives (#SBATCH --output=...), which no shell quoting protects."""
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    """Validate everything, render every script in memory, then write (and for submit, submit)."""
+    from hpcbench.flags import config_from_namespace
+    from hpcbench.launch.jobs import load_profile, plan_sweep, render_sweep, write_scripts
+
+    profile = load_profile(args.profile)
+    launcher = args.launcher or ("srun" if profile.scheduler == "slurm" else "mpirun")
+    sweep_dir = Path(args.sweep_dir).resolve()
+    if not SAFE_PATH.match(str(sweep_dir)):
+        raise ConfigError("sweep-dir", f"{str(sweep_dir)!r} may only contain letters, digits and . _ / + - (it reaches scheduler directives)")
+    cfg = config_from_namespace(args, num_procs=1, out_dir=str(sweep_dir / "records"))
+    specs = plan_sweep(
+        cfg, profile=profile, launcher=launcher, node_counts=_int_list("nodes", args.nodes),
+        tasks_per_node=args.tasks_per_node, threads_per_task=args.num_threads, sweep_dir=sweep_dir,
+        job_name=args.job_name or f"hpcbench-{cfg.workload}",
+    )
+    if args.templates and not Path(args.templates).is_dir():
+        raise ConfigError("templates", f"{args.templates!r} is not a folder")
+    scripts = render_sweep(specs, args.templates)
+    check_out_dir(str(sweep_dir / "records"))
+    write_scripts(scripts)
+    paths = list(scripts)
+    if args.command == "render":
+        for path in paths:
+            print(path)
+        return 0
+    from hpcbench.launch.submit import SubmitError, submit_sweep
+
+    try:
+        state = submit_sweep(profile.scheduler, paths[:-1], paths[-1])
+    except SubmitError as exc:
+        print(f"hpcbench submit: failed: {exc}", file=sys.stderr)
+        return 1
+    for job in [*state["jobs"], state["aggregate"]]:
+        print(f"{job['job_id']}\t{sweep_dir / job['script']}")
+    print(f"records: {sweep_dir / 'records'}; report (after all jobs): {sweep_dir / 'report'}; "
+          f"progress: hpcbench status {sweep_dir}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from hpcbench.launch.submit import STATE_FILE, sweep_status
+
+    if not (Path(args.sweep_dir) / STATE_FILE).is_file():
+        raise ConfigError("SWEEP", f"{args.sweep_dir!r} has no {STATE_FILE}: not a submitted sweep")
+    rows = sweep_status(args.sweep_dir)
+    for row in rows:
+        print(f"{row['job_id']:>12}  {row['state']:8s} {row['script']}")
+    return 1 if any(row["state"] == "failed" for row in rows) else 0
 
 
 def cmd_netbench(args: argparse.Namespace) -> int:

@@ -13,7 +13,6 @@ import math
 import os
 import platform
 import re
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -29,7 +28,7 @@ SCHEMA_VERSION = 1
 STATUSES = ("ok", "failed", "interrupted")
 KINDS = ("train", "netbench")
 """What a record measured: a training run, or all-reduce bandwidth. Records without `kind` are training runs."""
-ENV_PREFIXES = ("OMP_", "MKL_", "NCCL_", "GLOO_", "CUDA_VISIBLE_DEVICES", "TORCH_NCCL_", "SLURM_JOB_ID", "PBS_JOBID")
+ENV_PREFIXES = ("OMP_", "MKL_", "NCCL_", "GLOO_", "CUDA_VISIBLE_DEVICES", "TORCH_NCCL_", "MASTER_ADDR", "MASTER_PORT")
 
 
 _UMASK = os.umask(0)
@@ -113,8 +112,10 @@ def host_facts() -> dict[str, Any]:
     """What this process can say about its own machine; every rank sends its own."""
     import torch
 
+    from hpcbench.launch.environment import node_name
+
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
-    return {"host": socket.gethostname(), "cpu_model": cpu_model(), "gpu_model": gpu}
+    return {"host": node_name(), "cpu_model": cpu_model(), "gpu_model": gpu}
 
 
 def cpu_model() -> str:
@@ -131,6 +132,8 @@ def provenance(*, hosts: list[str], engine_versions: dict[str, Any], started: st
     """Where and with what the numbers were measured (collected on rank 0)."""
     import torch
 
+    from hpcbench.launch.environment import scheduler_facts
+
     unique_hosts = sorted(set(hosts))
     return {
         "hostnames": unique_hosts,
@@ -145,6 +148,7 @@ def provenance(*, hosts: list[str], engine_versions: dict[str, Any], started: st
         **engine_versions,
         "hpcbench": hpcbench.__version__,
         "git_sha": git_sha(),
+        "scheduler": scheduler_facts(),
         "environment": {k: v for k, v in sorted(os.environ.items()) if k.startswith(ENV_PREFIXES)},
         "started": started,
         "ended": ended,

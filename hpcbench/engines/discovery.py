@@ -1,7 +1,8 @@
 """Rank discovery: one table from launcher environment variables to a Placement.
 
 Training code reads a Placement, never SLURM_* or RANK. A row is used when its rank variable is
-set; rows are tried in order, so a torchrun started inside an sbatch job is seen as torchrun.
+set; rows are tried in order, so a torchrun or mpirun started inside an sbatch job is seen as
+such. A batch script itself (no srun step: SLURM_STEP_ID unset) is not an srun rank.
 """
 
 from __future__ import annotations
@@ -33,8 +34,12 @@ class RankVariables:
 
 RANK_VARIABLES: tuple[RankVariables, ...] = (
     RankVariables("torchrun", "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE"),
-    # The cluster launchers add their rows here: Slurm srun (SLURM_PROCID, SLURM_LOCALID,
-    # SLURM_NTASKS, SLURM_NTASKS_PER_NODE), Open MPI (OMPI_COMM_WORLD_*), PMI (PMI_RANK, PMI_SIZE).
+    # MPI before Slurm: mpirun inside an allocation inherits the batch step's SLURM_PROCID=0.
+    RankVariables("mpirun", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_SIZE",
+                  "OMPI_COMM_WORLD_LOCAL_SIZE"),
+    RankVariables("mpiexec-pmi", "PMI_RANK", "MPI_LOCALRANKID", "PMI_SIZE", "MPI_LOCALNRANKS"),
+    # SLURM_TASKS_PER_NODE reads like "2(x3),1"; the entry for this node is picked below.
+    RankVariables("srun", "SLURM_PROCID", "SLURM_LOCALID", "SLURM_NTASKS", "SLURM_TASKS_PER_NODE"),
 )
 
 
@@ -42,15 +47,27 @@ def discover(environ: Mapping[str, str] | None = None) -> Placement:
     """The placement from the first matching launcher; a lone process is rank 0 of 1."""
     env = os.environ if environ is None else environ
     for row in RANK_VARIABLES:
-        if row.rank in env:
+        if row.rank in env and (row.launcher != "srun" or "SLURM_STEP_ID" in env):
             try:
+                local_world_size = env[row.local_world_size]
+                if row.launcher == "srun":
+                    local_world_size = slurm_tasks_on_node(local_world_size, int(env["SLURM_NODEID"]))
                 return Placement(
                     rank=int(env[row.rank]),
                     local_rank=int(env[row.local_rank]),
                     world_size=int(env[row.world_size]),
-                    local_world_size=int(env[row.local_world_size]),
+                    local_world_size=int(local_world_size),
                     launcher=row.launcher,
                 )
             except (KeyError, ValueError) as exc:
                 raise RuntimeError(f"{row.launcher} environment is incomplete or malformed: {exc}") from None
     return Placement(rank=0, local_rank=0, world_size=1, local_world_size=1, launcher="none")
+
+
+def slurm_tasks_on_node(tasks_per_node: str, node_index: int) -> int:
+    """Expand Slurm's compressed list ("2(x3),1" = 2,2,2,1) and take this node's entry."""
+    counts: list[int] = []
+    for item in tasks_per_node.split(","):
+        count, _, repeat = item.partition("(x")
+        counts += [int(count)] * (int(repeat.rstrip(")")) if repeat else 1)
+    return counts[node_index]

@@ -1,0 +1,275 @@
+"""Cluster job scripts: site profiles, launchers and schedulers as independent axes, rendered by pure functions.
+
+A sweep is one job per node count plus an aggregation job. Schedulers (slurm, pbspro, torque)
+own the directives and the rendezvous address; launchers (srun, torchrun, mpirun) own the launch
+line, as tokens. Every token that comes from input is shell-quoted; every name that reaches a
+directive is validated first, so `x; touch /tmp/pwned` is refused, never executed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shlex
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from hpcbench.config import ConfigError, RunConfig, check_at_least, check_choice
+from hpcbench.flags import config_to_args
+
+SCHEDULERS = ("slurm", "pbspro", "torque")
+LAUNCHERS = {
+    "slurm": ("srun", "torchrun", "mpirun"),
+    "pbspro": ("torchrun", "mpirun"),
+    "torque": ("torchrun", "mpirun"),
+}
+"""The Horovod issue adds "horovodrun" to each scheduler's launchers and a branch to launch_tokens."""
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+"""Job, partition, queue, account and QoS names: what every scheduler accepts, nothing a shell reads."""
+MODULE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/+-]*$")
+TIME_LIMIT = re.compile(r"^(\d+-)?\d{1,3}(:\d{2}){0,2}$")
+
+
+class Raw(str):
+    """A launch-line token written by hpcbench itself that the shell must expand ("$MASTER_ADDR")."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SiteProfile:
+    """What a site needs in every job script. Loaded from TOML; unknown keys are errors."""
+
+    scheduler: str
+    partition: str | None = None
+    """Slurm partition or PBS queue."""
+    account: str | None = None
+    qos: str | None = None
+    time_limit: str = "00:30:00"
+    cpus_per_node: int = 1
+    gpus_per_node: int = 0
+    modules: tuple[str, ...] = ()
+    setup: tuple[str, ...] = ()
+    """Shell lines run before the launch (the site's own, trusted like the profile file itself)."""
+    container: tuple[str, ...] = ()
+    """A wrapper before the Python command, e.g. ["apptainer", "exec", "--nv", "IMAGE"]."""
+    python: str = field(default_factory=lambda: sys.executable)
+    signal_seconds: int = 120
+    """Seconds before the time limit at which the job is asked to stop and write its record."""
+
+    def __post_init__(self) -> None:
+        check_choice("scheduler", self.scheduler, SCHEDULERS)
+        for name in ("partition", "account", "qos"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not NAME.match(value)):
+                raise ConfigError(name, f"{value!r} is not a valid name (letters, digits, '.', '_', '-'; at most 64)")
+        if not isinstance(self.time_limit, str) or not TIME_LIMIT.match(self.time_limit):
+            raise ConfigError("time_limit", f"{self.time_limit!r} is not [D-]HH[:MM[:SS]]")
+        check_at_least("cpus_per_node", self.cpus_per_node, 1)
+        check_at_least("gpus_per_node", self.gpus_per_node, 0)
+        check_at_least("signal_seconds", self.signal_seconds, 1)
+        for module in self.modules:
+            if not isinstance(module, str) or not MODULE.match(module):
+                raise ConfigError("modules", f"{module!r} is not a module name")
+        for name in ("setup", "container"):
+            if not all(isinstance(item, str) for item in getattr(self, name)):
+                raise ConfigError(name, "must be a list of strings")
+        if not isinstance(self.python, str) or not self.python:
+            raise ConfigError("python", "must be a command or path")
+
+
+def builtin_profiles() -> dict[str, Path]:
+    folder = resources.files("hpcbench.jobs") / "profiles"
+    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".toml")}
+
+
+def load_profile(name_or_path: str) -> SiteProfile:
+    """A built-in profile by name (`hpcbench render --profile local-slurm`) or a TOML file."""
+    builtin = builtin_profiles()
+    path = builtin.get(name_or_path) or Path(name_or_path)
+    if not path.is_file():
+        raise ConfigError("profile", f"{name_or_path!r} is neither a file nor one of: {', '.join(sorted(builtin))}")
+    try:
+        values = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError("profile", f"cannot read {path}: {exc}") from None
+    known = [f.name for f in dataclasses.fields(SiteProfile)]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError("profile", f"{path}: unknown key {unknown[0]!r}; valid keys: {', '.join(known)}")
+    if "scheduler" not in values:
+        raise ConfigError("profile", f"{path}: missing key 'scheduler' (one of: {', '.join(SCHEDULERS)})")
+    for key in ("modules", "setup", "container"):
+        if key in values:
+            if not isinstance(values[key], list):
+                raise ConfigError(key, "must be a list of strings")
+            values[key] = tuple(values[key])
+    return SiteProfile(**values)
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobSpec:
+    """One job of a sweep: a profile, a launcher, a shape and the worker's flags."""
+
+    profile: SiteProfile
+    launcher: str
+    nodes: int
+    tasks_per_node: int
+    threads_per_task: int
+    job_name: str
+    sweep_dir: Path
+    device: str
+    worker_args: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        check_choice("launcher", self.launcher, LAUNCHERS[self.profile.scheduler])
+        check_at_least("nodes", self.nodes, 1)
+        check_at_least("tasks-per-node", self.tasks_per_node, 1)
+        check_at_least("threads", self.threads_per_task, 1)
+        slots = self.profile.cpus_per_node
+        if self.tasks_per_node * self.threads_per_task > slots:
+            raise ConfigError("tasks-per-node", f"{self.tasks_per_node} tasks x {self.threads_per_task} threads "
+                              f"exceed the profile's {slots} CPUs per node")
+        if self.device == "cuda" and self.tasks_per_node > self.profile.gpus_per_node:
+            raise ConfigError("tasks-per-node", f"{self.tasks_per_node} GPU tasks exceed the profile's "
+                              f"{self.profile.gpus_per_node} GPUs per node")
+        if not NAME.match(self.job_name):
+            raise ConfigError("job-name", f"{self.job_name!r} is not a valid name (letters, digits, '.', '_', '-'; at most 64)")
+
+    @property
+    def records_dir(self) -> Path:
+        return self.sweep_dir / "records"
+
+
+def python_command(profile: SiteProfile) -> list[str]:
+    return [*profile.container, profile.python]
+
+
+def launch_tokens(spec: JobSpec) -> list[str]:
+    """The launch line as tokens (pure): literal tokens are quoted at rendering, Raw ones are not."""
+    worker = ["-m", "hpcbench.worker", *spec.worker_args, "--device", spec.device, "--threads",
+              str(spec.threads_per_task), "--out", str(spec.records_dir)]
+    python = python_command(spec.profile)
+    total = spec.nodes * spec.tasks_per_node
+    scheduler = spec.profile.scheduler
+    if spec.launcher == "srun":
+        return ["srun", "--kill-on-bad-exit=1", f"--ntasks-per-node={spec.tasks_per_node}",
+                f"--cpus-per-task={spec.threads_per_task}", *python, *worker]
+    if spec.launcher == "mpirun":
+        hosts = [] if scheduler == "slurm" else ["--hostfile", Raw('"$PBS_NODEFILE"')]
+        return ["mpirun", "-np", str(total), *hosts, "--map-by", f"ppr:{spec.tasks_per_node}:node",
+                "--bind-to", "none", "-x", "MASTER_ADDR", "-x", "MASTER_PORT", "-x", "OMP_NUM_THREADS", *python, *worker]
+    # torchrun: one agent per node, c10d rendezvous at the first host of the allocation
+    per_node = (["srun", "--kill-on-bad-exit=1", "--ntasks-per-node=1",
+                 f"--cpus-per-task={spec.tasks_per_node * spec.threads_per_task}"] if scheduler == "slurm" else
+                ["mpirun", "-np", str(spec.nodes), "--hostfile", Raw('"$PBS_NODEFILE"'), "--map-by", "ppr:1:node",
+                 "--bind-to", "none", "-x", "MASTER_ADDR", "-x", "MASTER_PORT", "-x", "OMP_NUM_THREADS",
+                 "-x", "TORCHELASTIC_SIGNALS_TO_HANDLE"])
+    job_id = Raw('"$SLURM_JOB_ID"') if scheduler == "slurm" else Raw('"$PBS_JOBID"')
+    return [*per_node, *python, "-m", "torch.distributed.run", f"--nnodes={spec.nodes}",
+            f"--nproc-per-node={spec.tasks_per_node}", "--rdzv-backend=c10d",
+            Raw('--rdzv-endpoint="$MASTER_ADDR:$MASTER_PORT"'), Raw(f"--rdzv-id={job_id}"), *worker]
+
+
+RENDEZVOUS = {
+    # The first node's address as Slurm itself reaches it; a port derived from the job id.
+    "slurm": ('first_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)\n'
+              "export MASTER_ADDR=$(scontrol show node \"$first_node\" | sed -n 's/.*NodeAddr=\\([^ ]*\\).*/\\1/p')\n"
+              "export MASTER_PORT=$((20000 + SLURM_JOB_ID % 20000))"),
+    "pbspro": ('export MASTER_ADDR=$(head -n 1 "$PBS_NODEFILE")\n'
+               'export MASTER_PORT=$((20000 + ${PBS_JOBID%%[!0-9]*} % 20000))'),
+}
+RENDEZVOUS["torque"] = RENDEZVOUS["pbspro"]
+
+
+def quote_tokens(tokens: list[str]) -> str:
+    return " ".join(token if isinstance(token, Raw) else shlex.quote(token) for token in tokens)
+
+
+def _environment(templates_dir: str | Path | None) -> jinja2.Environment:
+    """Site templates first (if given), then the shipped ones; undefined values are errors."""
+    loaders: list[jinja2.BaseLoader] = []
+    if templates_dir:
+        loaders.append(jinja2.FileSystemLoader(str(templates_dir)))
+    loaders.append(jinja2.FileSystemLoader(str(resources.files("hpcbench.jobs") / "templates")))
+    env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
+    env.filters["q"] = lambda value: shlex.quote(str(value))
+    return env
+
+
+def _context(spec: JobSpec, kind: str, summary: str, launch_line: str, rendezvous: str) -> dict[str, Any]:
+    profile = spec.profile
+    return {
+        "kind": kind, "summary": summary, "job_name": spec.job_name, "nodes": spec.nodes,
+        "tasks_per_node": spec.tasks_per_node, "threads_per_task": spec.threads_per_task,
+        "gpus_per_node": profile.gpus_per_node if spec.device == "cuda" else 0,
+        "time_limit": profile.time_limit, "partition": profile.partition, "account": profile.account,
+        "qos": profile.qos, "log_dir": spec.sweep_dir / "logs", "signal_seconds": profile.signal_seconds,
+        "modules": profile.modules, "setup": profile.setup, "launcher": spec.launcher,
+        "records_dir": spec.records_dir, "rendezvous": rendezvous, "launch_line": launch_line,
+    }
+
+
+def render_job(spec: JobSpec, templates_dir: str | Path | None = None) -> str:
+    """The job script of one sweep point (pure: same spec, same text)."""
+    summary = f"{spec.nodes} node(s) x {spec.tasks_per_node} task(s), {spec.launcher}"
+    context = _context(spec, "benchmark", summary, quote_tokens(launch_tokens(spec)), RENDEZVOUS[spec.profile.scheduler])
+    return _environment(templates_dir).get_template(f"{spec.profile.scheduler}.sh.j2").render(context)
+
+
+def render_aggregate(spec: JobSpec, templates_dir: str | Path | None = None) -> str:
+    """The job that runs after all points: the sweep's report from its records."""
+    one = dataclasses.replace(spec, nodes=1, tasks_per_node=1, threads_per_task=1, job_name=f"{spec.job_name}-report",
+                              worker_args=())
+    report = [*python_command(spec.profile), "-m", "hpcbench", "report", str(spec.records_dir), "-o",
+              str(spec.sweep_dir / "report")]
+    context = _context(one, "aggregation", "report over the sweep's records", quote_tokens(report), ":")
+    return _environment(templates_dir).get_template(f"{spec.profile.scheduler}.sh.j2").render(context)
+
+
+def plan_sweep(
+    cfg: RunConfig, *, profile: SiteProfile, launcher: str, node_counts: list[int], tasks_per_node: int,
+    threads_per_task: int | None, sweep_dir: str | Path, job_name: str,
+) -> list[JobSpec]:
+    """One JobSpec per node count, all validated before anything is rendered.
+
+    The run config is checked here as the workers will check it, but devices and threads are
+    the compute nodes' (from the profile), not this login node's.
+    """
+    from hpcbench.config import resolve
+
+    device = cfg.device if cfg.device != "auto" else ("cuda" if profile.gpus_per_node else "cpu")
+    threads = threads_per_task or max(1, profile.cpus_per_node // tasks_per_node)
+    resolve(dataclasses.replace(cfg, device="cpu", num_procs=1, num_threads=threads))  # options, batch, data
+    worker_args = tuple(config_to_args(cfg, skip=("num_procs", "out_dir", "device", "num_threads")))
+    if not node_counts:
+        raise ConfigError("nodes", "needs at least one node count")
+    return [
+        JobSpec(profile=profile, launcher=launcher, nodes=n, tasks_per_node=tasks_per_node, threads_per_task=threads,
+                job_name=job_name, sweep_dir=Path(sweep_dir).resolve(), device=device, worker_args=worker_args)
+        for n in node_counts
+    ]
+
+
+def render_sweep(specs: list[JobSpec], templates_dir: str | Path | None = None) -> dict[Path, str]:
+    """Every script of the sweep, rendered in memory: file path -> text (the aggregation job last)."""
+    scripts = {spec.sweep_dir / f"job_{spec.nodes}n.sh": render_job(spec, templates_dir) for spec in specs}
+    scripts[specs[0].sweep_dir / "aggregate.sh"] = render_aggregate(specs[0], templates_dir)
+    return scripts
+
+
+def write_scripts(scripts: dict[Path, str]) -> None:
+    """Write rendered scripts, each atomically (only after all rendered: never half a sweep)."""
+    for path, text in scripts.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        (path.parent / "logs").mkdir(exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text)
+        tmp.chmod(0o755)
+        tmp.replace(path)

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# A real Slurm cluster on this one machine, for learning sbatch and for hpcbench's tests:
+# munge, slurmctld and two slurmd "nodes" (n1, n2; 4 CPUs each) under a private state folder.
+#
+#   sudo jobs/local-slurm.sh up      # start (needs root, Debian's slurm-wlm and munge packages)
+#   source /tmp/hpcbench-slurm/env   # SLURM_CONF for sbatch, squeue, scontrol, ...
+#   jobs/local-slurm.sh down         # stop every daemon by the PID in its pid file
+#
+# State lives in $HPCBENCH_SLURM_DIR (default /tmp/hpcbench-slurm). Nothing outside it changes.
+set -euo pipefail
+
+DIR=${HPCBENCH_SLURM_DIR:-/tmp/hpcbench-slurm}
+NODES=${HPCBENCH_SLURM_NODES:-2}
+CPUS=${HPCBENCH_SLURM_CPUS:-4}
+
+up() {
+    for tool in munged slurmctld slurmd scontrol sinfo; do
+        command -v "$tool" >/dev/null || { echo "local-slurm: $tool not found (apt-get install slurm-wlm munge)" >&2; exit 1; }
+    done
+    down quiet
+    mkdir -p "$DIR"/{munge,state,spool,log,tmp}
+    chmod 755 "$DIR" "$DIR/munge"  # munged refuses a socket folder that others cannot traverse
+    dd if=/dev/urandom bs=1024 count=1 of="$DIR/munge/munge.key" status=none
+    chmod 400 "$DIR/munge/munge.key"
+    munged --key-file="$DIR/munge/munge.key" --socket="$DIR/munge/munge.socket" \
+        --pid-file="$DIR/munge/munged.pid" --log-file="$DIR/munge/munged.log" --seed-file="$DIR/munge/munge.seed"
+
+    local last=$((17000 + NODES))
+    cat > "$DIR/slurm.conf" <<CONF
+ClusterName=hpcbench-local
+SlurmctldHost=localhost
+SlurmctldPort=16817
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket=$DIR/munge/munge.socket
+SlurmUser=root
+SlurmdUser=root
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/filetxt
+JobCompLoc=$DIR/log/jobcomp.txt
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
+MpiDefault=none
+ReturnToService=2
+SlurmdParameters=config_overrides
+MailProg=/bin/true
+MinJobAge=3600
+KillWait=10
+StateSaveLocation=$DIR/state
+SlurmdSpoolDir=$DIR/spool/%n
+SlurmctldPidFile=$DIR/slurmctld.pid
+SlurmdPidFile=$DIR/slurmd-%n.pid
+SlurmctldLogFile=$DIR/log/slurmctld.log
+SlurmdLogFile=$DIR/log/slurmd-%n.log
+TmpFS=$DIR/tmp/%n
+NodeName=n[1-$NODES] NodeHostname=localhost NodeAddr=127.0.0.1 Port=[17001-$last] CPUs=$CPUS RealMemory=2000
+PartitionName=debug Nodes=n[1-$NODES] Default=YES MaxTime=INFINITE State=UP
+CONF
+    for i in $(seq 1 "$NODES"); do mkdir -p "$DIR/spool/n$i" "$DIR/tmp/n$i"; done
+    echo "export SLURM_CONF=$DIR/slurm.conf" > "$DIR/env"
+    export SLURM_CONF=$DIR/slurm.conf
+    slurmctld -i
+    for i in $(seq 1 "$NODES"); do slurmd -N "n$i"; done
+    for _ in $(seq 1 100); do  # nodes register within about a second
+        if [ "$(sinfo -h -o '%t' -p debug 2>/dev/null | tr -d ' \n')" = "idle" ]; then
+            echo "local-slurm: up, $NODES node(s) idle; source $DIR/env"
+            return 0
+        fi
+        sleep 0.2
+    done
+    echo "local-slurm: nodes did not become idle; logs in $DIR/log" >&2
+    sinfo >&2 || true
+    exit 1
+}
+
+down() {
+    local pidfile
+    for pidfile in "$DIR"/slurmd-*.pid "$DIR/slurmctld.pid" "$DIR/munge/munged.pid"; do
+        [ -f "$pidfile" ] || continue
+        kill "$(cat "$pidfile")" 2>/dev/null || true
+        for _ in $(seq 1 50); do kill -0 "$(cat "$pidfile")" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$(cat "$pidfile")" 2>/dev/null || true
+        rm -f "$pidfile"
+    done
+    [ "${1:-}" = quiet ] || echo "local-slurm: down"
+}
+
+case "${1:-}" in
+    up) up ;;
+    down) down ;;
+    status) SLURM_CONF=$DIR/slurm.conf sinfo ;;
+    *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac
