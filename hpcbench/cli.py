@@ -244,7 +244,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     rows = sweep_status(args.sweep_dir)
     for row in rows:
         print(f"{row['job_id']:>12}  {row['state']:8s} {row['script']}")
-    return 1 if any(row["state"] == "failed" for row in rows) else 0
+    return 1 if any(row["state"] in ("failed", "blocked") for row in rows) else 0
 
 
 def cmd_netbench(args: argparse.Namespace) -> int:

@@ -165,7 +165,7 @@ def launch_tokens(spec: JobSpec) -> list[str]:
         return ["mpirun", "-np", str(total), *hosts, "--map-by", f"ppr:{spec.tasks_per_node}:node",
                 "--bind-to", "none", "-x", "MASTER_ADDR", "-x", "MASTER_PORT", "-x", "OMP_NUM_THREADS", *python, *worker]
     # torchrun: one agent per node, c10d rendezvous at the first host of the allocation
-    per_node = (["srun", "--kill-on-bad-exit=1", "--ntasks-per-node=1",
+    per_node = (["srun", "--kill-on-bad-exit=1", f"--nodes={spec.nodes}", f"--ntasks={spec.nodes}", "--ntasks-per-node=1",
                  f"--cpus-per-task={spec.tasks_per_node * spec.threads_per_task}"] if scheduler == "slurm" else
                 ["mpirun", "-np", str(spec.nodes), "--hostfile", Raw('"$PBS_NODEFILE"'), "--map-by", "ppr:1:node",
                  "--bind-to", "none", "-x", "MASTER_ADDR", "-x", "MASTER_PORT", "-x", "OMP_NUM_THREADS",

@@ -66,7 +66,7 @@ SLURM_STATES = {"PENDING": "pending", "CONFIGURING": "pending", "RUNNING": "runn
 
 
 def job_state(scheduler: str, job_id: str) -> str:
-    """pending, running, done, failed, or unknown (the scheduler has forgotten the job)."""
+    """pending, running, done, failed, blocked (a dependency failed) or unknown (the scheduler forgot it)."""
     if scheduler == "slurm":
         try:
             line = _run(["scontrol", "show", "job", job_id, "--oneliner"])
@@ -74,6 +74,8 @@ def job_state(scheduler: str, job_id: str) -> str:
             return "unknown"
         match = re.search(r"\bJobState=(\S+)", line)
         state = match.group(1) if match else "UNKNOWN"
+        if state == "PENDING" and "Reason=DependencyNeverSatisfied" in line:
+            return "blocked"  # a job it depends on failed: it will never start
         return SLURM_STATES.get(state, "failed")
     try:
         text = _run(["qstat", "-x", "-f", job_id])

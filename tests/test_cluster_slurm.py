@@ -1,0 +1,112 @@
+"""Real Slurm (jobs/local-slurm.sh: slurmctld + two slurmd nodes on this machine): submit sweeps with every
+launcher, poll, and check records, node lists, the report job's order and the time-limit signal."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import read_records, run_cli
+
+pytestmark = pytest.mark.slurm
+
+SLURM_DIR = Path(os.environ.get("HPCBENCH_SLURM_DIR", "/tmp/hpcbench-slurm"))
+
+
+@pytest.fixture(scope="module")
+def slurm_env() -> dict:
+    env = {"SLURM_CONF": str(SLURM_DIR / "slurm.conf")}
+    if os.geteuid() == 0:  # Open MPI refuses root unless told
+        env |= {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+    if not shutil.which("sinfo") or not (SLURM_DIR / "slurm.conf").exists():
+        pytest.skip("no local Slurm cluster: run `jobs/local-slurm.sh up` (.ci/run does)")
+    idle = subprocess.run(["sinfo", "-h", "-o", "%D %t"], capture_output=True, text=True, env={**os.environ, **env})
+    if idle.returncode != 0 or "idle" not in idle.stdout:
+        pytest.skip(f"local Slurm cluster not idle: {idle.stdout.strip()} {idle.stderr.strip()}")
+    return env
+
+
+def scontrol_job(job_id: str, env: dict) -> dict[str, str]:
+    text = subprocess.run(["scontrol", "show", "job", job_id, "--oneliner"], capture_output=True, text=True,
+                          env={**os.environ, **env}, check=True).stdout
+    return dict(re.findall(r"(\w+)=(\S+)", text))
+
+
+def wait_for_sweep(sweep: Path, env: dict, timeout: float = 240) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = run_cli("status", str(sweep), env=env, timeout=60)
+        states = [line.split()[1] for line in result.stdout.splitlines()]
+        if states and all(state in ("done", "failed", "blocked") for state in states):
+            return states
+        time.sleep(1)
+    pytest.fail(f"sweep did not finish: {result.stdout}")
+
+
+def submit(sweep: Path, env: dict, *args: str) -> list[str]:
+    result = run_cli("submit", "--profile", "local-slurm", "--threads", "1", "--workload", "mlp", "--steps", "5",
+                     "--batch-size", "8", "--device", "cpu", "--sweep-dir", str(sweep), *args, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return [line.split("\t")[0] for line in result.stdout.splitlines() if "\t" in line]
+
+
+def test_sweep_over_one_and_two_nodes_with_srun(tmp_path, slurm_env):
+    sweep = tmp_path / "sweep"
+    job_ids = submit(sweep, slurm_env, "--nodes", "1,2", "--tasks-per-node", "2")
+    assert wait_for_sweep(sweep, slurm_env) == ["done", "done", "done"]
+
+    by_size = {r["provenance"]["world_size"]: r for r in read_records(sweep / "records")}
+    assert sorted(by_size) == [2, 4]
+    big = by_size[4]
+    assert big["status"] == "ok" and big["provenance"]["launcher"] == "srun"
+    assert [r["rank"] for r in big["ranks"]] == [0, 1, 2, 3]  # every rank measured
+    assert [r["host"] for r in big["ranks"]] == ["n1", "n1", "n2", "n2"]
+    assert big["provenance"]["hostnames"] == ["n1", "n2"] and big["provenance"]["num_nodes"] == 2
+    assert big["provenance"]["scheduler"]["node_list"] == "n[1-2]"
+    assert big["provenance"]["scheduler"]["job_id"] == job_ids[1]
+    assert by_size[2]["provenance"]["hostnames"] == ["n1"]
+
+    # The aggregation job started only after both points had ended, and wrote the report.
+    points = [scontrol_job(job_id, slurm_env) for job_id in job_ids[:2]]
+    report = scontrol_job(job_ids[2], slurm_env)
+    assert report["StartTime"] >= max(p["EndTime"] for p in points)
+    assert f"afterok:{job_ids[0]}" in report.get("Dependency", "") or report["JobState"] == "COMPLETED"
+    assert (sweep / "report" / "report.html").is_file() and (sweep / "report" / "scaling.csv").is_file()
+    assert json.loads((sweep / "sweep.json").read_text())["aggregate"]["job_id"] == job_ids[2]
+
+
+@pytest.mark.parametrize("launcher", ["torchrun", "mpirun"])
+def test_two_node_sweep_with_other_launchers(tmp_path, slurm_env, launcher):
+    if launcher == "mpirun" and not shutil.which("mpirun"):
+        pytest.skip("Open MPI not installed (Debian openmpi-bin; .ci/run installs it)")
+    sweep = tmp_path / "sweep"
+    submit(sweep, slurm_env, "--launcher", launcher, "--nodes", "2", "--tasks-per-node", "2")
+    assert wait_for_sweep(sweep, slurm_env) == ["done", "done"], (sweep / "logs").iterdir()
+    [record] = read_records(sweep / "records")
+    assert record["status"] == "ok" and record["provenance"]["launcher"] == launcher
+    assert sorted(r["host"] for r in record["ranks"]) == ["n1", "n1", "n2", "n2"]  # torchrun orders nodes as they join
+
+
+def test_time_limit_signal_leaves_an_interrupted_record(tmp_path, slurm_env):
+    """What `#SBATCH --signal=B:USR1@T` does before the limit, sent now: the batch shell passes it on."""
+    sweep = tmp_path / "sweep"
+    [job_id, _] = submit(sweep, slurm_env, "--nodes", "1", "--tasks-per-node", "2", "--repeats", "1000000")
+    deadline = time.monotonic() + 60
+    while scontrol_job(job_id, slurm_env)["JobState"] != "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    time.sleep(10)  # into training
+    subprocess.run(["scancel", "--signal=USR1", "--batch", job_id], env={**os.environ, **slurm_env}, check=True)
+    assert wait_for_sweep(sweep, slurm_env) == ["failed", "blocked"]  # interrupted is not afterok
+    [record] = read_records(sweep / "records")
+    assert record["status"] == "interrupted"
+    assert record["reason"].startswith("interrupted by SIGUSR1 after "), record["reason"]
+    assert list((sweep / "records").glob(".*")) == []
+    report_job = json.loads((sweep / "sweep.json").read_text())["aggregate"]["job_id"]
+    subprocess.run(["scancel", report_job], env={**os.environ, **slurm_env})  # it would wait forever
