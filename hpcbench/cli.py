@@ -16,6 +16,7 @@ from hpcbench.config import ConfigError, RunConfig, resolve
 from hpcbench.records import check_out_dir
 
 DEFAULT_SWEEP_WORKLOADS = "mlp,cnn"
+HOROVOD_DEFAULTS = {"hvd_compression": "none", "hvd_fusion_threshold_mb": None, "hvd_cycle_time_ms": None, "hvd_timeline": None}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -51,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser("sweep", help="run a grid of workloads x process counts (weak scaling) and print the table")
     sweep.add_argument("--workloads", default=DEFAULT_SWEEP_WORKLOADS, help=f"comma-separated (default: {DEFAULT_SWEEP_WORKLOADS})")
     sweep.add_argument("--nproc", dest="nproc_list", default=None, help="comma-separated process counts (default: 1,2,4,… up to the cores)")
-    add_run_arguments(sweep, skip=("workload", "num_procs"))
+    sweep.add_argument("--engine", default="ddp", help="comma-separated engines, run side by side: ddp, horovod (default: ddp)")
+    add_run_arguments(sweep, skip=("workload", "num_procs", "engine"))
 
     commands.add_parser("list", help="list the workloads with their defaults and real-data option")
 
@@ -159,12 +161,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             raise ConfigError(name.replace("_", "-"), f"is not an option of any swept workload ({', '.join(workloads)})")
 
     # Validate the whole grid before running any of it.
+    engines = _name_list(args.engine or "ddp")
     grid: list[RunConfig] = []
     for workload in workloads:
         mine = {k: v for k, v in options.items() if workload in option_owners[k]}
-        for nproc in process_counts:
-            cfg = config_from_namespace(args, workload=workload, num_procs=nproc, options=mine)
-            grid.append(resolve(cfg, sweep_max_procs=max(process_counts)))
+        for engine in engines:  # engines side by side: the same workload and scale, one after the other
+            for nproc in process_counts:
+                not_horovod = {} if engine == "horovod" else HOROVOD_DEFAULTS  # --hvd-* apply to the horovod points
+                cfg = config_from_namespace(args, workload=workload, engine=engine, num_procs=nproc, options=mine,
+                                            **not_horovod)
+                grid.append(resolve(cfg, sweep_max_procs=max(process_counts)))
     check_out_dir(grid[0].out_dir)
 
     paths, failures = [], []

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DEVICES = ("auto", "cpu", "cuda")
-ENGINES = ("ddp",)
+ENGINES = ("ddp", "horovod")
+COMPRESSIONS = ("none", "fp16")
 DATA_SOURCES = ("synthetic", "real")
 MAX_TIMEOUT_S = 7 * 24 * 3600
 """A week: longer than any batch allocation, and finite (a timeout of inf or NaN would never fire)."""
@@ -49,6 +50,10 @@ class RunConfig:
     num_threads: int | None = _opt("--threads", "CPU threads per process; default: cores / largest process count")
     timeout_s: float = _opt("--timeout", "collective timeout in seconds; a stuck or dead rank ends the job after it", 120.0)
     out_dir: str = _opt("--out", "folder for run records", "results")
+    hvd_compression: str = _opt("--hvd-compression", f"[horovod] gradient compression: {', '.join(COMPRESSIONS)}", "none")
+    hvd_fusion_threshold_mb: float | None = _opt("--hvd-fusion-threshold-mb", "[horovod] tensor fusion buffer in MiB (Horovod's default: 128)")
+    hvd_cycle_time_ms: float | None = _opt("--hvd-cycle-time-ms", "[horovod] fusion cycle time in ms (Horovod's default: 1)")
+    hvd_timeline: str | None = _opt("--hvd-timeline", "[horovod] write Horovod's timeline (Chrome trace) to this file")
     options: dict[str, Any] = field(default_factory=dict, metadata={"help": "workload options, resolved"})
 
     def __post_init__(self) -> None:
@@ -72,8 +77,21 @@ class RunConfig:
         is_number = isinstance(self.timeout_s, (int, float)) and not isinstance(self.timeout_s, bool)
         if not is_number or not 0 < self.timeout_s <= MAX_TIMEOUT_S:
             raise ConfigError("timeout", f"must be a number of seconds in (0, {MAX_TIMEOUT_S}], got {self.timeout_s!r}")
+        check_choice("hvd-compression", self.hvd_compression, COMPRESSIONS)
+        for name, value in (("hvd-fusion-threshold-mb", self.hvd_fusion_threshold_mb), ("hvd-cycle-time-ms", self.hvd_cycle_time_ms)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e6):
+                raise ConfigError(name, f"must be a positive number, got {value!r}")
+        if self.hvd_timeline is not None and (not isinstance(self.hvd_timeline, str) or not self.hvd_timeline):
+            raise ConfigError("hvd-timeline", f"must be a file path, got {self.hvd_timeline!r}")
+        horovod_set = self.horovod_options() != {"compression": "none", "fusion_threshold_mb": None, "cycle_time_ms": None, "timeline": None}
+        if horovod_set and self.engine != "horovod":
+            raise ConfigError("engine", "the --hvd-* options apply to --engine horovod only")
         if self.data == "real" and not self.data_dir:
             raise ConfigError("data-dir", "required with --data real (a folder in torchvision's layout)")
+
+    def horovod_options(self) -> dict[str, Any]:
+        return {"compression": self.hvd_compression, "fusion_threshold_mb": self.hvd_fusion_threshold_mb,
+                "cycle_time_ms": self.hvd_cycle_time_ms, "timeline": self.hvd_timeline}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -117,6 +135,8 @@ def resolve(cfg: RunConfig, *, sweep_max_procs: int | None = None) -> RunConfig:
     """
     from hpcbench.workloads import get_workload  # imports torch: keep config importable without it
 
+    if cfg.engine == "horovod":
+        check_horovod()
     workload = get_workload(cfg.workload)
     options = workload.resolve_options(cfg.options)
     batch_size = cfg.batch_size or workload.default_batch_size
@@ -129,6 +149,16 @@ def resolve(cfg: RunConfig, *, sweep_max_procs: int | None = None) -> RunConfig:
         batch_size=batch_size,
         num_threads=threads,
     )
+
+
+def check_horovod() -> None:
+    """--engine horovod needs a Horovod that imports against this torch: say so before any process starts."""
+    from hpcbench.engines.horovod import HorovodMissing, import_horovod
+
+    try:
+        import_horovod()
+    except HorovodMissing as exc:
+        raise ConfigError("engine", str(exc)) from None
 
 
 def resolve_device(device: str, num_procs: int) -> str:

@@ -90,7 +90,7 @@ def config_to_args(cfg: RunConfig, skip: tuple[str, ...] = ()) -> list[str]:
     args: list[str] = []
     for f in flag_fields():
         value = getattr(cfg, f.name)
-        if f.name in skip:
+        if f.name in skip or (f.name.startswith("hvd_") and cfg.engine != "horovod"):
             continue
         if value is not None:
             args += [f.metadata["flag"], str(value)]

@@ -36,7 +36,8 @@ def run_worker(
     """
     torch.set_num_threads(cfg.num_threads or 1)
     started = records.utc_now().isoformat()
-    engine = make_engine(cfg.engine, placement, cfg.device, cfg.timeout_s)
+    engine = make_engine(cfg.engine, placement, cfg.device, cfg.timeout_s, cfg.horovod_options())
+    placement = engine.placement  # Horovod numbers the ranks itself
     path = records.record_path(cfg.out_dir, cfg.workload, cfg.engine, placement.world_size, run_id)
     try:
         mine = measure(cfg, engine, clock, stop)
@@ -185,6 +186,7 @@ def measure(cfg: RunConfig, engine: Any, clock: Callable[[], float], stop: StopS
         "gpu_model": facts["gpu_model"],
         "elapsed_s": elapsed_s,
         "step_times_s": step_times_s,
+        "loss_per_step": [float(loss) for loss in losses],
         "loss_first": float(losses[0]) if losses else None,
         "loss_last": float(losses[-1]) if losses else None,
         "steps_done": steps_done,
@@ -234,7 +236,8 @@ def build_record(cfg: RunConfig, run_id: str, ranks: list[dict[str, Any]], engin
         ended=records.utc_now().isoformat(), launcher=launcher,
     )
     per_rank = [
-        {k: r[k] for k in ("rank", "local_rank", "host", "device", "gpu_model", "steps_done", "elapsed_s", "step_times_s", "param_sha256")}
+        {k: r[k] for k in ("rank", "local_rank", "host", "device", "gpu_model", "steps_done", "elapsed_s", "step_times_s",
+                           "param_sha256", "loss_per_step")}
         for r in ranks
     ]
     return records.make_record(

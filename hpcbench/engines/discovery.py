@@ -34,6 +34,7 @@ class RankVariables:
 
 RANK_VARIABLES: tuple[RankVariables, ...] = (
     RankVariables("torchrun", "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE"),
+    RankVariables("horovodrun", "HOROVOD_RANK", "HOROVOD_LOCAL_RANK", "HOROVOD_SIZE", "HOROVOD_LOCAL_SIZE"),
     # MPI before Slurm: mpirun inside an allocation inherits the batch step's SLURM_PROCID=0.
     RankVariables("mpirun", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_SIZE",
                   "OMPI_COMM_WORLD_LOCAL_SIZE"),

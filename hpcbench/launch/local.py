@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 import uuid
@@ -40,25 +41,20 @@ class RunInterrupted(RunFailed):
 
 def run_local(cfg: RunConfig) -> Path:
     """Run `cfg` (already resolved) on cfg.num_procs local processes; returns the record's path."""
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import elastic_launch
-
     run_id = records.new_run_id()
     path = records.record_path(cfg.out_dir, cfg.workload, cfg.engine, cfg.num_procs, run_id)
-    launch_config = elastic_config(cfg.num_procs, cfg.timeout_s)
-    # The world size comes from the agent, so --nproc is not passed on.
+    # The world size comes from the launcher, so --nproc is not passed on.
     entrypoint_args = ["-m", "hpcbench.worker", *config_to_args(cfg, skip=("num_procs",)), "--run-id", run_id]
     started = records.utc_now().isoformat()
     with _worker_environment(cfg), _quiet_elastic_logs(), ForwardStopSignals() as signals:
         try:
-            elastic_launch(launch_config, sys.executable)(*entrypoint_args)
-        except ChildFailedError as exc:
-            if not signals.received and _status(path) != "interrupted":
-                reason = failure_reason(exc)
-                _complete_record(cfg, path, run_id, "failed", reason, started)
-                raise RunFailed(reason, path) from None
+            launch = _launch_horovodrun if cfg.engine == "horovod" else _launch_elastic
+            failure = launch(cfg, entrypoint_args)
         finally:
             _remove_temp_files(path)
+        if failure and not signals.received and _status(path) != "interrupted":
+            _complete_record(cfg, path, run_id, "failed", failure, started)
+            raise RunFailed(failure, path)
         status = _status(path)
         if signals.received or status == "interrupted":
             signum = signals.received[0] if signals.received else _record_signal(path)
@@ -73,6 +69,27 @@ def run_local(cfg: RunConfig) -> Path:
             _complete_record(cfg, path, run_id, "failed", reason, started)
             raise RunFailed(reason, path)
     return path
+
+
+def _launch_elastic(cfg: RunConfig, entrypoint_args: list[str]) -> str | None:
+    """torch's elastic agent (torchrun's engine); returns why it failed, or None."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import elastic_launch
+
+    try:
+        elastic_launch(elastic_config(cfg.num_procs, cfg.timeout_s), sys.executable)(*entrypoint_args)
+    except ChildFailedError as exc:
+        return failure_reason(exc)
+    return None
+
+
+def _launch_horovodrun(cfg: RunConfig, entrypoint_args: list[str]) -> str | None:
+    """Horovod's own launcher with its gloo controller; it ends every worker when one fails."""
+    n = cfg.num_procs
+    command = [sys.executable, "-m", "horovod.runner.launch", "--gloo", "-np", str(n), "-H", f"localhost:{n}",
+               "--start-timeout", str(int(cfg.timeout_s)), sys.executable, *entrypoint_args]
+    code = subprocess.run(command).returncode
+    return None if code == 0 else f"horovodrun exited with code {code} (the first failing rank's error is above)"
 
 
 def elastic_config(num_procs: int, timeout_s: float):
@@ -117,7 +134,7 @@ class ForwardStopSignals:
 
     First signal: pass it to each worker (not its process group: DataLoader workers must keep
     feeding), so the ranks agree to stop after a step and write an `interrupted` record.
-    Second signal: SIGKILL every worker's process group at once.
+    Second signal: SIGKILL every process below the launcher at once.
     """
 
     def __init__(self) -> None:
@@ -136,27 +153,49 @@ class ForwardStopSignals:
 
     def _handle(self, signum: int, frame: object) -> None:
         self.received.append(signum)
-        for pid in child_pids(os.getpid()):
+        first = len(self.received) == 1
+        targets = worker_pids(os.getpid()) if first else descendant_pids(os.getpid())
+        for pid in targets:
             try:
-                if len(self.received) == 1:
-                    os.kill(pid, signum)
-                else:
-                    os.killpg(pid, signal.SIGKILL)  # workers lead their own process groups
+                os.kill(pid, signum if first else signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
 
 
-def child_pids(parent: int) -> list[int]:
-    """The live child processes of `parent`, from /proc (the elastic agent keeps its handles private)."""
-    found = []
+def _process_table() -> dict[int, tuple[int, bytes]]:
+    """pid -> (parent pid, command line), from /proc (launchers keep their handles private)."""
+    table = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(fields[1]) == parent and fields[0] != "Z":
-            found.append(int(stat.parent.name))
+        if fields[0] != "Z":
+            table[int(stat.parent.name)] = (int(fields[1]), cmdline)
+    return table
+
+
+def descendant_pids(root: int) -> list[int]:
+    table = _process_table()
+    found, frontier = [], [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, (ppid, _) in table.items() if ppid == parent]
+        found += children
+        frontier += children
     return found
+
+
+def worker_pids(root: int) -> list[int]:
+    """The hpcbench workers below `root`, however deep the launcher nests them (horovodrun does)."""
+    table = _process_table()
+    return [pid for pid in descendant_pids(root) if b"hpcbench.worker" in table.get(pid, (0, b""))[1]]
+
+
+def child_pids(parent: int) -> list[int]:
+    """The live child processes of `parent`."""
+    return [pid for pid, (ppid, _) in _process_table().items() if ppid == parent]
 
 
 def _status(path: Path) -> str | None:

@@ -1,0 +1,120 @@
+"""Engines side by side: DDP vs Horovod throughput per workload, and hpcbench-Horovod vs a minimal
+Horovod loop written like Horovod's own synthetic benchmark (fixed batch, SGD, cross-entropy).
+
+Everything is measured in one invocation, alternating the order each round so drift on the
+machine hits all sides. Target: hpcbench-Horovod / minimal loop >= 0.99.
+
+    python benchmarks/engines.py --workloads mlp,cnn,vae --nproc 2 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from hpcbench import records
+from hpcbench.config import RunConfig, resolve
+from hpcbench.launch.local import run_local
+
+CLASSIFIERS = ("mlp", "cnn")
+"""Workloads whose loss is plain cross-entropy: the minimal Horovod loop is written for those."""
+
+
+def bare_horovod_worker(cfg_json: str) -> None:
+    """The loop of Horovod's pytorch_synthetic_benchmark.py: no harness, rank 0 prints the result."""
+    import horovod.torch as hvd
+    import torch
+    from torch.nn import functional as F
+
+    from hpcbench.workloads import get_workload
+
+    cfg = RunConfig(**json.loads(cfg_json))
+    hvd.init()
+    torch.set_num_threads(cfg.num_threads)
+    workload = get_workload(cfg.workload)
+    options = workload.options(cfg.options)
+    torch.manual_seed(cfg.seed)
+    model = workload.build_model(options)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    hvd.broadcast_parameters(model.state_dict(), root_rank=0)
+    hvd.broadcast_optimizer_state(optimizer, root_rank=0)
+    optimizer = hvd.DistributedOptimizer(optimizer, named_parameters=model.named_parameters())
+    x, y = workload.synthetic_batch(options, cfg.batch_size, torch.Generator().manual_seed(cfg.seed + hvd.rank()))
+
+    def step() -> None:
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+    for _ in range(cfg.num_warmup_steps):
+        step()
+    rates = []
+    for _ in range(cfg.num_repeats):
+        hvd.barrier()
+        start = time.perf_counter()
+        for _ in range(cfg.num_steps):
+            step()
+        slowest = hvd.allreduce(torch.tensor([time.perf_counter() - start]), op=hvd.Max, name=f"t{len(rates)}")
+        rates.append(cfg.num_steps * cfg.batch_size * hvd.size() / float(slowest[0]))
+    if hvd.rank() == 0:
+        print(f"BARE_SAMPLES_PER_S {statistics.median(rates)}", flush=True)
+    hvd.shutdown()
+
+
+def bare_samples_per_s(cfg: RunConfig) -> float:
+    n = cfg.num_procs
+    out = subprocess.run([sys.executable, "-m", "horovod.runner.launch", "--gloo", "-np", str(n), "-H", f"localhost:{n}",
+                          sys.executable, __file__, "--bare-worker", json.dumps(dataclasses.asdict(cfg))],
+                         capture_output=True, text=True, check=True).stdout
+    return float(next(line.split()[-1] for line in out.splitlines() if "BARE_SAMPLES_PER_S" in line))
+
+
+def hpcbench_samples_per_s(cfg: RunConfig) -> float:
+    return records.load(run_local(cfg))["metrics"]["samples_per_s"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workloads", default="mlp,cnn")
+    parser.add_argument("--nproc", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--bare-worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.bare_worker:
+        bare_horovod_worker(args.bare_worker)
+        return
+    rows = []
+    with tempfile.TemporaryDirectory() as out:
+        for workload in args.workloads.split(","):
+            base = resolve(RunConfig(workload=workload, num_procs=args.nproc, num_steps=args.steps, device="cpu",
+                                     num_warmup_steps=args.warmup, num_repeats=args.repeats, out_dir=out))
+            sides = {"ddp": lambda c=base: hpcbench_samples_per_s(c),
+                     "horovod": lambda c=dataclasses.replace(base, engine="horovod"): hpcbench_samples_per_s(c)}
+            if workload in CLASSIFIERS:
+                sides["bare_horovod"] = lambda c=base: bare_samples_per_s(c)
+            measured: dict[str, list[float]] = {name: [] for name in sides}
+            for round_index in range(args.rounds):
+                order = list(sides) if round_index % 2 == 0 else list(reversed(sides))
+                for name in order:
+                    measured[name].append(sides[name]())
+            medians = {name: statistics.median(values) for name, values in measured.items()}
+            rows.append((workload, medians, measured))
+    print(f"\n{'workload':10s} {'ddp':>10s} {'horovod':>10s} {'hvd/ddp':>8s} {'bare hvd':>10s} {'hpcbench-hvd/bare':>18s}  (samples/s, median of rounds)")
+    for workload, m, measured in rows:
+        bare = m.get("bare_horovod")
+        print(f"{workload:10s} {m['ddp']:10.1f} {m['horovod']:10.1f} {m['horovod'] / m['ddp']:8.3f} "
+              f"{bare if bare else float('nan'):10.1f} {m['horovod'] / bare if bare else float('nan'):18.3f}"
+              f"   rounds: {({k: [round(v, 1) for v in vs] for k, vs in measured.items()})}")
+
+
+if __name__ == "__main__":
+    main()
