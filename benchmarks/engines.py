@@ -18,9 +18,8 @@ import sys
 import tempfile
 import time
 
-from hpcbench import records
 from hpcbench.config import RunConfig, resolve
-from hpcbench.launch.local import run_local
+from overhead import hpcbench_samples_per_s, interleaved  # benchmarks/ is on sys.path when run as a script
 
 CLASSIFIERS = ("mlp", "cnn")
 """Workloads whose loss is plain cross-entropy: the minimal Horovod loop is written for those."""
@@ -75,10 +74,6 @@ def bare_samples_per_s(cfg: RunConfig) -> float:
     return float(next(line.split()[-1] for line in out.splitlines() if "BARE_SAMPLES_PER_S" in line))
 
 
-def hpcbench_samples_per_s(cfg: RunConfig) -> float:
-    return records.load(run_local(cfg))["metrics"]["samples_per_s"]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", default="mlp,cnn")
@@ -101,11 +96,7 @@ def main() -> None:
                      "horovod": lambda c=dataclasses.replace(base, engine="horovod"): hpcbench_samples_per_s(c)}
             if workload in CLASSIFIERS:
                 sides["bare_horovod"] = lambda c=base: bare_samples_per_s(c)
-            measured: dict[str, list[float]] = {name: [] for name in sides}
-            for round_index in range(args.rounds):
-                order = list(sides) if round_index % 2 == 0 else list(reversed(sides))
-                for name in order:
-                    measured[name].append(sides[name]())
+            measured = interleaved(sides, args.rounds)
             medians = {name: statistics.median(values) for name, values in measured.items()}
             rows.append((workload, medians, measured))
     print(f"\n{'workload':10s} {'ddp':>10s} {'horovod':>10s} {'hvd/ddp':>8s} {'bare hvd':>10s} {'hpcbench-hvd/bare':>18s}  (samples/s, median of rounds)")

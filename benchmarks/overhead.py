@@ -13,6 +13,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
@@ -75,6 +76,16 @@ def hpcbench_samples_per_s(cfg: RunConfig) -> float:
     return records.load(run_local(cfg))["metrics"]["samples_per_s"]
 
 
+def interleaved(sides: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """Each side measured once per round, the order reversed every other round, so drift on the
+    machine hits every side alike."""
+    measured: dict[str, list[float]] = {name: [] for name in sides}
+    for round_index in range(rounds):
+        for name in list(sides) if round_index % 2 == 0 else list(reversed(sides)):
+            measured[name].append(sides[name]())
+    return measured
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", default="mlp,cnn")
@@ -90,11 +101,9 @@ def main() -> None:
         for workload in args.workloads.split(","):
             cfg = resolve(RunConfig(workload=workload, num_procs=args.nproc, device="cpu", num_steps=args.steps,
                                     num_warmup_steps=args.warmup, num_repeats=args.repeats, out_dir=out))
-            bare, ours = [], []
-            for round_index in range(args.rounds):
-                pair = [(bare, bare_samples_per_s), (ours, hpcbench_samples_per_s)]
-                for sink, measure in pair if round_index % 2 == 0 else pair[::-1]:
-                    sink.append(measure(cfg))
+            measured = interleaved({"bare": lambda: bare_samples_per_s(cfg), "ours": lambda: hpcbench_samples_per_s(cfg)},
+                                   args.rounds)
+            bare, ours = measured["bare"], measured["ours"]
             b, o = statistics.median(bare), statistics.median(ours)
             print(f"{workload:10s} {b:16.1f} {o:20.1f} {o / b:7.3f}   (rounds: bare {[round(x) for x in bare]}, hpcbench {[round(x) for x in ours]})", flush=True)
 

@@ -1,7 +1,6 @@
 """Records: schema round-trip, atomic writes, refusal of foreign files."""
 
 import json
-import os
 
 import pytest
 
