@@ -142,7 +142,7 @@ def measure(cfg: RunConfig, engine: Any, clock: Callable[[], float], stop: StopS
         if fault:
             fault.maybe_fire(engine.placement.rank, steps_done)
         inputs, targets = next(batches)
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()  # set_to_none by default since torch 2.0 (Horovod's wrapper takes no argument)
         output = model(inputs)
         loss = workload.loss(output, targets)
         loss.backward()
