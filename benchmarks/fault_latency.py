@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 
-from hpcbench.launch.local import child_pids
+from hpcbench.launch.local import worker_pids
 
 RUN = ["run", "--workload", "mlp", "--nproc", "2", "--steps", "5", "--repeats", "1000000", "--batch-size", "8",
        "--device", "cpu", "--timeout", "60"]
@@ -27,7 +27,7 @@ def one_trial(fault: str, settle_s: float) -> float:
         launcher = subprocess.Popen([sys.executable, "-m", "hpcbench", *RUN, "--out", out],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
-        while len(workers := child_pids(launcher.pid)) < 2:
+        while len(workers := worker_pids(launcher.pid)) < 2:
             if time.monotonic() > deadline:
                 launcher.kill()
                 raise RuntimeError("workers never started")

@@ -41,10 +41,10 @@ class LaunchedRun:
             self.stderr_lines.append(line)
 
     def wait_for_workers(self, count: int, timeout: float = 60) -> list[int]:
-        from hpcbench.launch.local import child_pids
+        from hpcbench.launch.local import worker_pids  # at any depth: horovodrun nests them
 
         deadline = time.monotonic() + timeout
-        while len(workers := child_pids(self.process.pid)) < count and time.monotonic() < deadline:
+        while len(workers := worker_pids(self.process.pid)) < count and time.monotonic() < deadline:
             time.sleep(0.1)
         assert len(workers) == count, f"expected {count} workers, found {workers}"
         return workers

@@ -1,8 +1,11 @@
 """Fault test: SIGKILL one worker mid-run; the job must end promptly, leave a failed record and no workers."""
 
+import importlib.util
 import os
 import signal
 import time
+
+import pytest
 
 from conftest import LaunchedRun, alive, read_records
 
@@ -10,9 +13,14 @@ BOUND_S = 30.0
 """Generous for CI; the elastic agent polls its workers every 0.1 s (measured here: under 1 s)."""
 
 
-def test_killed_rank_ends_the_job(out_dir):
-    run = LaunchedRun("run", "--workload", "mlp", "--nproc", "2", "--steps", "100000", "--batch-size", "8",
-                      "--device", "cpu", "--timeout", "60", "--out", str(out_dir))
+HOROVOD = pytest.param("horovod", marks=[pytest.mark.horovod, pytest.mark.skipif(
+    importlib.util.find_spec("horovod") is None, reason="Horovod not installed: python -m hpcbench.install_horovod")])
+
+
+@pytest.mark.parametrize("engine", ["ddp", HOROVOD])
+def test_killed_rank_ends_the_job(out_dir, engine):
+    run = LaunchedRun("run", "--engine", engine, "--workload", "mlp", "--nproc", "2", "--steps", "100000",
+                      "--batch-size", "8", "--device", "cpu", "--timeout", "60", "--out", str(out_dir))
     workers = run.wait_for_workers(2)
     time.sleep(8)  # past start-up, into training
     os.kill(workers[1], signal.SIGKILL)
@@ -26,6 +34,9 @@ def test_killed_rank_ends_the_job(out_dir):
     assert not any(alive(pid) for pid in workers), "a worker outlived the job"
     [record] = read_records(out_dir)
     assert record["status"] == "failed"
-    assert "killed by SIGKILL" in record["reason"], record["reason"]
-    assert "failed, killed by SIGKILL" in stderr
+    if engine == "ddp":
+        assert "killed by SIGKILL" in record["reason"], record["reason"]
+        assert "failed, killed by SIGKILL" in stderr
+    else:  # horovodrun reports the signal as a negative exit code
+        assert record["reason"].startswith("rank ") and "exit code -9" in record["reason"], record["reason"]
     assert list(out_dir.glob(".*")) == [], "a temp file was left behind"

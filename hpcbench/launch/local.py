@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -88,8 +89,18 @@ def _launch_horovodrun(cfg: RunConfig, entrypoint_args: list[str]) -> str | None
     n = cfg.num_procs
     command = [sys.executable, "-m", "horovod.runner.launch", "--gloo", "-np", str(n), "-H", f"localhost:{n}",
                "--start-timeout", str(int(cfg.timeout_s)), sys.executable, *entrypoint_args]
-    code = subprocess.run(command).returncode
-    return None if code == 0 else f"horovodrun exited with code {code} (the first failing rank's error is above)"
+    first_failure: dict[str, str] = {}
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, errors="replace") as horovodrun:
+        for line in horovodrun.stderr:  # passed through; Horovod names the first rank that failed
+            sys.stderr.write(line)
+            match = re.match(r"(Process name|Exit code): (\S+)", line.strip())
+            if match:
+                first_failure.setdefault(match.group(1), match.group(2))
+    if horovodrun.returncode == 0:
+        return None
+    if "Process name" in first_failure:
+        return f"rank {first_failure['Process name']} failed, exit code {first_failure.get('Exit code', '?')} (horovodrun)"
+    return f"horovodrun exited with code {horovodrun.returncode}"
 
 
 def elastic_config(num_procs: int, timeout_s: float):
@@ -190,12 +201,8 @@ def descendant_pids(root: int) -> list[int]:
 def worker_pids(root: int) -> list[int]:
     """The hpcbench workers below `root`, however deep the launcher nests them (horovodrun does)."""
     table = _process_table()
-    return [pid for pid in descendant_pids(root) if b"hpcbench.worker" in table.get(pid, (0, b""))[1]]
-
-
-def child_pids(parent: int) -> list[int]:
-    """The live child processes of `parent`."""
-    return [pid for pid, (ppid, _) in _process_table().items() if ppid == parent]
+    # An exact argument, so that a shell wrapping the worker (`sh -c "... -m hpcbench.worker ..."`) is not taken for it.
+    return [pid for pid in descendant_pids(root) if b"hpcbench.worker" in table.get(pid, (0, b""))[1].split(b"\0")]
 
 
 def _status(path: Path) -> str | None:
