@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 import signal
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -162,6 +163,9 @@ def measure(cfg: RunConfig, engine: Any, clock: Callable[[], float], stop: StopS
                 break
             train_step()
 
+        if engine.placement.rank == 0 and not stopped:  # progress for whoever watches (and the fault tests)
+            print(f"hpcbench: warm-up done ({cfg.num_warmup_steps} steps); timing {cfg.num_repeats} x "
+                  f"{cfg.num_steps} steps on {engine.placement.world_size} rank(s)", file=sys.stderr, flush=True)
         for _ in range(0 if stopped else cfg.num_repeats):
             engine.barrier()  # every rank starts the window together
             timer.start()

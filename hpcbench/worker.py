@@ -1,23 +1,30 @@
 """Worker entry point: one rank of a run, started by hpcbench's local launcher or by any external
-launcher that sets rank variables (torchrun, and srun/mpirun once their rows are in the table):
+launcher that sets rank variables (torchrun, srun, mpirun, horovodrun):
 
     torchrun --nproc-per-node 4 -m hpcbench.worker --workload cnn --out results/
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
-
-from torch.distributed.elastic.multiprocessing.errors import record
-
-from hpcbench import records
-from hpcbench.config import ConfigError, resolve
-from hpcbench.engines import discover
-from hpcbench.flags import add_run_arguments, config_from_namespace
 from hpcbench.guard import StopSignals
-from hpcbench.runner import run_worker
+
+STOP = StopSignals()
+if __name__ == "__main__":
+    # Before the imports below, which take seconds (torch): a stop signal during start-up must
+    # end the run with an `interrupted` record, not a KeyboardInterrupt traceback.
+    STOP.install()
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+
+from torch.distributed.elastic.multiprocessing.errors import record  # noqa: E402
+
+from hpcbench import records  # noqa: E402
+from hpcbench.config import ConfigError, resolve  # noqa: E402
+from hpcbench.engines import discover  # noqa: E402
+from hpcbench.flags import add_run_arguments, config_from_namespace  # noqa: E402
+from hpcbench.runner import run_worker  # noqa: E402
 
 
 def parser() -> argparse.ArgumentParser:
@@ -30,15 +37,13 @@ def parser() -> argparse.ArgumentParser:
 @record  # lets torch's elastic agent report this rank's traceback to the launcher
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    stop = StopSignals()
-    stop.install()  # first thing: a signal during start-up must not kill the rank uncleanly
     placement = discover()
     try:
         cfg = resolve(config_from_namespace(args, num_procs=placement.local_world_size))
     except ConfigError as exc:
         print(f"hpcbench worker: error: {exc}", file=sys.stderr)
         return 2
-    signum = run_worker(cfg, placement, args.run_id or records.new_run_id(), stop)  # only rank 0 names the record
+    signum = run_worker(cfg, placement, args.run_id or records.new_run_id(), STOP)  # only rank 0 names the record
     return 0 if signum is None else 128 + signum  # the shell's convention for "ended by signal N"
 
 

@@ -27,7 +27,8 @@ def assert_clean_end(out_dir, workers: list[int]) -> dict:
 def test_signal_to_the_launcher_writes_an_interrupted_record(out_dir, sig):
     run = endless_run(out_dir)
     workers = run.wait_for_workers(2)
-    time.sleep(8)  # into the timed repeats
+    run.wait_for_stderr("warm-up done")
+    time.sleep(2)  # into the timed repeats
     run.process.send_signal(sig)
     signalled_at = time.monotonic()
     code, stderr = run.finish()
@@ -49,7 +50,8 @@ def test_slurm_style_signal_to_every_worker(out_dir):
     """Slurm's `--signal=USR1@T` (without B:) signals every task of the step: here, each worker."""
     run = endless_run(out_dir)
     workers = run.wait_for_workers(2)
-    time.sleep(8)
+    run.wait_for_stderr("warm-up done")
+    time.sleep(2)
     for pid in workers:
         os.kill(pid, signal.SIGUSR1)
     code, stderr = run.finish()

@@ -230,6 +230,7 @@ def render_aggregate(spec: JobSpec, templates_dir: str | Path | None = None) -> 
     report = [*python_command(spec.profile), "-m", "hpcbench", "report", str(spec.records_dir), "-o",
               str(spec.sweep_dir / "report")]
     context = _context(one, "aggregation", "report over the sweep's records", quote_tokens(report), ":")
+    context["launcher"] = "none"  # the report runs as a plain command, whatever launched the benchmark
     return _environment(templates_dir).get_template(f"{spec.profile.scheduler}.sh.j2").render(context)
 
 

@@ -201,8 +201,14 @@ def descendant_pids(root: int) -> list[int]:
 def worker_pids(root: int) -> list[int]:
     """The hpcbench workers below `root`, however deep the launcher nests them (horovodrun does)."""
     table = _process_table()
-    # An exact argument, so that a shell wrapping the worker (`sh -c "... -m hpcbench.worker ..."`) is not taken for it.
-    return [pid for pid in descendant_pids(root) if b"hpcbench.worker" in table.get(pid, (0, b""))[1].split(b"\0")]
+    return [pid for pid in descendant_pids(root) if _runs_worker(table.get(pid, (0, b""))[1])]
+
+
+def _runs_worker(cmdline: bytes) -> bool:
+    """`python -m hpcbench.worker ...` itself: not a shell wrapping it (`sh -c "..."`), nor a launcher
+    whose own arguments name it (`python -m horovod.runner.launch ... -m hpcbench.worker`)."""
+    args = cmdline.split(b"\0")
+    return b"-m" in args and args[args.index(b"-m") + 1 : args.index(b"-m") + 2] == [b"hpcbench.worker"]
 
 
 def _status(path: Path) -> str | None:
