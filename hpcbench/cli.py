@@ -23,7 +23,12 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse, but an error is one line on stderr (no usage dump) and exit code 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
+
+
+def one_line(text: str) -> str:
+    """Errors quote user input, which may hold line breaks; the message must stay one line."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _int_list(field_name: str, text: str) -> list[int]:
@@ -111,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_compare(args)
         return cmd_list()
     except ConfigError as exc:
-        print(f"hpcbench {args.command}: error: {exc}", file=sys.stderr)
+        print(f"hpcbench {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"hpcbench {args.command}: interrupted", file=sys.stderr)

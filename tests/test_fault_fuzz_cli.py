@@ -7,7 +7,7 @@ code 2 with one line on stderr naming the field — never a traceback.
 import dataclasses
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from hpcbench import cli
@@ -49,6 +49,7 @@ def outcome(argv: list[str], capsys) -> tuple[int, str]:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(command=st.sampled_from(["run", "sweep"]), pairs=argv_pairs)
+@example(command="run", pairs=[("--workloads", "\n")])  # found in CI: argparse quoted the line break
 def test_any_command_line_launches_or_fails_in_one_line(no_launch, capsys, tmp_path, command, pairs):
     if command == "sweep":
         pairs = [(flag, value) for flag, value in pairs if flag not in ("--workload", "--nproc")]
