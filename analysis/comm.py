@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hpcbench.analysis.curves import curve_keys
 from hpcbench.analysis.load import read_valid
 
 PROVENANCE = ["cpu_model", "gpu_model", "torch", "hpcbench", "started"]
@@ -61,25 +62,26 @@ def busbw_at(netbench: pd.DataFrame, size_bytes: float) -> float:
 
 def communication_table(table: pd.DataFrame, runs: pd.DataFrame, netbench: pd.DataFrame) -> pd.DataFrame:
     """Per weak-scaling point with N > 1: measured step-time growth vs the all-reduce lower bound."""
-    columns = ["workload", "engine", "device", "batch_size", "num_nodes", "world_size", "gradient_bytes_per_step",
-               "busbw_gbps", "step_time_growth_s", "allreduce_bound_s", "bound_share_of_growth"]
+    curve = curve_keys("weak")
+    identity = [*curve, "num_nodes", "world_size"]
+    columns = [*identity, "gradient_bytes_per_step", "busbw_gbps", "step_time_growth_s", "allreduce_bound_s",
+               "bound_share_of_growth"]
     if table.empty or netbench.empty:
         return pd.DataFrame(columns=columns)
-    gradient_bytes = runs.groupby("workload")["gradient_bytes_per_step"].first()
+    gradient_bytes = runs.groupby(curve)["gradient_bytes_per_step"].first()
+    baselines = table[table["world_size"] == 1].set_index(curve)["step_time_s_median"]
     rows = []
     for _, point in table.iterrows():
-        same_curve = table[(table["workload"] == point["workload"]) & (table["engine"] == point["engine"])
-                           & (table["device"] == point["device"]) & (table["batch_size"] == point["batch_size"])]
-        base = same_curve[same_curve["world_size"] == 1]
+        key = tuple(point[k] for k in curve)
         bench = netbench[(netbench["world_size"] == point["world_size"]) & (netbench["num_nodes"] == point["num_nodes"])
                          & (netbench["device"] == point["device"])]
-        grad = gradient_bytes.get(point["workload"])
-        if point["world_size"] < 2 or base.empty or bench.empty or not grad:
+        grad = gradient_bytes.get(key)
+        if point["world_size"] < 2 or key not in baselines.index or bench.empty or not grad:
             continue
         busbw = busbw_at(bench, grad)
-        growth = point["step_time_s_median"] - base["step_time_s_median"].iloc[0]
+        growth = point["step_time_s_median"] - baselines.loc[key]
         bound = ring_allreduce_lower_bound_s(grad, int(point["world_size"]), busbw)
-        rows.append({**{k: point[k] for k in columns[:6]}, "gradient_bytes_per_step": grad, "busbw_gbps": busbw,
+        rows.append({**{k: point[k] for k in identity}, "gradient_bytes_per_step": grad, "busbw_gbps": busbw,
                      "step_time_growth_s": growth, "allreduce_bound_s": bound,
                      "bound_share_of_growth": bound / growth if growth > 0 else np.nan})
     return pd.DataFrame(rows, columns=columns)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from hpcbench.analysis.scaling import CURVE_KEYS, POINT_KEYS
+from hpcbench.analysis.curves import point_keys
 
-KEYS = [*CURVE_KEYS["weak"], *POINT_KEYS]
+KEYS = point_keys("weak")
+"""A configuration is one point of one weak-scaling curve: the same identity the report uses."""
 
 
 def parse_tolerance(text: str) -> float:

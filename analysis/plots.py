@@ -9,6 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from hpcbench import records
+from hpcbench.analysis.curves import curve_keys, curve_label
 
 
 def stamp(fig: Figure, runs: pd.DataFrame) -> None:
@@ -52,22 +53,18 @@ def _grid(count: int) -> tuple[Figure, list]:
     return fig, axes[:count]
 
 
-def _curve_label(key: tuple) -> str:
-    engine, device, batch = key
-    return f"{engine}, {device}, batch/proc {batch}"
-
-
 def throughput_figure(table: pd.DataFrame, runs: pd.DataFrame) -> Figure:
     """Throughput vs processes per workload: median with 95 % CI bars, and the ideal line from the baseline."""
     workloads = sorted(table["workload"].unique())
     fig, axes = _grid(len(workloads))
     for ax, workload in zip(axes, workloads):
-        for key, curve in table[table["workload"] == workload].groupby(["engine", "device", "batch_size"]):
+        for _, curve in table[table["workload"] == workload].groupby(curve_keys("weak")):
             curve = curve.sort_values("world_size")
             n = curve["world_size"].to_numpy()
             y = curve["samples_per_s"].to_numpy()
             err = np.vstack([y - curve["ci95_low"].to_numpy(), curve["ci95_high"].to_numpy() - y])
-            line = ax.errorbar(n, y, yerr=err, marker="o", capsize=3, label=_curve_label(key))
+            line = ax.errorbar(n, y, yerr=err, marker="o", capsize=3,
+                               label=curve_label(curve.iloc[0], "weak", without=("workload",)))
             base = curve["baseline_samples_per_s"].iloc[0]
             if not math.isnan(base):
                 ax.plot(n, base * n, linestyle="--", color=line[0].get_color(), alpha=0.5, label="ideal (N x baseline)")
@@ -85,9 +82,9 @@ def efficiency_figure(table: pd.DataFrame, runs: pd.DataFrame, mode: str = "weak
     fig = _figure(7, 4.6)
     ax = fig.subplots()
     measured = table.dropna(subset=["efficiency"])
-    for (workload, engine, device), curve in measured.groupby(["workload", "engine", "device"]):
+    for _, curve in measured.groupby(curve_keys(mode)):
         curve = curve.sort_values("world_size")
-        ax.plot(curve["world_size"], 100 * curve["efficiency"], marker="o", label=f"{workload} ({engine}, {device})")
+        ax.plot(curve["world_size"], 100 * curve["efficiency"], marker="o", label=curve_label(curve.iloc[0], mode))
     ax.axhline(100, color="0.5", linestyle="--", linewidth=1)
     _process_axis(ax, measured["world_size"] if not measured.empty else [1])
     ax.set_ylabel(f"{mode} scaling efficiency (%)")
@@ -119,15 +116,16 @@ def engines_figure(table: pd.DataFrame, runs: pd.DataFrame) -> Figure | None:
     engines = sorted(table["engine"].unique())
     if len(engines) < 2:
         return None
-    points = table.groupby(["workload", "world_size", "engine"])["samples_per_s"].median().unstack("engine")
-    points = points.dropna()
+    # One bar group per curve point that every engine measured: the curve identity without the engine.
+    same_work = [key for key in curve_keys("weak") if key != "engine"]
+    points = table.set_index([*same_work, "world_size", "engine"])["samples_per_s"].unstack("engine").dropna()
     fig = _figure(max(6, 0.9 * len(points)), 4.6)
     ax = fig.subplots()
     width = 0.8 / len(engines)
     x = np.arange(len(points))
     for i, engine in enumerate(engines):
         ax.bar(x + i * width, points[engine], width, label=engine)
-    ax.set_xticks(x + width * (len(engines) - 1) / 2, [f"{w}\n{n}p" for w, n in points.index], fontsize=7)
+    ax.set_xticks(x + width * (len(engines) - 1) / 2, [f"{key[0]}\n{key[-1]}p" for key in points.index], fontsize=7)
     ax.set_ylabel("samples/s")
     ax.set_yscale("log")
     ax.legend()

@@ -12,6 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from hpcbench import records
+from hpcbench.files import write_atomic
 from hpcbench.analysis import plots
 from hpcbench.analysis.comm import communication_table, netbench_frame
 from hpcbench.analysis.load import read_valid, runs_frame
@@ -47,24 +48,21 @@ def build_report(paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, 
 
     tables = pd.concat([weak.assign(mode="weak"), strong.assign(mode="strong")], ignore_index=True)
     written = {"csv": out / "scaling.csv", "markdown": out / "report.md", "html": out / "report.html"}
-    _write_text(written["csv"], tables.to_csv(index=False))
-    _write_text(written["markdown"], _markdown(weak, strong, fits, comm, runs, netbench))
-    _write_text(written["html"], _html(weak, strong, fits, comm, runs, netbench, images))
+    write_atomic(written["csv"], tables.to_csv(index=False))
+    write_atomic(written["markdown"], _markdown(weak, strong, fits, comm, runs, netbench))
+    write_atomic(written["html"], _html(weak, strong, fits, comm, runs, netbench, images))
     return written
 
 
 def _save(fig: Figure, stem: Path) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    fig.savefig(stem.with_suffix(".svg"))
-    stem.with_suffix(".png").write_bytes(buffer.getvalue())
-    return buffer.getvalue()
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    """Write the figure as PNG and SVG (each atomically); returns the PNG for embedding."""
+    images = {}
+    for suffix, kwargs in ((".png", {"dpi": 110}), (".svg", {})):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=suffix[1:], **kwargs)
+        images[suffix] = buffer.getvalue()
+        write_atomic(stem.with_suffix(suffix), images[suffix])
+    return images[".png"]
 
 
 def _summary_lines(runs: pd.DataFrame, netbench: pd.DataFrame) -> list[str]:

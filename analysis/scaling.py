@@ -13,13 +13,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from hpcbench.analysis.curves import MODES, POINT_KEYS, curve_keys
 from hpcbench.analysis.stats import bootstrap_median_ci, coefficient_of_variation
 
-CURVE_KEYS = {
-    "weak": ["workload", "engine", "device", "batch_size"],
-    "strong": ["workload", "engine", "device", "global_batch_size"],
-}
-POINT_KEYS = ["num_nodes", "procs_per_node", "world_size"]
+CURVE_KEYS = {mode: curve_keys(mode) for mode in MODES}
 TABLE_COLUMNS = [
     "num_runs", "samples_per_s", "ci95_low", "ci95_high", "cv", "samples_per_s_per_proc", "step_time_s_median",
     "baseline_samples_per_s", "baseline_runs", "speedup", "efficiency", "karp_flatt",

@@ -18,7 +18,8 @@ import sys
 import tempfile
 import time
 
-from hpcbench.config import RunConfig, resolve
+from hpcbench.config import RunConfig
+from hpcbench.resolve import resolve
 from overhead import hpcbench_samples_per_s, interleaved  # benchmarks/ is on sys.path when run as a script
 
 CLASSIFIERS = ("mlp", "cnn")

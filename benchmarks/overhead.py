@@ -22,7 +22,8 @@ from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from hpcbench import records
-from hpcbench.config import RunConfig, resolve
+from hpcbench.config import RunConfig
+from hpcbench.resolve import resolve
 from hpcbench.launch.local import run_local
 from hpcbench.workloads import get_workload
 
@@ -64,11 +65,11 @@ def bare_worker(rank: int, world: int, port: int, cfg: RunConfig, results) -> No
 
 
 def bare_samples_per_s(cfg: RunConfig) -> float:
-    from hpcbench.engines.ddp import _free_port
+    from hpcbench.engines.ddp import free_port
 
     ctx = mp.get_context("spawn")
     results = ctx.SimpleQueue()
-    mp.start_processes(bare_worker, args=(cfg.num_procs, _free_port(), cfg, results), nprocs=cfg.num_procs, start_method="spawn")
+    mp.start_processes(bare_worker, args=(cfg.num_procs, free_port(), cfg, results), nprocs=cfg.num_procs, start_method="spawn")
     return results.get()
 
 

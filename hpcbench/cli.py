@@ -6,17 +6,17 @@ Bad input exits with status 2 and one line naming the field and what is allowed.
 from __future__ import annotations
 
 import argparse
-import os
+import dataclasses
 import re
 import sys
 from pathlib import Path
 from typing import NoReturn
 
-from hpcbench.config import ConfigError, RunConfig, resolve
+from hpcbench.config import RunConfig
+from hpcbench.errors import ConfigError
 from hpcbench.records import check_out_dir
 
 DEFAULT_SWEEP_WORKLOADS = "mlp,cnn"
-HOROVOD_DEFAULTS = {"hvd_compression": "none", "hvd_fusion_threshold_mb": None, "hvd_cycle_time_ms": None, "hvd_timeline": None}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -46,7 +46,10 @@ def _name_list(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from hpcbench.engines import ENGINES
     from hpcbench.flags import add_run_arguments
+    from hpcbench.launch.launchers import LAUNCHERS
+    from hpcbench.launch.schedulers import SCHEDULERS
 
     parser = OneLineParser(prog="hpcbench", description="Distributed training benchmarks with honest scaling numbers.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
@@ -57,16 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser("sweep", help="run a grid of workloads x process counts (weak scaling) and print the table")
     sweep.add_argument("--workloads", default=DEFAULT_SWEEP_WORKLOADS, help=f"comma-separated (default: {DEFAULT_SWEEP_WORKLOADS})")
     sweep.add_argument("--nproc", dest="nproc_list", default=None, help="comma-separated process counts (default: 1,2,4,… up to the cores)")
-    sweep.add_argument("--engine", default="ddp", help="comma-separated engines, run side by side: ddp, horovod (default: ddp)")
+    sweep.add_argument("--engine", default=RunConfig.engine,
+                       help=f"comma-separated engines, run side by side: {', '.join(ENGINES.names())} (default: {RunConfig.engine})")
     add_run_arguments(sweep, skip=("workload", "num_procs", "engine"))
 
-    commands.add_parser("list", help="list the workloads with their defaults and real-data option")
+    commands.add_parser("list", help="list the workloads (defaults, real data) and the engines (options)")
 
     for name, text in (("render", "write the job scripts of a cluster sweep (one job per node count + a report job)"),
                        ("submit", "render a cluster sweep and submit it: the report job runs after all points")):
         cluster = commands.add_parser(name, help=text)
         cluster.add_argument("--profile", required=True, help="site profile: a TOML file or a built-in name (local-slurm, example-gpu-slurm, example-pbspro, example-torque)")
-        cluster.add_argument("--launcher", default=None, help="srun, torchrun or mpirun (default: srun on Slurm, mpirun on PBS)")
+        defaults = ", ".join(f"{cls.default_launcher} on {name}" for name, cls in SCHEDULERS.classes().items())
+        cluster.add_argument("--launcher", default=None, help=f"{', '.join(LAUNCHERS.names())} (default: {defaults})")
         cluster.add_argument("--nodes", default="1,2", help="comma-separated node counts, one job each (default 1,2)")
         cluster.add_argument("--tasks-per-node", type=int, default=1, help="ranks per node (one per GPU on GPU nodes)")
         cluster.add_argument("--job-name", default=None, help="scheduler job name (default: hpcbench-WORKLOAD)")
@@ -81,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     netbench.add_argument("--nproc", dest="nproc_list", default=None, help="comma-separated process counts (default: 2,4,… up to the cores)")
     netbench.add_argument("--sizes", default=None, help="comma-separated message sizes in bytes (default: 1 KiB to 64 MiB, x4)")
     netbench.add_argument("--iters", type=int, default=20, help="timed all-reduces per size")
-    netbench.add_argument("--device", default="cpu", help="cpu (gloo) or cuda (NCCL)")
+    netbench.add_argument("--engine", default=RunConfig.engine, help=f"whose all-reduce: {', '.join(ENGINES.names())} (default: {RunConfig.engine})")
+    netbench.add_argument("--device", default="cpu", help="cpu or cuda (the engine picks the backend: DDP uses gloo or NCCL)")
     netbench.add_argument("--timeout", type=float, default=120.0, help="collective timeout in seconds")
     netbench.add_argument("--out", default="results", help="folder for the records")
 
@@ -125,82 +131,45 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from hpcbench.flags import config_from_namespace
-    from hpcbench.launch.local import RunFailed, RunInterrupted, run_local
+    from hpcbench.launch import local
+    from hpcbench.resolve import resolve
 
     cfg = resolve(config_from_namespace(args))
     check_out_dir(cfg.out_dir)
     try:
-        run_local(cfg)
-    except RunInterrupted as exc:
+        local.run_local(cfg)
+    except local.RunInterrupted as exc:
         print(f"hpcbench run: {exc} (record: {exc.record_path})", file=sys.stderr)
         return 128 + exc.signum
-    except RunFailed as exc:
+    except local.RunFailed as exc:
         print(f"hpcbench run: failed: {exc} (record: {exc.record_path})", file=sys.stderr)
         return 1
     return 0
 
 
-def default_process_counts() -> list[int]:
-    """1, 2, 4, … up to the number of cores: the CPU demo sweep."""
-    cores = os.cpu_count() or 1
-    counts = [1]
-    while counts[-1] * 2 <= cores:
-        counts.append(counts[-1] * 2)
-    return counts
-
-
 def cmd_sweep(args: argparse.Namespace) -> int:
     from hpcbench.analysis import format_scaling_table, load_records, scaling_table
-    from hpcbench.flags import config_from_namespace, given_options
-    from hpcbench.launch.local import RunFailed, RunInterrupted, run_local
-    from hpcbench.workloads import get_workload
+    from hpcbench.flags import given_engine_options, given_options, given_run_values
+    from hpcbench.sweep import default_process_counts, plan_grid, run_grid
 
-    workloads = _name_list(args.workloads)
-    if not workloads:
-        raise ConfigError("workloads", "needs at least one workload")
-    process_counts = _int_list("nproc", args.nproc_list) if args.nproc_list else default_process_counts()
-    options = given_options(args)
-    option_owners = {name: [w for w in workloads if name in get_workload(w).resolve_options({})] for name in options}
-    for name, owners in option_owners.items():
-        if not owners:
-            raise ConfigError(name.replace("_", "-"), f"is not an option of any swept workload ({', '.join(workloads)})")
-
-    # Validate the whole grid before running any of it.
-    engines = _name_list(args.engine or "ddp")
-    grid: list[RunConfig] = []
-    for workload in workloads:
-        mine = {k: v for k, v in options.items() if workload in option_owners[k]}
-        for engine in engines:  # engines side by side: the same workload and scale, one after the other
-            for nproc in process_counts:
-                not_horovod = {} if engine == "horovod" else HOROVOD_DEFAULTS  # --hvd-* apply to the horovod points
-                cfg = config_from_namespace(args, workload=workload, engine=engine, num_procs=nproc, options=mine,
-                                            **not_horovod)
-                grid.append(resolve(cfg, sweep_max_procs=max(process_counts)))
+    grid = plan_grid(
+        given_run_values(args), workloads=_name_list(args.workloads), engines=_name_list(args.engine),
+        process_counts=_int_list("nproc", args.nproc_list) if args.nproc_list else default_process_counts(),
+        options=given_options(args), engine_options=given_engine_options(args),
+    )
     check_out_dir(grid[0].out_dir)
-
-    paths, failures = [], []
-    interrupted: RunInterrupted | None = None
-    for cfg in grid:
-        try:
-            paths.append(run_local(cfg))
-        except RunInterrupted as exc:
-            interrupted = exc
-            print(f"hpcbench sweep: {cfg.workload} on {cfg.num_procs} proc(s): {exc}; the rest of the sweep is skipped", file=sys.stderr)
-            break
-        except RunFailed as exc:
-            failures.append(f"{cfg.workload} on {cfg.num_procs} proc(s): {exc}")
-            print(f"hpcbench sweep: failed: {failures[-1]}", file=sys.stderr)
+    outcome = run_grid(grid)
 
     out = Path(grid[0].out_dir).resolve()
     print()
-    print(format_scaling_table(scaling_table(load_records(paths)), compact=True))
-    print(f"\n{len(paths)} record(s) in {out}; threads per process: {grid[0].num_threads}")
+    print(format_scaling_table(scaling_table(load_records(outcome.paths)), compact=True))
+    print(f"\n{len(outcome.paths)} record(s) in {out}; threads per process: {grid[0].num_threads}")
     print(f"plots and report: hpcbench report {out} -o {out / 'report'}")
-    for failure in failures:
+    for failure in outcome.failures:
         print(f"FAILED: {failure}", file=sys.stderr)
-    if interrupted:
-        return 128 + interrupted.signum
-    return 1 if failures else 0
+    if outcome.interrupted:
+        return 128 + outcome.interrupted.signum
+    return 1 if outcome.failures else 0
 
 
 SAFE_PATH = re.compile(r"^[A-Za-z0-9._/+-]+$")
@@ -213,13 +182,12 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     from hpcbench.launch.jobs import load_profile, plan_sweep, render_sweep, write_scripts
 
     profile = load_profile(args.profile)
-    launcher = args.launcher or ("srun" if profile.scheduler == "slurm" else "mpirun")
     sweep_dir = Path(args.sweep_dir).resolve()
     if not SAFE_PATH.match(str(sweep_dir)):
         raise ConfigError("sweep-dir", f"{str(sweep_dir)!r} may only contain letters, digits and . _ / + - (it reaches scheduler directives)")
     cfg = config_from_namespace(args, num_procs=1, out_dir=str(sweep_dir / "records"))
     specs = plan_sweep(
-        cfg, profile=profile, launcher=launcher, node_counts=_int_list("nodes", args.nodes),
+        cfg, profile=profile, launcher=args.launcher, node_counts=_int_list("nodes", args.nodes),
         tasks_per_node=args.tasks_per_node, threads_per_task=args.num_threads, sweep_dir=sweep_dir,
         job_name=args.job_name or f"hpcbench-{cfg.workload}",
     )
@@ -259,26 +227,22 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_netbench(args: argparse.Namespace) -> int:
-    from hpcbench.config import check_choice, MAX_TIMEOUT_S
+    from hpcbench.engines import ENGINES
     from hpcbench.launch.local import RunFailed, run_netbench
+    from hpcbench.netbench import NetbenchConfig, check_process_counts
+    from hpcbench.sweep import default_process_counts
 
-    process_counts = _int_list("nproc", args.nproc_list) if args.nproc_list else [n for n in default_process_counts() if n > 1] or [1]
-    for count in process_counts:
-        if count < 1:
-            raise ConfigError("nproc", f"must be integers >= 1, got {count}")
-    sizes = _int_list("sizes", args.sizes) if args.sizes else None
-    if sizes and min(sizes) < 4:
-        raise ConfigError("sizes", f"must be at least 4 bytes (one float32), got {min(sizes)}")
-    check_choice("device", args.device, ("cpu", "cuda"))
-    if args.iters < 1:
-        raise ConfigError("iters", f"must be an integer >= 1, got {args.iters}")
-    if not 0 < args.timeout <= MAX_TIMEOUT_S:
-        raise ConfigError("timeout", f"must be a number of seconds in (0, {MAX_TIMEOUT_S}], got {args.timeout}")
-    check_out_dir(args.out)
-    extra = ["--iters", str(args.iters)] + (["--sizes", ",".join(map(str, sizes))] if sizes else [])
+    process_counts = (_int_list("nproc", args.nproc_list) if args.nproc_list
+                      else [n for n in default_process_counts() if n > 1] or [1])
+    check_process_counts(process_counts)
+    sizes = {"sizes": _int_list("sizes", args.sizes)} if args.sizes else {}
+    cfg = NetbenchConfig(engine=args.engine, device=args.device, num_iters=args.iters, timeout_s=args.timeout,
+                         out_dir=args.out, **sizes)
+    ENGINES.get(cfg.engine).check_available()
+    check_out_dir(cfg.out_dir)
     try:
         for count in process_counts:
-            run_netbench(count, args.device, args.out, extra, args.timeout)
+            run_netbench(cfg, count)
     except RunFailed as exc:
         print(f"hpcbench netbench: failed: {exc}", file=sys.stderr)
         return 1
@@ -324,6 +288,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_list() -> int:
+    from hpcbench.engines import ENGINES
+    from hpcbench.plugins import option_flag
     from hpcbench.workloads import registry
 
     for name, cls in sorted(registry().items()):
@@ -332,6 +298,11 @@ def cmd_list() -> int:
         print(f"{name:10s} {cls.description}")
         print(f"{'':10s}   sample: {cls.sample_unit}; batch/proc default {cls.default_batch_size}; options: {defaults}")
         print(f"{'':10s}   real data: {cls.real_data}")
+    print("\nengines (--engine):")
+    for name, engine in ENGINES.classes().items():
+        flags = ", ".join("--" + option_flag(f.name, engine.flag_prefix) for f in dataclasses.fields(engine.Options)) or "-"
+        print(f"{name:10s} {engine.description}")
+        print(f"{'':10s}   options: {flags}")
     return 0
 
 

@@ -1,20 +1,27 @@
 """Command-line flags <-> RunConfig, in both directions.
 
-The flags come from RunConfig's field metadata and the workloads' Options dataclasses, so a new
-field or workload option is a new flag without touching the CLI, and the local launcher can hand
-a resolved config to its workers as the same flags a user would type.
+The flags come from RunConfig's field metadata and the plug-ins' Options dataclasses (workloads'
+as `--<option>`, engines' as `--<prefix>-<option>`), so a new field, workload option or engine
+option is a new flag without touching the CLI, and the local launcher can hand a resolved config
+to its workers as the same flags a user would type.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 from typing import Any
 
 from hpcbench.config import RunConfig, flag_fields
+from hpcbench.engines import ENGINES
+from hpcbench.errors import ConfigError
+from hpcbench.plugins import option_flag
 from hpcbench.workloads import registry
 
 _TYPES = {"int": int, "float": float, "str": str, "int | None": int, "str | None": str, "float | None": float}
+ENGINE_DEST = "engine_option:"
+"""argparse dest of an engine option: `engine_option:<engine>:<field>`."""
 
 
 def _parse_type(annotation: Any) -> Any:
@@ -37,7 +44,7 @@ def workload_option_fields() -> dict[str, tuple[Any, str, list[str]]]:
     found: dict[str, tuple[Any, str, list[str]]] = {}
     for name, cls in sorted(registry().items()):
         for f in dataclasses.fields(cls.Options):
-            doc = _field_doc(cls.Options, f.name)
+            doc = field_doc(cls.Options, f.name)
             if f.name in found:
                 found[f.name][2].append(name)
             else:
@@ -45,10 +52,8 @@ def workload_option_fields() -> dict[str, tuple[Any, str, list[str]]]:
     return found
 
 
-def _field_doc(options_cls: type, field_name: str) -> str:
+def field_doc(options_cls: type, field_name: str) -> str:
     """The docstring line under a dataclass field (the house style documents fields that way)."""
-    import inspect
-
     lines = inspect.getsource(options_cls).splitlines()
     for i, line in enumerate(lines):
         if line.strip().startswith(f"{field_name}:") and i + 1 < len(lines) and lines[i + 1].strip().startswith('"""'):
@@ -61,27 +66,66 @@ def add_run_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = (
         if f.name in skip:
             continue
         default = f.default if f.default is not dataclasses.MISSING else None
+        choices = f" ({', '.join(ENGINES.names())})" if f.name == "engine" else ""
         parser.add_argument(
             f.metadata["flag"], dest=f.name, type=_parse_type(f.type), default=None,
-            help=f"{f.metadata['help']}" + (f" (default: {default})" if default is not None else ""),
+            help=f"{f.metadata['help']}{choices}" + (f" (default: {default})" if default is not None else ""),
         )
     group = parser.add_argument_group("workload options (each applies to the workloads named in brackets)")
     for name, (annotation, doc, workloads) in workload_option_fields().items():
         group.add_argument(
-            "--" + name.replace("_", "-"), dest=f"option_{name}", type=_parse_type(annotation), default=None,
+            "--" + option_flag(name), dest=f"option_{name}", type=_parse_type(annotation), default=None,
             help=f"{doc} [{', '.join(workloads)}]",
         )
+    for engine_name, engine in ENGINES.classes().items():
+        fields = dataclasses.fields(engine.Options)
+        if not fields:
+            continue
+        group = parser.add_argument_group(f"engine options (with --engine {engine_name})")
+        for f in fields:
+            group.add_argument(
+                "--" + option_flag(f.name, engine.flag_prefix), dest=f"{ENGINE_DEST}{engine_name}:{f.name}",
+                type=_parse_type(f.type), default=None, help=f"[{engine_name}] {field_doc(engine.Options, f.name)}",
+            )
 
 
 def given_options(namespace: argparse.Namespace) -> dict[str, Any]:
     return {k.removeprefix("option_"): v for k, v in vars(namespace).items() if k.startswith("option_") and v is not None}
 
 
+def given_engine_options(namespace: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Engine options the user typed, by engine name: {engine: {field: value}}."""
+    found: dict[str, dict[str, Any]] = {}
+    for dest, value in vars(namespace).items():
+        if dest.startswith(ENGINE_DEST) and value is not None:
+            engine_name, field_name = dest.removeprefix(ENGINE_DEST).split(":")
+            found.setdefault(engine_name, {})[field_name] = value
+    return found
+
+
+def check_engine_options_apply(by_engine: dict[str, dict[str, Any]], engines: list[str]) -> None:
+    """Options of an engine that will not run are a mistake, not something to ignore."""
+    for engine_name in by_engine:
+        if engine_name not in engines:
+            prefix = ENGINES.get(engine_name).flag_prefix
+            raise ConfigError("engine", f"the --{prefix}-* options apply to --engine {engine_name} only")
+
+
+def given_run_values(namespace: argparse.Namespace) -> dict[str, Any]:
+    """The RunConfig fields whose flags were given."""
+    return {f.name: getattr(namespace, f.name) for f in flag_fields() if getattr(namespace, f.name, None) is not None}
+
+
 def config_from_namespace(namespace: argparse.Namespace, **overrides: Any) -> RunConfig:
     """A RunConfig from parsed flags; flags not given keep RunConfig's defaults."""
-    values = {f.name: getattr(namespace, f.name) for f in flag_fields() if getattr(namespace, f.name, None) is not None}
+    values = given_run_values(namespace)
     values.update(overrides)
     values.setdefault("options", given_options(namespace))
+    if "engine_options" not in values:
+        engine = values.get("engine", RunConfig.engine)
+        by_engine = given_engine_options(namespace)
+        check_engine_options_apply(by_engine, [engine])
+        values["engine_options"] = by_engine.get(engine, {})
     return RunConfig(**values)
 
 
@@ -90,11 +134,13 @@ def config_to_args(cfg: RunConfig, skip: tuple[str, ...] = ()) -> list[str]:
     args: list[str] = []
     for f in flag_fields():
         value = getattr(cfg, f.name)
-        if f.name in skip or (f.name.startswith("hvd_") and cfg.engine != "horovod"):
-            continue
-        if value is not None:
+        if f.name not in skip and value is not None:
             args += [f.metadata["flag"], str(value)]
     for name, value in cfg.options.items():
         if value is not None:
-            args += ["--" + name.replace("_", "-"), str(value)]
+            args += ["--" + option_flag(name), str(value)]
+    prefix = ENGINES.get(cfg.engine).flag_prefix
+    for name, value in cfg.engine_options.items():
+        if value is not None:
+            args += ["--" + option_flag(name, prefix), str(value)]
     return args

@@ -11,29 +11,20 @@ import datetime
 import json
 import math
 import os
-import platform
 import re
-import subprocess
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-import hpcbench
-from hpcbench.config import ConfigError
+from hpcbench.errors import ConfigError
+from hpcbench.files import write_atomic as write_file_atomic
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "failed", "interrupted")
 KINDS = ("train", "netbench")
 """What a record measured: a training run, or all-reduce bandwidth. Records without `kind` are training runs."""
-ENV_PREFIXES = ("OMP_", "MKL_", "NCCL_", "GLOO_", "CUDA_VISIBLE_DEVICES", "TORCH_NCCL_", "MASTER_ADDR", "MASTER_PORT")
-
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
 
 MIN_FREE_BYTES = 64 * 2**20
 """A record is kilobytes to a few megabytes (every step time of every rank); keep a margin."""
@@ -55,19 +46,8 @@ def record_path(out_dir: str, workload: str, engine: str, world_size: int, run_i
 
 
 def write_atomic(path: Path, record: dict[str, Any]) -> None:
-    """Write JSON to a temp file in the same folder, fsync, then rename: readers see all or nothing."""
-    text = json.dumps(record, indent=1, allow_nan=False, default=_json_default) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes it private; a record is shared like any file
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write a record as JSON, atomically: readers see all of it or none."""
+    write_file_atomic(path, json.dumps(record, indent=1, allow_nan=False, default=_json_default) + "\n")
 
 
 def _json_default(value: Any) -> Any:
@@ -106,65 +86,6 @@ def make_record(
         "ranks": ranks,
         "provenance": provenance,
     }
-
-
-def host_facts() -> dict[str, Any]:
-    """What this process can say about its own machine; every rank sends its own."""
-    import torch
-
-    from hpcbench.launch.environment import node_name
-
-    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
-    return {"host": node_name(), "cpu_model": cpu_model(), "gpu_model": gpu}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def provenance(*, hosts: list[str], engine_versions: dict[str, Any], started: str, ended: str, launcher: str) -> dict[str, Any]:
-    """Where and with what the numbers were measured (collected on rank 0)."""
-    import torch
-
-    from hpcbench.launch.environment import scheduler_facts
-
-    unique_hosts = sorted(set(hosts))
-    return {
-        "hostnames": unique_hosts,
-        "num_nodes": len(unique_hosts),
-        "world_size": len(hosts),
-        "launcher": launcher,
-        "cpu_model": cpu_model(),
-        "gpu_model": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        **engine_versions,
-        "hpcbench": hpcbench.__version__,
-        "git_sha": git_sha(),
-        "scheduler": scheduler_facts(),
-        "environment": {k: v for k, v in sorted(os.environ.items()) if k.startswith(ENV_PREFIXES)},
-        "started": started,
-        "ended": ended,
-    }
-
-
-def git_sha() -> str | None:
-    """The commit of the hpcbench source tree, when it is a git checkout."""
-    source = Path(hpcbench.__file__).resolve().parent.parent
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
 
 
 def check_out_dir(path: str) -> None:

@@ -1,12 +1,13 @@
-"""The one training/benchmark loop: warm-up, timed repeats on every rank, reduction, record.
+"""The one training/benchmark loop: warm-up, timed windows on every rank, reduction, record.
 
-The loop body is the course's: zero_grad, forward, loss, backward, step. Everything a rank
+The loop body is the course's: zero_grad, forward, loss, backward, step (the engine does the
+last two, so an engine that owns the backward pass needs no change here). What is measured
+around each window is the measurements' business (`hpcbench.measurements`); everything a rank
 measures is gathered to rank 0, which alone writes the record.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import signal
 import sys
@@ -21,25 +22,26 @@ from torch import nn
 
 from hpcbench import records
 from hpcbench.config import RunConfig
-from hpcbench.engines import Placement, make_engine
+from hpcbench.engines import Engine, Placement, start_engine
 from hpcbench.guard import StepWatchdog, StopSignals, injected_fault
-from hpcbench.timing import StepTimer, throughput_metrics
+from hpcbench.measurements import THROUGHPUT, Meters, RankContext, RunFacts, merge_metrics
+from hpcbench.provenance import host_facts, provenance
 from hpcbench.workloads import DataContext, get_workload
 from hpcbench.workloads.base import to_device
 
 
 def run_worker(
-    cfg: RunConfig, placement: Placement, run_id: str, stop: StopSignals, clock: Callable[[], float] = time.perf_counter
+    cfg: RunConfig, placement: Placement, run_id: str, path: Path, stop: StopSignals,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> int | None:
-    """Run one rank of a benchmark (rank 0 writes the record).
+    """Run one rank of a benchmark; rank 0 writes the record to `path`.
 
     Returns the stop signal's number when the run was interrupted, None when it ran to the end.
     """
     torch.set_num_threads(cfg.num_threads or 1)
     started = records.utc_now().isoformat()
-    engine = make_engine(cfg.engine, placement, cfg.device, cfg.timeout_s, cfg.horovod_options())
-    placement = engine.placement  # Horovod numbers the ranks itself
-    path = records.record_path(cfg.out_dir, cfg.workload, cfg.engine, placement.world_size, run_id)
+    engine = start_engine(cfg.engine, placement, cfg.device, cfg.timeout_s, cfg.engine_options)
+    placement = engine.placement  # an engine may number the ranks itself (Horovod does)
     try:
         mine = measure(cfg, engine, clock, stop)
         everyone = engine.all_gather_object(mine)
@@ -53,8 +55,8 @@ def run_worker(
         if placement.rank == 0 and not path.exists():
             # Best effort: the launcher, which sees every rank, may refine this record.
             reason = f"rank 0: {type(exc).__name__}: {exc}"
-            prov = records.provenance(
-                hosts=[records.host_facts()["host"]], engine_versions=engine.versions(), started=started,
+            prov = provenance(
+                hosts=[host_facts()["host"]], engine_versions=engine.versions(), started=started,
                 ended=records.utc_now().isoformat(), launcher=placement.launcher,
             )
             failed = records.make_record(
@@ -80,7 +82,7 @@ class AgreedStop:
     VOTE_INTERVAL_S = 0.5
     MAX_STEPS_BETWEEN_VOTES = 10_000
 
-    def __init__(self, engine: Any, stop: StopSignals, clock: Callable[[], float]) -> None:
+    def __init__(self, engine: Engine, stop: StopSignals, clock: Callable[[], float]) -> None:
         self._engine = engine
         self._stop = stop
         self._clock = clock
@@ -116,20 +118,21 @@ class AgreedStop:
             self._pending = None
 
 
-def measure(cfg: RunConfig, engine: Any, clock: Callable[[], float], stop: StopSignals) -> dict[str, Any]:
-    """This rank's part: train, time every step, and describe the result."""
+def measure(cfg: RunConfig, engine: Engine, clock: Callable[[], float], stop: StopSignals) -> dict[str, Any]:
+    """This rank's part: train, measure every window, and describe the result."""
     workload = get_workload(cfg.workload)
     options = workload.options(cfg.options)
     device = engine.device
-    torch.manual_seed(cfg.seed)  # identical initial weights on every rank (DDP also broadcasts them)
+    rank = engine.placement.rank
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank (engines also broadcast them)
     local_model = workload.build_model(options).to(device)
-    description = describe_model(workload, options, local_model, device)  # before DDP: its hooks would all-reduce
+    description = describe_model(workload, options, local_model, device)  # before wrapping: DDP's hooks would all-reduce
     model = engine.wrap_model(local_model)
     optimizer = engine.wrap_optimizer(workload.optimizer(model.parameters(), options), model)
     batches = workload.batches(
         options,
         DataContext(
-            device=device, batch_size=cfg.batch_size, seed=cfg.seed, rank=engine.placement.rank,
+            device=device, batch_size=cfg.batch_size, seed=cfg.seed, rank=rank,
             world_size=engine.placement.world_size, data=cfg.data, data_dir=cfg.data_dir,
             num_data_workers=cfg.num_data_workers, model=local_model,
         ),
@@ -141,21 +144,34 @@ def measure(cfg: RunConfig, engine: Any, clock: Callable[[], float], stop: StopS
         nonlocal steps_done
         watchdog.step_started()
         if fault:
-            fault.maybe_fire(engine.placement.rank, steps_done)
+            fault.maybe_fire(rank, steps_done)
         inputs, targets = next(batches)
         optimizer.zero_grad()  # set_to_none by default since torch 2.0 (Horovod's wrapper takes no argument)
         output = model(inputs)
         loss = workload.loss(output, targets)
-        loss.backward()
-        optimizer.step()
+        engine.backward(loss)  # loss.backward(); DDP all-reduces gradients inside it
+        engine.step(optimizer)  # optimizer.step(); Horovod waits for its all-reduces here
         steps_done += 1
         return loss.detach()  # no .item() here: that would be a host-device sync inside the timed window
 
     agreed = AgreedStop(engine, stop, clock)
-    timer = StepTimer(device, clock)
-    elapsed_s: list[float] = []
-    step_times_s: list[list[float]] = []
+    meters = Meters(RankContext(device=device, clock=clock))
     losses: list[torch.Tensor] = []
+
+    def window(name: str, num_steps: int) -> bool:
+        """One measured window of steps; True when the ranks agreed to stop inside it."""
+        engine.barrier()  # every rank starts the window together
+        meters.start(name)
+        stopped = False
+        for _ in range(num_steps):
+            if stopped := agreed.poll():
+                break
+            losses.append(train_step())
+            meters.step_done(name)
+        meters.stop(name, complete=not stopped)
+        return stopped
+
+    repeats_done = 0
     with StepWatchdog(cfg.timeout_s) as watchdog:
         stopped = False
         for _ in range(cfg.num_warmup_steps):
@@ -163,40 +179,31 @@ def measure(cfg: RunConfig, engine: Any, clock: Callable[[], float], stop: StopS
                 break
             train_step()
 
-        if engine.placement.rank == 0 and not stopped:  # progress for whoever watches (and the fault tests)
+        if rank == 0 and not stopped:  # progress for whoever watches (and the fault tests)
             print(f"hpcbench: warm-up done ({cfg.num_warmup_steps} steps); timing {cfg.num_repeats} x "
                   f"{cfg.num_steps} steps on {engine.placement.world_size} rank(s)", file=sys.stderr, flush=True)
         for _ in range(0 if stopped else cfg.num_repeats):
-            engine.barrier()  # every rank starts the window together
-            timer.start()
-            for _ in range(cfg.num_steps):
-                if stopped := agreed.poll():
-                    break
-                losses.append(train_step())
-                timer.step_done()
-            elapsed, steps = timer.stop()
-            if stopped:
+            if stopped := window(THROUGHPUT, cfg.num_steps):
                 break  # a partial repeat is not a measurement; its steps still count as done
-            elapsed_s.append(elapsed)
-            step_times_s.append(steps)
+            repeats_done += 1
         agreed.drain()
 
-    facts = records.host_facts()
+    facts = host_facts()
     return {
-        "rank": engine.placement.rank,
+        "rank": rank,
         "local_rank": engine.placement.local_rank,
         "host": facts["host"],
         "device": str(device),
         "gpu_model": facts["gpu_model"],
-        "elapsed_s": elapsed_s,
-        "step_times_s": step_times_s,
+        "steps_done": steps_done,
+        "repeats_done": repeats_done,
+        "measured": meters.rank_results(),
         "loss_per_step": [float(loss) for loss in losses],
         "loss_first": float(losses[0]) if losses else None,
         "loss_last": float(losses[-1]) if losses else None,
-        "steps_done": steps_done,
         "stopped": stopped,
         "stop_signal": stop.signum,
-        "param_sha256": parameter_digest(local_model),
+        "param_sha256": engine.replica_digest(model),
         "workload": description,
         "extra_metrics": workload.extra_metrics(),
     }
@@ -209,12 +216,13 @@ def stop_signal(ranks: list[dict[str, Any]]) -> int | None:
     return next(r["stop_signal"] for r in ranks if r["stop_signal"] is not None)
 
 
-def build_record(cfg: RunConfig, run_id: str, ranks: list[dict[str, Any]], engine: Any, started: str, launcher: str) -> dict[str, Any]:
+def build_record(cfg: RunConfig, run_id: str, ranks: list[dict[str, Any]], engine: Engine, started: str,
+                 launcher: str) -> dict[str, Any]:
     ranks = sorted(ranks, key=lambda r: r["rank"])
-    global_batch = cfg.batch_size * len(ranks)
     metrics = None
-    if ranks[0]["elapsed_s"]:  # at least one whole timed repeat
-        metrics = throughput_metrics([r["elapsed_s"] for r in ranks], [r["step_times_s"] for r in ranks], global_batch)
+    if ranks[0]["repeats_done"]:  # at least one whole timed repeat
+        run = RunFacts(global_batch_size=cfg.batch_size * len(ranks), world_size=len(ranks))
+        metrics = merge_metrics([r["measured"] for r in ranks], run)
         metrics["loss_first"] = records.finite_or_none(ranks[0]["loss_first"])
         metrics["loss_last"] = records.finite_or_none(ranks[0]["loss_last"])
         metrics["replicas_identical"] = len({r["param_sha256"] for r in ranks}) == 1
@@ -226,7 +234,7 @@ def build_record(cfg: RunConfig, run_id: str, ranks: list[dict[str, Any]], engin
         planned = cfg.num_warmup_steps + cfg.num_repeats * cfg.num_steps
         reasons.append(
             f"interrupted by {signal.Signals(signum).name} after {ranks[0]['steps_done']} of {planned} steps "
-            f"({cfg.num_warmup_steps} warm-up); {len(ranks[0]['elapsed_s'])} of {cfg.num_repeats} timed repeats complete"
+            f"({cfg.num_warmup_steps} warm-up); {ranks[0]['repeats_done']} of {cfg.num_repeats} timed repeats complete"
         )
     losses = [(r["rank"], r[key]) for r in ranks for key in ("loss_first", "loss_last") if r[key] is not None]
     bad_loss = sorted({rank for rank, loss in losses if not math.isfinite(loss)})
@@ -235,28 +243,19 @@ def build_record(cfg: RunConfig, run_id: str, ranks: list[dict[str, Any]], engin
     if len({r["param_sha256"] for r in ranks}) != 1:
         reasons.append("replicas diverged: parameters differ between ranks after training")
     status = "interrupted" if signum is not None else "failed" if reasons else "ok"
-    prov = records.provenance(
+    prov = provenance(
         hosts=[r["host"] for r in ranks], engine_versions=engine.versions(), started=started,
         ended=records.utc_now().isoformat(), launcher=launcher,
     )
     per_rank = [
-        {k: r[k] for k in ("rank", "local_rank", "host", "device", "gpu_model", "steps_done", "elapsed_s", "step_times_s",
-                           "param_sha256", "loss_per_step")}
+        {**{k: r[k] for k in ("rank", "local_rank", "host", "device", "gpu_model", "steps_done")},
+         **r["measured"], "param_sha256": r["param_sha256"], "loss_per_step": r["loss_per_step"]}
         for r in ranks
     ]
     return records.make_record(
         run_id=run_id, status=status, reason="; ".join(reasons) or None,
         config=cfg.to_dict(), workload=ranks[0]["workload"], metrics=metrics, ranks=per_rank, provenance=prov,
     )
-
-
-def parameter_digest(model: nn.Module) -> str:
-    """A hash of every parameter's bytes: DDP replicas must agree bit for bit after training."""
-    digest = hashlib.sha256()
-    for name, param in sorted(model.named_parameters()):
-        digest.update(name.encode())
-        digest.update(param.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def mean_over_ranks(per_rank: list[dict[str, Any]]) -> dict[str, Any]:

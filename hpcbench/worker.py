@@ -17,13 +17,15 @@ if __name__ == "__main__":
 import argparse  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 from torch.distributed.elastic.multiprocessing.errors import record  # noqa: E402
 
 from hpcbench import records  # noqa: E402
-from hpcbench.config import ConfigError, resolve  # noqa: E402
 from hpcbench.engines import discover  # noqa: E402
+from hpcbench.errors import ConfigError  # noqa: E402
 from hpcbench.flags import add_run_arguments, config_from_namespace  # noqa: E402
+from hpcbench.resolve import resolve  # noqa: E402
 from hpcbench.runner import run_worker  # noqa: E402
 
 
@@ -31,6 +33,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m hpcbench.worker", description=__doc__.splitlines()[0])
     add_run_arguments(p, skip=("num_procs",))
     p.add_argument("--run-id", default=None, help="id in the record's file name (default: start time + random)")
+    p.add_argument("--record", default=None, help="the record's file (default: OUT/<workload>_<engine>_<N>p_<run id>.json, "
+                   "N the world size; hpcbench's own launcher passes the path it will read)")
     return p
 
 
@@ -43,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"hpcbench worker: error: {exc}", file=sys.stderr)
         return 2
-    signum = run_worker(cfg, placement, args.run_id or records.new_run_id(), STOP)  # only rank 0 names the record
+    run_id = args.run_id or records.new_run_id()  # only rank 0 writes, so only rank 0's id matters
+    path = Path(args.record) if args.record else records.record_path(cfg.out_dir, cfg.workload, cfg.engine,
+                                                                      placement.world_size, run_id)
+    signum = run_worker(cfg, placement, run_id, path, STOP)
     return 0 if signum is None else 128 + signum  # the shell's convention for "ended by signal N"
 
 

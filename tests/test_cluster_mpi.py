@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from conftest import read_records, run_cli
-from hpcbench.engines.ddp import _free_port
+from hpcbench.engines.ddp import free_port
 
 pytestmark = pytest.mark.skipif(not shutil.which("mpirun"), reason="Open MPI not installed (Debian openmpi-bin; .ci/run installs it)")
 
@@ -17,7 +17,7 @@ ROOT_OK = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
 
 
 def test_ddp_bootstrapped_from_mpirun(out_dir):
-    env = {**os.environ, **ROOT_OK, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, **ROOT_OK, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         ["mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", "-x", "MASTER_ADDR", "-x", "MASTER_PORT",
          sys.executable, "-m", "hpcbench.worker", "--workload", "mlp", "--steps", "3", "--batch-size", "8",

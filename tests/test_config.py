@@ -4,8 +4,9 @@ import argparse
 
 import pytest
 
-from hpcbench.config import ConfigError, RunConfig, resolve
+from hpcbench.config import ConfigError, RunConfig
 from hpcbench.flags import add_run_arguments, config_from_namespace, config_to_args
+from hpcbench.resolve import resolve
 from hpcbench.workloads import registry
 
 

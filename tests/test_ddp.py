@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import read_records, run_cli
-from hpcbench.runner import parameter_digest
+from hpcbench.engines.base import parameter_digest
 from hpcbench.workloads import registry
 
 SMALL = {

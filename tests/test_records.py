@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from hpcbench import records
+from hpcbench import provenance, records
 
 
 def sample_record():
@@ -55,7 +55,7 @@ def test_provenance_keeps_performance_environment(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     monkeypatch.setenv("NCCL_DEBUG", "INFO")
     monkeypatch.setenv("UNRELATED_SECRET", "x")
-    prov = records.provenance(hosts=["a", "b", "a"], engine_versions={}, started="s", ended="e", launcher="torchrun")
+    prov = provenance.provenance(hosts=["a", "b", "a"], engine_versions={}, started="s", ended="e", launcher="torchrun")
     assert prov["environment"]["OMP_NUM_THREADS"] == "3" and prov["environment"]["NCCL_DEBUG"] == "INFO"
     assert "UNRELATED_SECRET" not in prov["environment"]
     assert prov["num_nodes"] == 2 and prov["world_size"] == 3 and prov["torch"]

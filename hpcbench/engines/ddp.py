@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import socket
@@ -13,27 +14,30 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from hpcbench.engines.base import Engine, register
 from hpcbench.engines.discovery import Placement
 
 
-class DdpEngine:
+@register
+class DdpEngine(Engine):
     """gloo on CPU, NCCL on CUDA; one device per process, pinned by local rank."""
 
     name = "ddp"
+    description = "PyTorch DistributedDataParallel: gradients all-reduced in buckets during backward()"
+    order = 10
 
-    def __init__(self, placement: Placement, device_type: str, timeout_s: float) -> None:
+    def __init__(self, placement: Placement, device_type: str, timeout_s: float, options: Any = None) -> None:
         self.placement = placement
+        self.backend = self.backend_for(device_type)
         if device_type == "cuda":
             self.device = torch.device("cuda", placement.local_rank)
             torch.cuda.set_device(self.device)
-            self.backend = "nccl"
         else:
             self.device = torch.device("cpu")
-            self.backend = "gloo"
         if placement.launcher == "none":
             # A lone process still gets a process group, so the code path is the same at every scale.
             os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-            os.environ.setdefault("MASTER_PORT", str(_free_port()))
+            os.environ.setdefault("MASTER_PORT", str(free_port()))
         dist.init_process_group(
             self.backend,
             init_method="env://",
@@ -46,12 +50,16 @@ class DdpEngine:
         # reading a vote never waits for the GPU, and they never queue behind gradients.
         self._control = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=timeout_s))
 
+    @classmethod
+    def backend_for(cls, device_type: str) -> str:
+        return "nccl" if device_type == "cuda" else "gloo"
+
     def wrap_model(self, model: nn.Module) -> nn.Module:
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=device_ids)
 
-    def wrap_optimizer(self, optimizer: torch.optim.Optimizer, model: nn.Module) -> torch.optim.Optimizer:
-        return optimizer  # DDP averages gradients inside backward()
+    def no_sync(self, model: nn.Module) -> contextlib.AbstractContextManager[None]:
+        return model.no_sync()  # DDP's own: backward() accumulates locally, no all-reduce
 
     def barrier(self) -> None:
         if self.device.type == "cuda":
@@ -65,7 +73,7 @@ class DdpEngine:
         return float(tensor.item())
 
     def all_reduce_max_async(self, values: list[float]) -> Callable[[], list[float]]:
-        """Start an element-wise MAX over ranks on the control group; wait() returns the result."""
+        """On the control group, so a vote never waits behind gradients."""
         tensor = torch.tensor(values, dtype=torch.float64)
         work = dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=self._control, async_op=True)
 
@@ -74,6 +82,9 @@ class DdpEngine:
             return tensor.tolist()
 
         return wait
+
+    def all_reduce_sum_(self, tensor: torch.Tensor) -> None:
+        dist.all_reduce(tensor)
 
     def all_gather_object(self, obj: Any) -> list[Any]:
         gathered: list[Any] = [None] * self.placement.world_size
@@ -89,7 +100,7 @@ class DdpEngine:
             dist.destroy_process_group()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]

@@ -8,16 +8,22 @@ Horovod environment variables, set before hvd.init().
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from hpcbench.engines.base import Engine, register
 from hpcbench.engines.discovery import Placement
+from hpcbench.errors import ConfigError, check_choice, check_in_range
 
 INSTALL_HINT = "python -m hpcbench.install_horovod (builds Horovod against the installed torch; see README)"
+COMPRESSIONS = ("none", "fp16")
 
 
 class HorovodMissing(RuntimeError):
@@ -32,21 +38,52 @@ def import_horovod() -> Any:
     return hvd
 
 
-class HorovodEngine:
+@dataclass(kw_only=True)
+class HorovodOptions:
+    compression: str = "none"
+    """gradient compression: none, fp16"""
+    fusion_threshold_mb: float | None = None
+    """tensor fusion buffer in MiB (Horovod's default: 128)"""
+    cycle_time_ms: float | None = None
+    """fusion cycle time in ms (Horovod's default: 1)"""
+    timeline: str | None = None
+    """write Horovod's timeline (Chrome trace) to this file"""
+
+    def __post_init__(self) -> None:
+        check_choice("hvd-compression", self.compression, COMPRESSIONS)
+        for flag, value in (("hvd-fusion-threshold-mb", self.fusion_threshold_mb), ("hvd-cycle-time-ms", self.cycle_time_ms)):
+            if value is not None:
+                check_in_range(flag, value, 0, 1e6)
+        if self.timeline is not None and (not isinstance(self.timeline, str) or not self.timeline):
+            raise ConfigError("hvd-timeline", f"must be a file path, got {self.timeline!r}")
+
+
+NO_SYNC_PASSES = 2**30
+"""backward_passes_per_step inside no_sync(): Horovod's hooks count down and never reach zero."""
+
+
+@register
+class HorovodEngine(Engine):
     """One device per process, pinned by Horovod's local rank."""
 
     name = "horovod"
+    description = "Horovod: DistributedOptimizer all-reduces fused gradient buffers (gloo or MPI controller)"
+    order = 20
+    Options = HorovodOptions
+    flag_prefix = "hvd"
+    local_launcher = "horovodrun"
 
-    def __init__(self, placement: Placement, device_type: str, timeout_s: float, options: dict[str, Any]) -> None:
+    def __init__(self, placement: Placement, device_type: str, timeout_s: float, options: HorovodOptions) -> None:
         os.environ.setdefault("HOROVOD_GLOO_TIMEOUT_SECONDS", str(int(timeout_s)))
-        if options.get("fusion_threshold_mb") is not None:
-            os.environ["HOROVOD_FUSION_THRESHOLD"] = str(int(options["fusion_threshold_mb"] * 2**20))
-        if options.get("cycle_time_ms") is not None:
-            os.environ["HOROVOD_CYCLE_TIME"] = str(options["cycle_time_ms"])
-        if options.get("timeline"):
-            os.environ["HOROVOD_TIMELINE"] = options["timeline"]
+        if options.fusion_threshold_mb is not None:
+            os.environ["HOROVOD_FUSION_THRESHOLD"] = str(int(options.fusion_threshold_mb * 2**20))
+        if options.cycle_time_ms is not None:
+            os.environ["HOROVOD_CYCLE_TIME"] = str(options.cycle_time_ms)
+        if options.timeline:
+            os.environ["HOROVOD_TIMELINE"] = options.timeline
         self.hvd = hvd = import_horovod()
         hvd.init()
+        # Horovod numbers the ranks itself
         self.placement = Placement(rank=hvd.rank(), local_rank=hvd.local_rank(), world_size=hvd.size(),
                                    local_world_size=hvd.local_size(), launcher=placement.launcher)
         if device_type == "cuda":
@@ -54,10 +91,23 @@ class HorovodEngine:
             torch.cuda.set_device(self.device)
         else:
             self.device = torch.device("cpu")
-        self.backend = "horovod"
+        self.backend = self.backend_for(device_type)
         self.options = options
-        self._compression = hvd.Compression.fp16 if options.get("compression") == "fp16" else hvd.Compression.none
+        self._compression = hvd.Compression.fp16 if options.compression == "fp16" else hvd.Compression.none
         self._counter = 0
+        self._syncing = True
+        self._optimizer: Any = None
+
+    @classmethod
+    def check_available(cls) -> None:
+        try:
+            import_horovod()
+        except HorovodMissing as exc:
+            raise ConfigError("engine", str(exc)) from None
+
+    @classmethod
+    def backend_for(cls, device_type: str) -> str:
+        return "horovod"
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
         self.hvd.broadcast_parameters(model.state_dict(), root_rank=0)
@@ -65,8 +115,31 @@ class HorovodEngine:
 
     def wrap_optimizer(self, optimizer: torch.optim.Optimizer, model: nn.Module) -> torch.optim.Optimizer:
         self.hvd.broadcast_optimizer_state(optimizer, root_rank=0)
-        return self.hvd.DistributedOptimizer(optimizer, named_parameters=model.named_parameters(),
-                                             compression=self._compression)
+        self._optimizer = self.hvd.DistributedOptimizer(optimizer, named_parameters=model.named_parameters(),
+                                                        compression=self._compression)
+        return self._optimizer
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self._syncing:
+            optimizer.step()
+            return
+        with optimizer.skip_synchronize():
+            optimizer.step()
+        optimizer._handles.clear()  # the hooks' no-op entries; zero_grad() refuses to run while any are left
+
+    @contextlib.contextmanager
+    def no_sync(self, model: nn.Module) -> Iterator[None]:
+        """Horovod's hooks all-reduce a gradient after `backward_passes_per_step` backward passes;
+        set out of reach, they never do, and step() skips its synchronize()."""
+        if self._optimizer is None:
+            raise RuntimeError("no_sync() needs the optimizer wrapped first (wrap_optimizer)")
+        self._optimizer.set_backward_passes_per_step(NO_SYNC_PASSES)
+        self._syncing = False
+        try:
+            yield
+        finally:
+            self._syncing = True
+            self._optimizer.set_backward_passes_per_step(1)
 
     def _name(self, what: str) -> str:
         """Horovod matches collectives across ranks by name; every rank calls in the same order."""
@@ -85,6 +158,9 @@ class HorovodEngine:
                                           name=self._name("vote"))
         return lambda: self.hvd.synchronize(handle).tolist()
 
+    def all_reduce_sum_(self, tensor: torch.Tensor) -> None:
+        self.hvd.allreduce_(tensor, op=self.hvd.Sum, name=self._name("sum"))
+
     def all_gather_object(self, obj: Any) -> list[Any]:
         return self.hvd.allgather_object(obj, name=self._name("gather"))
 
@@ -97,7 +173,7 @@ class HorovodEngine:
             "horovod": horovod.__version__,
             "horovod_built": {"gloo": hvd.gloo_built(), "mpi": hvd.mpi_built(), "nccl": hvd.nccl_built()},
             "horovod_controller": "mpi" if hvd.mpi_enabled() else "gloo",
-            "horovod_options": self.options,
+            "horovod_options": dataclasses.asdict(self.options),
             "nccl": None,
         }
 

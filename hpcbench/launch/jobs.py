@@ -1,7 +1,7 @@
 """Cluster job scripts: site profiles, launchers and schedulers as independent axes, rendered by pure functions.
 
-A sweep is one job per node count plus an aggregation job. Schedulers (slurm, pbspro, torque)
-own the directives and the rendezvous address; launchers (srun, torchrun, mpirun) own the launch
+A sweep is one job per node count plus an aggregation job. Schedulers (`launch/schedulers/`) own
+their template, directives and rendezvous address; launchers (`launch/launchers/`) own the launch
 line, as tokens. Every token that comes from input is shell-quoted; every name that reaches a
 directive is validated first, so `x; touch /tmp/pwned` is refused, never executed.
 """
@@ -20,25 +20,22 @@ from typing import Any
 
 import jinja2
 
-from hpcbench.config import ConfigError, RunConfig, check_at_least, check_choice
+from hpcbench.config import RunConfig
+from hpcbench.errors import ConfigError, check_at_least, check_choice
+from hpcbench.files import write_atomic
 from hpcbench.flags import config_to_args
+from hpcbench.launch.launchers import LAUNCHERS as LAUNCHER_CLASSES
+from hpcbench.launch.launchers import Shape
+from hpcbench.launch.schedulers import SCHEDULERS, Raw, Scheduler
+from hpcbench.resolve import resolve
 
-SCHEDULERS = ("slurm", "pbspro", "torque")
-LAUNCHERS = {
-    "slurm": ("srun", "torchrun", "mpirun"),
-    "pbspro": ("torchrun", "mpirun"),
-    "torque": ("torchrun", "mpirun"),
-}
-"""The Horovod issue adds "horovodrun" to each scheduler's launchers and a branch to launch_tokens."""
+LAUNCHERS = {name: cls.launchers for name, cls in SCHEDULERS.classes().items()}
+"""Each scheduler's launchers, as its module declares them."""
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 """Job, partition, queue, account and QoS names: what every scheduler accepts, nothing a shell reads."""
 MODULE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/+-]*$")
 TIME_LIMIT = re.compile(r"^(\d+-)?\d{1,3}(:\d{2}){0,2}$")
-
-
-class Raw(str):
-    """A launch-line token written by hpcbench itself that the shell must expand ("$MASTER_ADDR")."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,7 +60,7 @@ class SiteProfile:
     """Seconds before the time limit at which the job is asked to stop and write its record."""
 
     def __post_init__(self) -> None:
-        check_choice("scheduler", self.scheduler, SCHEDULERS)
+        check_choice("scheduler", self.scheduler, SCHEDULERS.names())
         for name in ("partition", "account", "qos"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not NAME.match(value)):
@@ -103,7 +100,7 @@ def load_profile(name_or_path: str) -> SiteProfile:
     if unknown:
         raise ConfigError("profile", f"{path}: unknown key {unknown[0]!r}; valid keys: {', '.join(known)}")
     if "scheduler" not in values:
-        raise ConfigError("profile", f"{path}: missing key 'scheduler' (one of: {', '.join(SCHEDULERS)})")
+        raise ConfigError("profile", f"{path}: missing key 'scheduler' (one of: {', '.join(SCHEDULERS.names())})")
     for key in ("modules", "setup", "container"):
         if key in values:
             if not isinstance(values[key], list):
@@ -127,7 +124,7 @@ class JobSpec:
     worker_args: tuple[str, ...]
 
     def __post_init__(self) -> None:
-        check_choice("launcher", self.launcher, LAUNCHERS[self.profile.scheduler])
+        check_choice("launcher", self.launcher, self.scheduler.launchers)
         check_at_least("nodes", self.nodes, 1)
         check_at_least("tasks-per-node", self.tasks_per_node, 1)
         check_at_least("threads", self.threads_per_task, 1)
@@ -145,6 +142,10 @@ class JobSpec:
     def records_dir(self) -> Path:
         return self.sweep_dir / "records"
 
+    @property
+    def scheduler(self) -> type[Scheduler]:
+        return SCHEDULERS.get(self.profile.scheduler)
+
 
 def python_command(profile: SiteProfile) -> list[str]:
     return [*profile.container, profile.python]
@@ -154,37 +155,8 @@ def launch_tokens(spec: JobSpec) -> list[str]:
     """The launch line as tokens (pure): literal tokens are quoted at rendering, Raw ones are not."""
     worker = ["-m", "hpcbench.worker", *spec.worker_args, "--device", spec.device, "--threads",
               str(spec.threads_per_task), "--out", str(spec.records_dir)]
-    python = python_command(spec.profile)
-    total = spec.nodes * spec.tasks_per_node
-    scheduler = spec.profile.scheduler
-    if spec.launcher == "srun":
-        return ["srun", "--kill-on-bad-exit=1", f"--ntasks-per-node={spec.tasks_per_node}",
-                f"--cpus-per-task={spec.threads_per_task}", *python, *worker]
-    if spec.launcher == "mpirun":
-        hosts = [] if scheduler == "slurm" else ["--hostfile", Raw('"$PBS_NODEFILE"')]
-        return ["mpirun", "-np", str(total), *hosts, "--map-by", f"ppr:{spec.tasks_per_node}:node",
-                "--bind-to", "none", "-x", "MASTER_ADDR", "-x", "MASTER_PORT", "-x", "OMP_NUM_THREADS", *python, *worker]
-    # torchrun: one agent per node, c10d rendezvous at the first host of the allocation
-    per_node = (["srun", "--kill-on-bad-exit=1", f"--nodes={spec.nodes}", f"--ntasks={spec.nodes}", "--ntasks-per-node=1",
-                 f"--cpus-per-task={spec.tasks_per_node * spec.threads_per_task}"] if scheduler == "slurm" else
-                ["mpirun", "-np", str(spec.nodes), "--hostfile", Raw('"$PBS_NODEFILE"'), "--map-by", "ppr:1:node",
-                 "--bind-to", "none", "-x", "MASTER_ADDR", "-x", "MASTER_PORT", "-x", "OMP_NUM_THREADS",
-                 "-x", "TORCHELASTIC_SIGNALS_TO_HANDLE"])
-    job_id = Raw('"$SLURM_JOB_ID"') if scheduler == "slurm" else Raw('"$PBS_JOBID"')
-    return [*per_node, *python, "-m", "torch.distributed.run", f"--nnodes={spec.nodes}",
-            f"--nproc-per-node={spec.tasks_per_node}", "--rdzv-backend=c10d",
-            Raw('--rdzv-endpoint="$MASTER_ADDR:$MASTER_PORT"'), Raw(f"--rdzv-id={job_id}"), *worker]
-
-
-RENDEZVOUS = {
-    # The first node's address as Slurm itself reaches it; a port derived from the job id.
-    "slurm": ('first_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)\n'
-              "export MASTER_ADDR=$(scontrol show node \"$first_node\" | sed -n 's/.*NodeAddr=\\([^ ]*\\).*/\\1/p')\n"
-              "export MASTER_PORT=$((20000 + SLURM_JOB_ID % 20000))"),
-    "pbspro": ('export MASTER_ADDR=$(head -n 1 "$PBS_NODEFILE")\n'
-               'export MASTER_PORT=$((20000 + ${PBS_JOBID%%[!0-9]*} % 20000))'),
-}
-RENDEZVOUS["torque"] = RENDEZVOUS["pbspro"]
+    shape = Shape(nodes=spec.nodes, tasks_per_node=spec.tasks_per_node, threads_per_task=spec.threads_per_task)
+    return LAUNCHER_CLASSES.get(spec.launcher).command(shape, spec.scheduler, python_command(spec.profile), worker)
 
 
 def quote_tokens(tokens: list[str]) -> str:
@@ -219,8 +191,8 @@ def _context(spec: JobSpec, kind: str, summary: str, launch_line: str, rendezvou
 def render_job(spec: JobSpec, templates_dir: str | Path | None = None) -> str:
     """The job script of one sweep point (pure: same spec, same text)."""
     summary = f"{spec.nodes} node(s) x {spec.tasks_per_node} task(s), {spec.launcher}"
-    context = _context(spec, "benchmark", summary, quote_tokens(launch_tokens(spec)), RENDEZVOUS[spec.profile.scheduler])
-    return _environment(templates_dir).get_template(f"{spec.profile.scheduler}.sh.j2").render(context)
+    context = _context(spec, "benchmark", summary, quote_tokens(launch_tokens(spec)), spec.scheduler.rendezvous)
+    return _environment(templates_dir).get_template(spec.scheduler.template).render(context)
 
 
 def render_aggregate(spec: JobSpec, templates_dir: str | Path | None = None) -> str:
@@ -231,20 +203,20 @@ def render_aggregate(spec: JobSpec, templates_dir: str | Path | None = None) -> 
               str(spec.sweep_dir / "report")]
     context = _context(one, "aggregation", "report over the sweep's records", quote_tokens(report), ":")
     context["launcher"] = "none"  # the report runs as a plain command, whatever launched the benchmark
-    return _environment(templates_dir).get_template(f"{spec.profile.scheduler}.sh.j2").render(context)
+    return _environment(templates_dir).get_template(spec.scheduler.template).render(context)
 
 
 def plan_sweep(
-    cfg: RunConfig, *, profile: SiteProfile, launcher: str, node_counts: list[int], tasks_per_node: int,
+    cfg: RunConfig, *, profile: SiteProfile, launcher: str | None, node_counts: list[int], tasks_per_node: int,
     threads_per_task: int | None, sweep_dir: str | Path, job_name: str,
 ) -> list[JobSpec]:
     """One JobSpec per node count, all validated before anything is rendered.
 
     The run config is checked here as the workers will check it, but devices and threads are
-    the compute nodes' (from the profile), not this login node's.
+    the compute nodes' (from the profile), not this login node's. Without a launcher, the
+    scheduler's default.
     """
-    from hpcbench.config import resolve
-
+    launcher = launcher or SCHEDULERS.get(profile.scheduler).default_launcher
     device = cfg.device if cfg.device != "auto" else ("cuda" if profile.gpus_per_node else "cpu")
     threads = threads_per_task or max(1, profile.cpus_per_node // tasks_per_node)
     resolve(dataclasses.replace(cfg, device="cpu", num_procs=1, num_threads=threads))  # options, batch, data
@@ -270,7 +242,4 @@ def write_scripts(scripts: dict[Path, str]) -> None:
     for path, text in scripts.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         (path.parent / "logs").mkdir(exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        tmp.chmod(0o755)
-        tmp.replace(path)
+        write_atomic(path, text, mode=0o755)

@@ -1,8 +1,10 @@
-"""Local launch: N worker processes on this machine through torch's elastic agent (torchrun's engine).
+"""Local launch: N worker processes on this machine, through the launcher the engine asks for
+(torch's elastic agent, torchrun's engine, or horovodrun).
 
 The workers run `python -m hpcbench.worker` with the resolved config as flags — the same entry
-point a cluster launcher uses. When any worker fails, the agent stops the others and this
-module makes sure a record with status `failed` says which rank failed and why.
+point a cluster launcher uses — and the record's path, computed here once. When any worker
+fails, the launcher stops the others and this module makes sure a record with status `failed`
+says which rank failed and why.
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ from pathlib import Path
 
 from hpcbench import records
 from hpcbench.config import RunConfig
+from hpcbench.engines import ENGINES
 from hpcbench.flags import config_to_args
 from hpcbench.guard import STOP_SIGNALS
+from hpcbench.netbench import NetbenchConfig
+from hpcbench.netbench import to_args as netbench_args
 
 
 class RunFailed(RuntimeError):
@@ -45,29 +50,32 @@ def run_local(cfg: RunConfig) -> Path:
     run_id = records.new_run_id()
     path = records.record_path(cfg.out_dir, cfg.workload, cfg.engine, cfg.num_procs, run_id)
     # The world size comes from the launcher, so --nproc is not passed on.
-    entrypoint_args = ["-m", "hpcbench.worker", *config_to_args(cfg, skip=("num_procs",)), "--run-id", run_id]
+    entrypoint_args = ["-m", "hpcbench.worker", *config_to_args(cfg, skip=("num_procs",)), "--run-id", run_id,
+                       "--record", str(path)]
+    launch = LOCAL_LAUNCHERS[ENGINES.get(cfg.engine).local_launcher]
     started = records.utc_now().isoformat()
     with _worker_environment(cfg), _quiet_elastic_logs(), ForwardStopSignals() as signals:
         try:
-            launch = _launch_horovodrun if cfg.engine == "horovod" else _launch_elastic
             failure = launch(cfg, entrypoint_args)
         finally:
             _remove_temp_files(path)
-        if failure and not signals.received and _status(path) != "interrupted":
-            _complete_record(cfg, path, run_id, "failed", failure, started)
+        record = _read(path)  # once: what the workers left, if anything
+        status = record["status"] if record else None
+        interrupted = bool(signals.received) or status == "interrupted"
+        if failure and not interrupted:
+            _complete_record(cfg, path, record, run_id, "failed", failure, started)
             raise RunFailed(failure, path)
-        status = _status(path)
-        if signals.received or status == "interrupted":
-            signum = signals.received[0] if signals.received else _record_signal(path)
+        if interrupted:
+            signum = signals.received[0] if signals.received else _record_signal(record)
             reason = f"interrupted by {signal.Signals(signum).name}"
             if status is None:  # killed by the second signal, or stopped before rank 0 could write
-                _complete_record(cfg, path, run_id, "interrupted", f"{reason}; no step timings were saved", started)
+                _complete_record(cfg, path, None, run_id, "interrupted", f"{reason}; no step timings were saved", started)
             elif status == "interrupted":
-                reason = records.load(path)["reason"]
+                reason = record["reason"]
             raise RunInterrupted(reason, path, signum)
         if status is None:
             reason = "workers exited without writing a record"
-            _complete_record(cfg, path, run_id, "failed", reason, started)
+            _complete_record(cfg, path, None, run_id, "failed", reason, started)
             raise RunFailed(reason, path)
     return path
 
@@ -122,19 +130,22 @@ def elastic_config(num_procs: int, timeout_s: float):
     )
 
 
-def run_netbench(num_procs: int, device: str, out_dir: str, extra_args: list[str], timeout_s: float) -> Path:
+LOCAL_LAUNCHERS = {"torchrun": _launch_elastic, "horovodrun": _launch_horovodrun}
+"""An engine's `local_launcher` -> how its ranks start on this machine."""
+
+
+def run_netbench(cfg: NetbenchConfig, num_procs: int) -> Path:
     """All-reduce bandwidth on num_procs local processes; returns the netbench record's path."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import elastic_launch
 
     run_id = records.new_run_id()
-    backend = "nccl" if device == "cuda" else "gloo"
-    path = records.record_path(out_dir, "netbench", backend, num_procs, run_id)
-    args = ["-m", "hpcbench.engines.netbench", "--device", device, "--out", out_dir, "--run-id", run_id,
-            "--timeout", str(timeout_s), *extra_args]
+    backend = ENGINES.get(cfg.engine).backend_for(cfg.device)
+    path = records.record_path(cfg.out_dir, "netbench", backend, num_procs, run_id)
+    args = ["-m", "hpcbench.netbench", *netbench_args(cfg), "--run-id", run_id, "--record", str(path)]
     with _quiet_elastic_logs():
         try:
-            elastic_launch(elastic_config(num_procs, timeout_s), sys.executable)(*args)
+            elastic_launch(elastic_config(num_procs, cfg.timeout_s), sys.executable)(*args)
         except ChildFailedError as exc:
             raise RunFailed(failure_reason(exc), path) from None
     return path
@@ -211,16 +222,16 @@ def _runs_worker(cmdline: bytes) -> bool:
     return b"-m" in args and args[args.index(b"-m") + 1 : args.index(b"-m") + 2] == [b"hpcbench.worker"]
 
 
-def _status(path: Path) -> str | None:
+def _read(path: Path) -> dict | None:
     try:
-        return records.load(path)["status"]
+        return records.load(path)
     except (OSError, ValueError):
         return None
 
 
-def _record_signal(path: Path) -> int:
+def _record_signal(record: dict) -> int:
     """The stop signal named in a worker-written interrupted record (workers signalled directly)."""
-    reason = records.load(path).get("reason") or ""
+    reason = record.get("reason") or ""
     for sig in STOP_SIGNALS:
         if sig.name in reason:
             return sig
@@ -251,11 +262,10 @@ def failure_reason(exc) -> str:
     return f"rank {rank} failed, {how}{detail}{tail}"
 
 
-def _complete_record(cfg: RunConfig, path: Path, run_id: str, status: str, reason: str, started: str) -> None:
+def _complete_record(cfg: RunConfig, path: Path, record: dict | None, run_id: str, status: str, reason: str,
+                     started: str) -> None:
     """Write the record, or complete rank 0's: only the launcher sees every rank and every signal."""
-    try:
-        record = records.load(path)
-    except (OSError, ValueError):
+    if record is None:
         record = records.make_record(
             run_id=run_id, status=status, reason=None, config=cfg.to_dict(), workload=None, metrics=None, ranks=[],
             provenance={"launcher": "hpcbench-local", "world_size": cfg.num_procs, "started": started,

@@ -1,12 +1,8 @@
 """Reference workloads. Importing this package registers every workload module in it."""
 
-import importlib
-import pkgutil
-
+from hpcbench.plugins import import_submodules
 from hpcbench.workloads.base import DataContext, Workload, get_workload, registry
 
-for _module in pkgutil.iter_modules(__path__):
-    if _module.name != "base":
-        importlib.import_module(f"{__name__}.{_module.name}")
+import_submodules(__name__, __path__)
 
 __all__ = ["DataContext", "Workload", "get_workload", "registry"]

@@ -6,7 +6,6 @@ it with `@register`; the runner, CLI and records pick it up from the registry.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,12 +15,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from hpcbench.config import ConfigError
+from hpcbench.errors import ConfigError
+from hpcbench.plugins import Registry, resolve_options
 
 Batch = tuple[Any, Any]
 """(inputs, targets): inputs go to model(...), targets to the workload's loss."""
 
-_REGISTRY: dict[str, type[Workload]] = {}
+WORKLOADS: Registry[type[Workload]] = Registry("workload", "workload")
 
 
 @dataclass(kw_only=True)
@@ -123,12 +123,7 @@ class Workload:
     @classmethod
     def resolve_options(cls, given: dict[str, Any]) -> dict[str, Any]:
         """Validate the options a user gave against this workload's Options and fill defaults."""
-        valid = {f.name for f in dataclasses.fields(cls.Options)}
-        unknown = sorted(set(given) - valid)
-        if unknown:
-            allowed = ", ".join(sorted(valid)) or "none"
-            raise ConfigError(unknown[0].replace("_", "-"), f"not an option of workload {cls.name!r} (its options: {allowed})")
-        return dataclasses.asdict(cls.Options(**given))
+        return resolve_options(cls.Options, given, f"workload {cls.name!r}")
 
     def options(self, values: dict[str, Any]) -> Any:
         return self.Options(**values)
@@ -143,18 +138,12 @@ def to_device(batch: Any, device: torch.device) -> Any:
 
 
 def register(cls: type[Workload]) -> type[Workload]:
-    if cls.name in _REGISTRY:
-        raise RuntimeError(f"workload {cls.name!r} registered twice")
-    _REGISTRY[cls.name] = cls
-    return cls
+    return WORKLOADS.register(cls)
 
 
 def registry() -> dict[str, type[Workload]]:
-    return dict(_REGISTRY)
+    return WORKLOADS.classes()
 
 
 def get_workload(name: str) -> Workload:
-    try:
-        return _REGISTRY[name]()
-    except KeyError:
-        raise ConfigError("workload", f"{name!r} is not one of: {', '.join(sorted(_REGISTRY))}") from None
+    return WORKLOADS.get(name)()

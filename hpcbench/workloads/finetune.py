@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hpcbench.config import ConfigError, check_at_least, check_choice
+from hpcbench.errors import ConfigError, check_at_least, check_choice
 from hpcbench.workloads.base import register
 from hpcbench.workloads.cnn import Cnn
 

@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import Dataset
 
-from hpcbench.config import check_at_least
+from hpcbench.errors import check_at_least
 from hpcbench.workloads.base import Batch, Workload, register
 
 IMAGE_PIXELS = 28 * 28

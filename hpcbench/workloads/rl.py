@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from hpcbench.config import ConfigError, check_at_least
+from hpcbench.errors import ConfigError, check_at_least
 from hpcbench.workloads.base import Batch, DataContext, Workload, register
 
 ENV_ID = "CartPole-v1"

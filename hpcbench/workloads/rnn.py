@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import Dataset
 
-from hpcbench.config import ConfigError, check_at_least, check_choice
+from hpcbench.errors import ConfigError, check_at_least, check_choice
 from hpcbench.workloads.base import Batch, Workload, register
 
 CELLS = ("lstm", "gru")

@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import Dataset
 
-from hpcbench.config import check_at_least, check_choice
+from hpcbench.errors import check_at_least, check_choice
 from hpcbench.workloads.base import Batch, Workload, register
 
 ARCHITECTURES = ("mlp", "conv")

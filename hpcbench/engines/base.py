@@ -1,0 +1,122 @@
+"""What an engine is: how ranks start, share gradients and talk — the only layer that owns a
+communication library.
+
+Adding an engine is adding one module in this package: a subclass of `Engine` decorated with
+`@register`, with an `Options` dataclass whose fields become `--<flag_prefix>-<field>` flags
+(as workload options do). The runner drives every engine through the methods below, never
+through a name, so an engine that owns the backward pass (DeepSpeed) or shards parameters (FSDP)
+overrides `backward`, `step` and `replica_digest` instead of editing the runner.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from hpcbench.engines.discovery import Placement
+from hpcbench.plugins import Registry
+
+ENGINES: Registry[type[Engine]] = Registry("engine", "engine")
+
+
+@dataclass(kw_only=True)
+class NoOptions:
+    """An engine with nothing to configure beyond the run's own fields."""
+
+
+class Engine:
+    """One rank's view of the job. Subclasses set the class attributes and implement the collectives."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    order: ClassVar[int] = 100
+    """Position in lists (`hpcbench list`, error messages)."""
+    Options: ClassVar[type] = NoOptions
+    flag_prefix: ClassVar[str] = ""
+    """Options become `--<flag_prefix>-<field>` flags, e.g. Horovod's `--hvd-compression`."""
+    local_launcher: ClassVar[str] = "torchrun"
+    """How `hpcbench run` starts this engine's ranks on one machine (a launcher of `hpcbench.launch.local`)."""
+
+    placement: Placement
+    device: torch.device
+    backend: str
+    """The communication library under the collectives (gloo, nccl, horovod): records and netbench name it."""
+
+    def __init__(self, placement: Placement, device_type: str, timeout_s: float, options: Any) -> None:
+        raise NotImplementedError
+
+    # --- what a run checks before any process starts
+    @classmethod
+    def check_available(cls) -> None:
+        """Raise a ConfigError naming what is missing when this engine cannot start here."""
+
+    @classmethod
+    def backend_for(cls, device_type: str) -> str:
+        """The backend a rank on this device type will use (known before any rank starts)."""
+        raise NotImplementedError
+
+    # --- the training step (the course's loop calls these in order)
+    def wrap_model(self, model: nn.Module) -> nn.Module:
+        return model
+
+    def wrap_optimizer(self, optimizer: torch.optim.Optimizer, model: nn.Module) -> torch.optim.Optimizer:
+        return optimizer
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        optimizer.step()
+
+    def no_sync(self, model: nn.Module) -> contextlib.AbstractContextManager[None]:
+        """Steps inside skip gradient synchronisation: a compute-only window's steps."""
+        raise NotImplementedError(f"engine {self.name!r} has no window without gradient synchronisation")
+
+    # --- collectives the runner and netbench use
+    def barrier(self) -> None:
+        raise NotImplementedError
+
+    def all_reduce_max(self, value: float) -> float:
+        raise NotImplementedError
+
+    def all_reduce_max_async(self, values: list[float]) -> Callable[[], list[float]]:
+        """Start an element-wise MAX over ranks; calling the result waits and returns it."""
+        raise NotImplementedError
+
+    def all_reduce_sum_(self, tensor: torch.Tensor) -> None:
+        """Sum `tensor` over ranks, in place, on its device (the collective netbench times)."""
+        raise NotImplementedError
+
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        raise NotImplementedError
+
+    # --- facts
+    def replica_digest(self, model: nn.Module) -> str:
+        """A hash of this rank's parameters: data-parallel replicas must agree bit for bit after training."""
+        return parameter_digest(getattr(model, "module", model))
+
+    def versions(self) -> dict[str, Any]:
+        return {"backend": self.backend}
+
+    def close(self) -> None:
+        """Leave the job; the caller calls it in a finally block."""
+
+
+def parameter_digest(model: nn.Module) -> str:
+    """A hash of every parameter's name and bytes."""
+    digest = hashlib.sha256()
+    for name, param in sorted(model.named_parameters()):
+        digest.update(name.encode())
+        digest.update(param.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def register(cls: type[Engine]) -> type[Engine]:
+    return ENGINES.register(cls)
+

@@ -1,0 +1,75 @@
+"""What a measurement is: something every rank takes around named windows of training steps.
+
+Adding a metric (peak memory, energy, FLOP rate) is adding one module in this package: a
+`Measurement` subclass decorated with `@register`. The runner starts every measurement before a
+window and stops it after; each rank's raw values go to that rank's entry in the record, and
+`merge` turns all ranks' values into the run's metrics. Windows are named, so a new kind of
+window (compute-only, phases, evaluations) is a new name, not a new code path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from hpcbench.plugins import Registry
+
+MEASUREMENTS: Registry[type[Measurement]] = Registry("measurement", "measurement")
+
+THROUGHPUT = "throughput"
+"""The timed repeats: the windows every throughput number comes from."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RankContext:
+    """What a measurement on one rank may need: its device and the clock the run times with."""
+
+    device: torch.device
+    clock: Callable[[], float]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunFacts:
+    """What merging needs to know about the run as a whole."""
+
+    global_batch_size: int
+    world_size: int
+
+
+class Measurement:
+    """Subclasses set `name`; `order` places it: lower starts earlier and stops later.
+
+    Step timing has the highest order, so its window is the innermost one: nothing another
+    measurement does at start or stop lands inside the timed interval.
+    """
+
+    name: ClassVar[str]
+    order: ClassVar[int] = 100
+
+    def __init__(self, ctx: RankContext) -> None:
+        self.ctx = ctx
+
+    def start(self, window: str) -> None:
+        """Called on every rank right before a window's first step (after the barrier)."""
+
+    def step_done(self, window: str) -> None:
+        """Called after every step of a window; only measurements that override it are called."""
+
+    def stop(self, window: str, complete: bool) -> None:
+        """Called after a window; `complete` is False when a stop signal cut it short."""
+
+    def rank_result(self) -> dict[str, Any]:
+        """This rank's raw values, kept in its entry of the record's `ranks`."""
+        return {}
+
+    @classmethod
+    def merge(cls, ranks: list[dict[str, Any]], run: RunFacts) -> dict[str, Any]:
+        """The run's metrics from every rank's raw values (ranks sorted by rank)."""
+        return {}
+
+
+def register(cls: type[Measurement]) -> type[Measurement]:
+    return MEASUREMENTS.register(cls)

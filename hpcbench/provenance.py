@@ -1,0 +1,73 @@
+"""Where and with what numbers were measured: host, hardware, versions, scheduler job, environment.
+
+Each rank can describe its own host; rank 0 assembles the run's provenance. Scheduler facts come
+from the scheduler plug-in whose job this process runs in.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import hpcbench
+from hpcbench.launch.schedulers import node_name, scheduler_facts
+
+ENV_PREFIXES = ("OMP_", "MKL_", "NCCL_", "GLOO_", "CUDA_VISIBLE_DEVICES", "TORCH_NCCL_", "MASTER_ADDR", "MASTER_PORT")
+
+
+def host_facts() -> dict[str, Any]:
+    """What this process can say about its own machine; every rank sends its own."""
+    import torch
+
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    return {"host": node_name(os.environ), "cpu_model": cpu_model(), "gpu_model": gpu}
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def provenance(*, hosts: list[str], engine_versions: dict[str, Any], started: str, ended: str, launcher: str) -> dict[str, Any]:
+    """The run's provenance (collected on rank 0)."""
+    import torch
+
+    unique_hosts = sorted(set(hosts))
+    return {
+        "hostnames": unique_hosts,
+        "num_nodes": len(unique_hosts),
+        "world_size": len(hosts),
+        "launcher": launcher,
+        "cpu_model": cpu_model(),
+        "gpu_model": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        **engine_versions,
+        "hpcbench": hpcbench.__version__,
+        "git_sha": git_sha(),
+        "scheduler": scheduler_facts(os.environ),
+        "environment": {k: v for k, v in sorted(os.environ.items()) if k.startswith(ENV_PREFIXES)},
+        "started": started,
+        "ended": ended,
+    }
+
+
+def git_sha() -> str | None:
+    """The commit of the hpcbench source tree, when it is a git checkout."""
+    source = Path(hpcbench.__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None

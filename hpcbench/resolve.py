@@ -1,0 +1,49 @@
+"""Config resolution: every default that depends on the workload, the engine or the machine.
+
+It lives above the plug-ins it asks (workloads, engines), so that `config` stays a plain
+description that every layer can import. The record stores the result, so a run can be
+repeated from its record alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from hpcbench.config import RunConfig
+from hpcbench.engines import ENGINES
+from hpcbench.errors import ConfigError
+from hpcbench.plugins import resolve_options
+from hpcbench.workloads import get_workload
+
+
+def resolve(cfg: RunConfig, *, sweep_max_procs: int | None = None) -> RunConfig:
+    """Fill in and check the workload's and the engine's options, the batch size, threads and device."""
+    engine = ENGINES.get(cfg.engine)
+    engine.check_available()
+    workload = get_workload(cfg.workload)
+    options = workload.resolve_options(cfg.options)
+    engine_options = resolve_options(engine.Options, cfg.engine_options, f"engine {engine.name!r}", engine.flag_prefix)
+    batch_size = cfg.batch_size or workload.default_batch_size
+    workload.check_run(workload.options(options), batch_size, cfg.data, cfg.data_dir)
+    threads = cfg.num_threads or max(1, (os.cpu_count() or 1) // max(cfg.num_procs, sweep_max_procs or 1))
+    return dataclasses.replace(
+        cfg,
+        device=resolve_device(cfg.device, cfg.num_procs),
+        options=options,
+        engine_options=engine_options,
+        batch_size=batch_size,
+        num_threads=threads,
+    )
+
+
+def resolve_device(device: str, num_procs: int) -> str:
+    """'auto' becomes cuda when a GPU is visible; cuda needs one GPU per local process."""
+    import torch
+
+    num_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device == "auto":
+        device = "cuda" if num_gpus else "cpu"
+    if device == "cuda" and num_gpus < num_procs:
+        raise ConfigError("device", f"cuda needs one GPU per process: {num_procs} processes, {num_gpus} GPU(s) visible")
+    return device
