@@ -135,6 +135,15 @@ def test_the_checker_sees_an_upward_edge(tmp_path, monkeypatch):
     assert upward_edges() == [("hpcbench.config", "hpcbench.workloads")]
 
 
+def test_every_package_ships():
+    """A plug-in folder left out of pyproject's package list works from a checkout and is missing from a wheel."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {module_name(init) for init in ROOT.glob("hpcbench/**/__init__.py")} | {"hpcbench.analysis", "hpcbench.jobs"}
+    assert found - listed == set()
+
+
 if __name__ == "__main__":
     edges = upward_edges()
     print(f"{len(edges)} upward import edge(s):")
@@ -144,3 +153,4 @@ if __name__ == "__main__":
     print(f"{len(names)} line(s) naming an engine or scheduler outside its folder:")
     for kind, relative, number, line in names:
         print(f"  [{kind}] {relative}:{number}: {line[:110]}")
+
