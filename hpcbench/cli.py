@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"comma-separated engines, run side by side: {', '.join(ENGINES.names())} (default: {RunConfig.engine})")
     add_run_arguments(sweep, skip=("workload", "num_procs", "engine"))
 
-    commands.add_parser("list", help="list the workloads (defaults, real data) and the engines (options)")
+    listing = commands.add_parser("list", help="list the workloads (defaults, real data), or the engines (options)")
+    listing.add_argument("what", nargs="?", default="workloads", choices=["workloads", "engines"])
 
     for name, text in (("render", "write the job scripts of a cluster sweep (one job per node count + a report job)"),
                        ("submit", "render a cluster sweep and submit it: the report job runs after all points")):
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_report(args)
         if args.command == "compare":
             return cmd_compare(args)
-        return cmd_list()
+        return cmd_list(args.what)
     except ConfigError as exc:
         print(f"hpcbench {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
@@ -287,22 +288,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if regressed else 0
 
 
-def cmd_list() -> int:
+def cmd_list(what: str) -> int:
     from hpcbench.engines import ENGINES
     from hpcbench.plugins import option_flag
     from hpcbench.workloads import registry
 
+    if what == "engines":
+        for name, engine in ENGINES.classes().items():
+            flags = ", ".join("--" + option_flag(f.name, engine.flag_prefix) for f in dataclasses.fields(engine.Options))
+            print(f"{name:10s} {engine.description}")
+            print(f"{'':10s}   options: {flags or '-'}; local launcher: {engine.local_launcher}")
+        return 0
     for name, cls in sorted(registry().items()):
         workload = cls()
         defaults = ", ".join(f"{k}={v}" for k, v in workload.resolve_options({}).items()) or "-"
         print(f"{name:10s} {cls.description}")
         print(f"{'':10s}   sample: {cls.sample_unit}; batch/proc default {cls.default_batch_size}; options: {defaults}")
         print(f"{'':10s}   real data: {cls.real_data}")
-    print("\nengines (--engine):")
-    for name, engine in ENGINES.classes().items():
-        flags = ", ".join("--" + option_flag(f.name, engine.flag_prefix) for f in dataclasses.fields(engine.Options)) or "-"
-        print(f"{name:10s} {engine.description}")
-        print(f"{'':10s}   options: {flags}")
     return 0
 
 

@@ -31,7 +31,7 @@ class RunConfig:
     """One benchmark run: a workload, an engine, a process count and how to time it."""
 
     workload: str = _opt("--workload", "reference workload (see `hpcbench list`)", "mlp")
-    engine: str = _opt("--engine", "communication engine (see `hpcbench list`)", "ddp")
+    engine: str = _opt("--engine", "communication engine (see `hpcbench list engines`)", "ddp")
     device: str = _opt("--device", f"device: {', '.join(DEVICES)} (auto = cuda when available)", "auto")
     num_procs: int = _opt("--nproc", "processes (ranks) on this node", 1)
     batch_size: int | None = _opt("--batch-size", "samples per process per step (weak scaling); default: the workload's")
