@@ -1,11 +1,12 @@
 """Two revisions of hpcbench side by side: did a change cost throughput?
 
-Checks out REV into a temporary git worktree and runs `hpcbench run` from it and from this tree,
-alternating the order every round so drift on the machine hits both, on the same workloads,
-engines and process counts. Prints each side's median samples/s, their ratio (this tree / REV)
-and each side's spread (max/min over rounds): a ratio within the spread is no measurable change.
+Checks out both revisions into temporary git worktrees (so edits in progress never leak into
+either side) and runs `hpcbench run` from each, alternating the order every round so drift on
+the machine hits both, on the same workloads, engines and process counts; each side writes its
+own folder. Prints each side's median samples/s, their ratio (new / base) and each side's spread
+(max/min over rounds): a ratio within the spread is no measurable change.
 
-    python benchmarks/revisions.py --base HEAD~1 --workloads mlp,cnn --engines ddp,horovod --rounds 4
+    python benchmarks/revisions.py --base HEAD~1 --new HEAD --workloads mlp,cnn --engines ddp,horovod --rounds 4
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def samples_per_s(source: Path, out: Path, args: list[str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default="HEAD~1", help="the revision to compare against (git rev)")
+    parser.add_argument("--new", default="HEAD", help="the revision under test (git rev)")
     parser.add_argument("--workloads", default="mlp,cnn")
     parser.add_argument("--engines", default="ddp")
     parser.add_argument("--nproc", type=int, default=2)
@@ -48,29 +50,33 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        base_tree = Path(tmp) / "base"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(base_tree), args.base], check=True)
+        trees = {side: Path(tmp) / side for side in ("base", "new")}
+        for side, tree in trees.items():
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), getattr(args, side)],
+                           check=True)
         try:
-            sha = subprocess.run(["git", "-C", str(base_tree), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                 text=True, check=True).stdout.strip()
-            print(f"this tree vs {args.base} ({sha}); {args.nproc} procs, {args.steps} steps x {args.repeats} repeats, "
-                  f"{args.rounds} rounds, order alternating")
-            print(f"{'workload':10s} {'engine':8s} {'base':>9s} {'this':>9s} {'this/base':>9s}  spread (max/min) base, this")
+            shas = {side: subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                         text=True, check=True).stdout.strip() for side, tree in trees.items()}
+            print(f"new {args.new} ({shas['new']}) vs base {args.base} ({shas['base']}); {args.nproc} procs, "
+                  f"{args.steps} steps x {args.repeats} repeats, {args.rounds} rounds, order alternating")
+            print(f"{'workload':10s} {'engine':8s} {'base':>9s} {'new':>9s} {'new/base':>9s}  spread (max/min) base, new")
             for workload in args.workloads.split(","):
                 for engine in args.engines.split(","):
                     run_args = ["--workload", workload, "--engine", engine, "--nproc", str(args.nproc), "--device", "cpu",
                                 "--steps", str(args.steps), "--repeats", str(args.repeats)]
-                    out = Path(tmp) / f"{workload}-{engine}"
-                    out.mkdir()
-                    measured = interleaved({"base": lambda: samples_per_s(base_tree, out, run_args),
-                                            "this": lambda: samples_per_s(ROOT, out, run_args)}, args.rounds)
-                    base, this = (statistics.median(measured[side]) for side in ("base", "this"))
+                    outs = {side: Path(tmp) / f"{side}-{workload}-{engine}" for side in trees}
+                    for out in outs.values():
+                        out.mkdir()
+                    measured = interleaved({side: (lambda s=side: samples_per_s(trees[s], outs[s], run_args))
+                                            for side in trees}, args.rounds)
+                    base, new = (statistics.median(measured[side]) for side in ("base", "new"))
                     spread = {side: max(v) / min(v) for side, v in measured.items()}
-                    print(f"{workload:10s} {engine:8s} {base:9.1f} {this:9.1f} {this / base:9.3f}  "
-                          f"{spread['base']:.3f}, {spread['this']:.3f}   (rounds: base {[round(x) for x in measured['base']]}, "
-                          f"this {[round(x) for x in measured['this']]})", flush=True)
+                    print(f"{workload:10s} {engine:8s} {base:9.1f} {new:9.1f} {new / base:9.3f}  "
+                          f"{spread['base']:.3f}, {spread['new']:.3f}   (rounds: base {[round(x) for x in measured['base']]}, "
+                          f"new {[round(x) for x in measured['new']]})", flush=True)
         finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base_tree)], check=False)
+            for tree in trees.values():
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
 
 
 if __name__ == "__main__":
