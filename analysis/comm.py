@@ -20,8 +20,8 @@ from hpcbench.analysis.curves import curve_keys
 from hpcbench.analysis.load import read_valid
 
 PROVENANCE = ["cpu_model", "gpu_model", "torch", "hpcbench", "started"]
-NETBENCH_COLUMNS = ["run_id", "device", "world_size", "num_nodes", "backend", "size_bytes", "time_s", "algbw_gbps",
-                    "busbw_gbps", *PROVENANCE, "path"]
+NETBENCH_COLUMNS = ["run_id", "system_name", "system_id", "device", "world_size", "num_nodes", "backend", "size_bytes",
+                    "time_s", "algbw_gbps", "busbw_gbps", *PROVENANCE, "path"]
 
 
 def load_netbench(paths: Iterable[str | Path]) -> pd.DataFrame:
@@ -36,7 +36,8 @@ def netbench_frame(found: list[tuple[Path, dict]]) -> pd.DataFrame:
             continue
         prov = record["provenance"]
         for row in record["metrics"]["allreduce"]:
-            rows.append({"run_id": record["run_id"], "device": record["config"].get("device"),
+            rows.append({"run_id": record["run_id"], "system_name": record["system"]["name"],
+                         "system_id": record["system"]["system_id"], "device": record["config"].get("device"),
                          "world_size": prov["world_size"], "num_nodes": prov.get("num_nodes", 1),
                          "backend": prov.get("backend"), **row, **{k: prov.get(k) for k in PROVENANCE},
                          "path": str(path)})
@@ -74,7 +75,7 @@ def communication_table(table: pd.DataFrame, runs: pd.DataFrame, netbench: pd.Da
     for _, point in table.iterrows():
         key = tuple(point[k] for k in curve)
         bench = netbench[(netbench["world_size"] == point["world_size"]) & (netbench["num_nodes"] == point["num_nodes"])
-                         & (netbench["device"] == point["device"])]
+                         & (netbench["device"] == point["device"]) & (netbench["system_id"] == point["system_id"])]
         grad = gradient_bytes.get(key)
         if point["world_size"] < 2 or key not in baselines.index or bench.empty or not grad:
             continue

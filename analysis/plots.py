@@ -20,7 +20,7 @@ def stamp(fig: Figure, runs: pd.DataFrame) -> None:
 
     dates = sorted(str(s)[:10] for s in runs.get("started", pd.Series(dtype=object)).dropna())
     when = f"{dates[0]} .. {dates[-1]}" if dates else "n/a"
-    text = (f"cpu: {values('cpu_model')} | gpu: {values('gpu_model')} | torch {values('torch')} | "
+    text = (f"system: {values('system_name')} | cpu: {values('cpu_model')} | gpu: {values('gpu_model')} | torch {values('torch')} | "
             f"hpcbench {values('hpcbench')} | measured {when}")
     fig.text(0.01, 0.005, text, fontsize=6, color="0.35", ha="left", va="bottom")
 
@@ -63,8 +63,7 @@ def throughput_figure(table: pd.DataFrame, runs: pd.DataFrame) -> Figure:
             n = curve["world_size"].to_numpy()
             y = curve["samples_per_s"].to_numpy()
             err = np.vstack([y - curve["ci95_low"].to_numpy(), curve["ci95_high"].to_numpy() - y])
-            line = ax.errorbar(n, y, yerr=err, marker="o", capsize=3,
-                               label=curve_label(curve.iloc[0], "weak", without=("workload",)))
+            line = ax.errorbar(n, y, yerr=err, marker="o", capsize=3, label=curve_label(curve.iloc[0]))
             base = curve["baseline_samples_per_s"].iloc[0]
             if not math.isnan(base):
                 ax.plot(n, base * n, linestyle="--", color=line[0].get_color(), alpha=0.5, label="ideal (N x baseline)")
@@ -84,7 +83,7 @@ def efficiency_figure(table: pd.DataFrame, runs: pd.DataFrame, mode: str = "weak
     measured = table.dropna(subset=["efficiency"])
     for _, curve in measured.groupby(curve_keys(mode)):
         curve = curve.sort_values("world_size")
-        ax.plot(curve["world_size"], 100 * curve["efficiency"], marker="o", label=curve_label(curve.iloc[0], mode))
+        ax.plot(curve["world_size"], 100 * curve["efficiency"], marker="o", label=curve_label(curve.iloc[0]))
     ax.axhline(100, color="0.5", linestyle="--", linewidth=1)
     _process_axis(ax, measured["world_size"] if not measured.empty else [1])
     ax.set_ylabel(f"{mode} scaling efficiency (%)")
@@ -116,16 +115,18 @@ def engines_figure(table: pd.DataFrame, runs: pd.DataFrame) -> Figure | None:
     engines = sorted(table["engine"].unique())
     if len(engines) < 2:
         return None
-    # One bar group per curve point that every engine measured: the curve identity without the engine.
-    same_work = [key for key in curve_keys("weak") if key != "engine"]
-    points = table.set_index([*same_work, "world_size", "engine"])["samples_per_s"].unstack("engine").dropna()
+    # One bar group per point of the same work (same system, same experiment but for the engine) that every engine measured.
+    work_ids = runs.drop_duplicates("experiment_id").set_index("experiment_id")["work_id"]
+    table = table.assign(work_id=table["experiment_id"].map(work_ids))
+    points = (table.groupby(["system_id", "work_id", "workload", "world_size", "engine"])["samples_per_s"].median()
+              .unstack("engine").dropna())
     fig = _figure(max(6, 0.9 * len(points)), 4.6)
     ax = fig.subplots()
     width = 0.8 / len(engines)
     x = np.arange(len(points))
     for i, engine in enumerate(engines):
         ax.bar(x + i * width, points[engine], width, label=engine)
-    ax.set_xticks(x + width * (len(engines) - 1) / 2, [f"{key[0]}\n{key[-1]}p" for key in points.index], fontsize=7)
+    ax.set_xticks(x + width * (len(engines) - 1) / 2, [f"{key[2]}\n{key[3]}p" for key in points.index], fontsize=7)
     ax.set_ylabel("samples/s")
     ax.set_yscale("log")
     ax.legend()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -19,8 +21,30 @@ from hpcbench.analysis.load import read_valid, runs_frame
 from hpcbench.analysis.scaling import amdahl_fits, scaling_table
 
 
+@dataclass
+class Section:
+    """One system's part of the report: its curves, fits, communication model and plots."""
+
+    name: str
+    system_id: str
+    description: str
+    weak: pd.DataFrame
+    strong: pd.DataFrame
+    fits: pd.DataFrame
+    comm: pd.DataFrame
+    images: dict[str, bytes]
+
+    @property
+    def heading(self) -> str:
+        return f"System {self.name} ({self.system_id})"
+
+
 def build_report(paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, Path]:
-    """Write report.html, report.md, scaling.csv (and the plots as PNG and SVG) into out_dir."""
+    """Write report.html, report.md, scaling.csv (and the plots as PNG and SVG) into out_dir.
+
+    One section per system: curves, fits and plots never mix machines. With several systems each
+    has its plots in plots/<system name>-<system id>/, with one they are in plots/.
+    """
     paths = list(paths)
     out = Path(out_dir)
     (out / "plots").mkdir(parents=True, exist_ok=True)
@@ -34,24 +58,58 @@ def build_report(paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, 
     fits = amdahl_fits(weak, "weak")
     comm = communication_table(weak, runs, netbench)
 
+    systems = sorted({*zip(runs["system_name"], runs["system_id"]), *zip(netbench["system_name"], netbench["system_id"])})
+    sections = []
+    for name, system_id in systems:
+        def mine(frame: pd.DataFrame) -> pd.DataFrame:
+            return frame[(frame["system_name"] == name) & (frame["system_id"] == system_id)] if not frame.empty else frame
+
+        folder = out / "plots" / (f"{_slug(name)}-{system_id}" if len(systems) > 1 else "")
+        folder.mkdir(parents=True, exist_ok=True)
+        figures = _figures(mine(weak), mine(strong), mine(runs), mine(netbench))
+        images = {fig_name: _save(fig, folder / fig_name) for fig_name, fig in figures.items() if fig is not None}
+        sections.append(Section(name, system_id, _describe(mine(runs), mine(netbench)), mine(weak), mine(strong),
+                                mine(fits), mine(comm), images))
+
+    tables = pd.concat([weak.assign(mode="weak"), strong.assign(mode="strong")], ignore_index=True)
+    written = {"csv": out / "scaling.csv", "markdown": out / "report.md", "html": out / "report.html"}
+    write_atomic(written["csv"], tables.to_csv(index=False))
+    write_atomic(written["markdown"], _markdown(sections, runs, netbench))
+    write_atomic(written["html"], _html(sections, runs, netbench))
+    return written
+
+
+def _figures(weak: pd.DataFrame, strong: pd.DataFrame, runs: pd.DataFrame, netbench: pd.DataFrame) -> dict[str, Figure | None]:
     figures: dict[str, Figure | None] = {}
     if not runs.empty:
-        figures["throughput"] = plots.throughput_figure(weak, runs)
-        figures["efficiency"] = plots.efficiency_figure(weak, runs, "weak")
+        if not weak.empty:
+            figures["throughput"] = plots.throughput_figure(weak, runs)
+            figures["efficiency"] = plots.efficiency_figure(weak, runs, "weak")
         if not strong.empty:
             figures["strong_efficiency"] = plots.efficiency_figure(strong, runs, "strong")
         figures["step_times_per_rank"] = plots.step_time_figure(runs)
         figures["engines"] = plots.engines_figure(weak, runs)
     if not netbench.empty:
         figures["busbw"] = plots.busbw_figure(netbench)
-    images = {name: _save(fig, out / "plots" / name) for name, fig in figures.items() if fig is not None}
+    return figures
 
-    tables = pd.concat([weak.assign(mode="weak"), strong.assign(mode="strong")], ignore_index=True)
-    written = {"csv": out / "scaling.csv", "markdown": out / "report.md", "html": out / "report.html"}
-    write_atomic(written["csv"], tables.to_csv(index=False))
-    write_atomic(written["markdown"], _markdown(weak, strong, fits, comm, runs, netbench))
-    write_atomic(written["html"], _html(weak, strong, fits, comm, runs, netbench, images))
-    return written
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "system"
+
+
+def _describe(runs: pd.DataFrame, netbench: pd.DataFrame) -> str:
+    """The system at the top of its section: hardware, software, and what was measured on it."""
+    first = (runs if not runs.empty else netbench).iloc[0]
+    facts = [f"CPU {first.get('cpu_model')}"]
+    for column, unit in (("cores_per_node", " cores"), ("memory_gib_per_node", " GiB")):
+        if column in first and pd.notna(first[column]):
+            facts.append(f"{int(first[column])}{unit} per node")
+    if first.get("gpu_model"):
+        facts.append(f"GPU {first['gpu_model']} x {first.get('gpus_per_node')}")
+    facts.append(f"torch {first.get('torch')}")
+    return (f"{'; '.join(facts)}. {len(runs)} training run(s) of {runs['experiment_id'].nunique() if not runs.empty else 0} "
+            f"experiment(s), {netbench['run_id'].nunique() if not netbench.empty else 0} netbench run(s).")
 
 
 def _save(fig: Figure, stem: Path) -> bytes:
@@ -67,7 +125,8 @@ def _save(fig: Figure, stem: Path) -> bytes:
 
 def _summary_lines(runs: pd.DataFrame, netbench: pd.DataFrame) -> list[str]:
     return [
-        f"{len(runs)} training run(s), {netbench['run_id'].nunique() if not netbench.empty else 0} netbench run(s).",
+        f"{len(runs)} training run(s), {netbench['run_id'].nunique() if not netbench.empty else 0} netbench run(s). "
+        "A curve is one experiment on one system: runs of different work or different machines are never pooled.",
         "Weak scaling keeps the per-process batch; strong scaling keeps the global batch. Efficiency is "
         "speedup / N against the 1-process, 1-node point of the same curve (`baseline_runs` names it). "
         "CI: 95 % percentile bootstrap of the median over all repeats of all runs of a point. "
@@ -76,7 +135,7 @@ def _summary_lines(runs: pd.DataFrame, netbench: pd.DataFrame) -> list[str]:
     ]
 
 
-SHOWN = ["workload", "engine", "device", "batch_size", "global_batch_size", "num_nodes", "world_size", "num_runs",
+SHOWN = ["experiment_label", "batch_size", "global_batch_size", "num_nodes", "world_size", "num_runs",
          "samples_per_s", "ci95_low", "ci95_high", "cv", "speedup", "efficiency", "karp_flatt", "baseline_runs"]
 
 
@@ -93,22 +152,36 @@ def _markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _markdown(weak, strong, fits, comm, runs, netbench) -> str:
-    parts = ["# hpcbench report", "", *_summary_lines(runs, netbench), "", "## Weak scaling", "",
-             _markdown_table(_rounded(weak)), "## Strong scaling", "", _markdown_table(_rounded(strong)),
-             "## Amdahl fit (predictions)", "", _markdown_table(fits.round(4)),
-             "## Communication model", "", _markdown_table(comm.round(6))]
+def _markdown(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFrame) -> str:
+    parts = ["# hpcbench report", "", *_summary_lines(runs, netbench), ""]
+    for section in sections:
+        parts += [f"## {section.heading}", "", section.description, "",
+                  "### Weak scaling", "", _markdown_table(_rounded(section.weak)),
+                  "### Strong scaling", "", _markdown_table(_rounded(section.strong)),
+                  "### Amdahl fit (predictions)", "", _markdown_table(section.fits.round(4)),
+                  "### Communication model", "", _markdown_table(section.comm.round(6))]
     return "\n".join(parts)
 
 
-def _html(weak, strong, fits, comm, runs, netbench, images: dict[str, bytes]) -> str:
+def _html(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFrame) -> str:
     def table(frame: pd.DataFrame) -> str:
         return frame.to_html(index=False, border=0, na_rep="-") if not frame.empty else "<p><em>none</em></p>"
 
-    figures = "".join(
-        f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-        f"<figcaption>{html.escape(name.replace('_', ' '))}</figcaption></figure>"
-        for name, png in images.items()
+    def figures(images: dict[str, bytes]) -> str:
+        return "".join(
+            f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+            f"<figcaption>{html.escape(name.replace('_', ' '))}</figcaption></figure>"
+            for name, png in images.items()
+        )
+
+    body = "".join(
+        f"<h2>{html.escape(s.heading)}</h2><p>{html.escape(s.description)}</p>"
+        f"<h3>Plots</h3>{figures(s.images)}"
+        f"<h3>Weak scaling</h3>{table(_rounded(s.weak))}"
+        f"<h3>Strong scaling</h3>{table(_rounded(s.strong))}"
+        f"<h3>Amdahl fit (predictions, not measurements)</h3>{table(s.fits.round(4))}"
+        f"<h3>Communication model</h3>{table(s.comm.round(6))}"
+        for s in sections
     )
     summary = "".join(f"<p>{html.escape(line)}</p>" for line in _summary_lines(runs, netbench))
     return f"""<!doctype html>
@@ -122,10 +195,6 @@ img {{ max-width: 100%; }} figure {{ margin: 1em 0; }}
 <h1>hpcbench report</h1>
 <p>Schema version {records.SCHEMA_VERSION}; generated {html.escape(records.utc_now().isoformat(timespec="seconds"))}.</p>
 {summary}
-<h2>Plots</h2>{figures}
-<h2>Weak scaling</h2>{table(_rounded(weak))}
-<h2>Strong scaling</h2>{table(_rounded(strong))}
-<h2>Amdahl fit (predictions, not measurements)</h2>{table(fits.round(4))}
-<h2>Communication model</h2>{table(comm.round(6))}
+{body}
 </body></html>
 """

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from hpcbench.analysis.curves import MODES, POINT_KEYS, curve_keys
+from hpcbench.analysis.curves import MODES, POINT_KEYS, curve_keys, runs_in_mode
 from hpcbench.analysis.stats import bootstrap_median_ci, coefficient_of_variation
 
 CURVE_KEYS = {mode: curve_keys(mode) for mode in MODES}
@@ -30,6 +30,7 @@ def scaling_table(runs: pd.DataFrame, mode: str = "weak") -> pd.DataFrame:
     curve = CURVE_KEYS[mode]
     other = "global_batch_size" if mode == "weak" else "batch_size"
     columns = [*curve, *POINT_KEYS, other, *TABLE_COLUMNS]
+    runs = runs_in_mode(runs, mode) if not runs.empty else runs
     if runs.empty:
         return pd.DataFrame(columns=columns)
     if mode == "strong":  # a strong curve needs at least two process counts at the same global batch
@@ -107,8 +108,9 @@ def amdahl_fits(table: pd.DataFrame, mode: str = "weak") -> pd.DataFrame:
                                        "predicted_efficiency_at_2x", "predicted_efficiency_at_4x"])
 
 
-COMPACT_HIDDEN = ["ci95_low", "ci95_high", "cv", "samples_per_s_per_proc", "step_time_s_median", "baseline_samples_per_s",
-                  "karp_flatt"]
+COMPACT_HIDDEN = ["system_name", "system_id", "experiment_id", "experiment_label", "ci95_low", "ci95_high", "cv",
+                  "samples_per_s_per_proc", "step_time_s_median", "baseline_samples_per_s", "karp_flatt"]
+"""A local sweep is one system, its curves differ by workload and engine: the ids only crowd the terminal."""
 
 
 def format_scaling_table(table: pd.DataFrame, compact: bool = False) -> str:

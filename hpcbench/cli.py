@@ -32,17 +32,20 @@ def one_line(text: str) -> str:
 
 
 def _int_list(field_name: str, text: str) -> list[int]:
+    items = text.split(",")
+    if any(not item.strip() for item in items):
+        raise ConfigError(field_name, f"{text!r} has an empty item; give comma-separated integers, e.g. 1,2,4")
     try:
-        values = [int(item) for item in text.split(",") if item.strip()]
+        return [int(item) for item in items]
     except ValueError:
         raise ConfigError(field_name, f"{text!r} is not a comma-separated list of integers") from None
-    if not values:
-        raise ConfigError(field_name, "needs at least one value")
-    return values
 
 
-def _name_list(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
+def _name_list(field_name: str, text: str) -> list[str]:
+    items = [item.strip() for item in text.split(",")]
+    if any(not item for item in items):
+        raise ConfigError(field_name, f"{text!r} has an empty item; give comma-separated names, e.g. mlp,cnn")
+    return items
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("baseline", help="baseline records (file or folder)")
     compare.add_argument("new", help="new records (file or folder)")
     compare.add_argument("--tolerance", default="5%", help="allowed slowdown, e.g. 5%% or 0.05 (default 5%%)")
+    compare.add_argument("--across-systems", action="store_true",
+                         help="pair the same experiment and scale on different systems (each row names both)")
     return parser
 
 
@@ -154,7 +159,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from hpcbench.sweep import default_process_counts, plan_grid, run_grid
 
     grid = plan_grid(
-        given_run_values(args), workloads=_name_list(args.workloads), engines=_name_list(args.engine),
+        given_run_values(args), workloads=_name_list("workloads", args.workloads), engines=_name_list("engine", args.engine),
         process_counts=_int_list("nproc", args.nproc_list) if args.nproc_list else default_process_counts(),
         options=given_options(args), engine_options=given_engine_options(args),
     )
@@ -163,7 +168,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     out = Path(grid[0].out_dir).resolve()
     print()
-    print(format_scaling_table(scaling_table(load_records(outcome.paths)), compact=True))
+    print(format_scaling_table(scaling_table(load_records(outcome.paths), grid[0].scaling), compact=True))
     print(f"\n{len(outcome.paths)} record(s) in {out}; threads per process: {grid[0].num_threads}")
     print(f"plots and report: hpcbench report {out} -o {out / 'report'}")
     for failure in outcome.failures:
@@ -277,9 +282,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for name in ("baseline", "new"):
         if not Path(getattr(args, name)).exists():
             raise ConfigError(name, f"no such file or folder: {getattr(args, name)}")
-    table = compare(load_records([args.baseline]), load_records([args.new]), tolerance)
+    table = compare(load_records([args.baseline]), load_records([args.new]), tolerance, args.across_systems)
     if table.empty:
-        print("hpcbench compare: error: no configuration appears in both sets of records", file=sys.stderr)
+        hint = "" if args.across_systems else " on the same system (--across-systems pairs different systems)"
+        print(f"hpcbench compare: error: no configuration appears in both sets of records{hint}", file=sys.stderr)
         return 1
     print(table.to_string(index=False, formatters={"change": "{:+.1%}".format, "baseline_samples_per_s": "{:.1f}".format,
                                                    "new_samples_per_s": "{:.1f}".format}))

@@ -16,6 +16,7 @@ from hpcbench.errors import ConfigError, check_at_least, check_choice, check_in_
 
 DEVICES = ("auto", "cpu", "cuda")
 DATA_SOURCES = ("synthetic", "real")
+SCALINGS = ("weak", "strong")
 MAX_TIMEOUT_S = 7 * 24 * 3600
 """A week: longer than any batch allocation, and finite (a timeout of inf or NaN would never fire)."""
 
@@ -45,11 +46,17 @@ class RunConfig:
     num_threads: int | None = _opt("--threads", "CPU threads per process; default: cores / largest process count")
     timeout_s: float = _opt("--timeout", "collective timeout in seconds; a stuck or dead rank ends the job after it", 120.0)
     out_dir: str = _opt("--out", "folder for run records", "results")
+    scaling: str = _opt("--scaling", "weak: fixed batch per process; strong: fixed --global-batch-size, split over the "
+                        "processes", "weak")
+    global_batch_size: int | None = _opt("--global-batch-size", "with --scaling strong: samples per step over all processes")
+    system: str | None = _opt("--system", "name of the machine or cluster in reports (default: the profile's `system`, "
+                              "else the host name without domain and trailing digits)")
     options: dict[str, Any] = field(default_factory=dict, metadata={"help": "workload options, resolved"})
     engine_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "engine options, resolved"})
 
     def __post_init__(self) -> None:
-        for name in ("workload", "engine", "out_dir") + (("data_dir",) if self.data_dir is not None else ()):
+        optional = tuple(name for name in ("data_dir", "system") if getattr(self, name) is not None)
+        for name in ("workload", "engine", "out_dir") + optional:
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ConfigError(_flag_name(name), f"must be a non-empty string, got {getattr(self, name)!r}")
         for name in ("options", "engine_options"):
@@ -57,6 +64,13 @@ class RunConfig:
                 raise ConfigError(name, f"must be a mapping of option names to values, got {getattr(self, name)!r}")
         check_choice("device", self.device, DEVICES)
         check_choice("data", self.data, DATA_SOURCES)
+        check_choice("scaling", self.scaling, SCALINGS)
+        if self.global_batch_size is not None:
+            check_at_least("global-batch-size", self.global_batch_size, 1)
+            if self.scaling != "strong":
+                raise ConfigError("global-batch-size", "applies to --scaling strong only (weak scaling fixes --batch-size)")
+        elif self.scaling == "strong":
+            raise ConfigError("global-batch-size", "required with --scaling strong (samples per step over all processes)")
         check_at_least("nproc", self.num_procs, 1)
         if self.batch_size is not None:
             check_at_least("batch-size", self.batch_size, 1)

@@ -24,7 +24,7 @@ import torch
 
 from hpcbench import records
 from hpcbench.config import MAX_TIMEOUT_S, RunConfig
-from hpcbench.engines import Engine, discover, start_engine
+from hpcbench.engines import Engine, discover, engine_libraries, start_engine
 from hpcbench.errors import ConfigError, check_at_least, check_choice, check_in_range
 from hpcbench.provenance import host_facts, provenance
 from hpcbench.timing import sync
@@ -101,7 +101,8 @@ def run(cfg: NetbenchConfig, run_id: str, path: Path | None) -> None:
             config = {"engine": cfg.engine, "device": cfg.device, "iters": cfg.num_iters, "warmup": cfg.num_warmup,
                       "sizes": cfg.sizes, "timeout_s": cfg.timeout_s}
             prov = provenance(hosts=hosts, engine_versions=engine.versions(), started=started,
-                              ended=records.utc_now().isoformat(), launcher=placement.launcher)
+                              ended=records.utc_now().isoformat(), launcher=placement.launcher,
+                              engine_libraries=engine_libraries())
             record = records.make_record(run_id=run_id, status="ok", reason=None, config=config, workload=None,
                                          metrics={"allreduce": rows}, ranks=[], provenance=prov, kind="netbench")
             records.write_atomic(path, record)

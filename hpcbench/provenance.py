@@ -36,8 +36,37 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def provenance(*, hosts: list[str], engine_versions: dict[str, Any], started: str, ended: str, launcher: str) -> dict[str, Any]:
-    """The run's provenance (collected on rank 0)."""
+def system_facts(engine_libraries: dict[str, str | None]) -> dict[str, Any]:
+    """This node's hardware and software, whatever ran on it: what a system id is made of."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    try:
+        memory_gib = round(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30)
+    except (OSError, ValueError):
+        memory_gib = None
+    return {
+        "cpu_model": cpu_model(),
+        "cores_per_node": os.cpu_count(),
+        "memory_gib_per_node": memory_gib,
+        "gpu_model": torch.cuda.get_device_name() if cuda else None,
+        "gpus_per_node": torch.cuda.device_count() if cuda else 0,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "nccl": nccl_version(),
+        "engine_libraries": engine_libraries,
+    }
+
+
+def nccl_version() -> str | None:
+    import torch
+
+    return ".".join(map(str, torch.cuda.nccl.version())) if torch.cuda.is_available() else None
+
+
+def provenance(*, hosts: list[str], engine_versions: dict[str, Any], started: str, ended: str, launcher: str,
+               engine_libraries: dict[str, str | None] | None = None) -> dict[str, Any]:
+    """The run's provenance (collected on rank 0); with `engine_libraries`, this node's system facts too."""
     import torch
 
     unique_hosts = sorted(set(hosts))
@@ -58,6 +87,7 @@ def provenance(*, hosts: list[str], engine_versions: dict[str, Any], started: st
         "environment": {k: v for k, v in sorted(os.environ.items()) if k.startswith(ENV_PREFIXES)},
         "started": started,
         "ended": ended,
+        **({"system_facts": system_facts(engine_libraries)} if engine_libraries is not None else {}),
     }
 
 

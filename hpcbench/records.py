@@ -1,8 +1,9 @@
 """Run records: one versioned JSON file per run, written atomically, with provenance.
 
 A record holds everything the analysis needs — the resolved config, raw per-rank step times,
-the derived metrics and where they were measured — so results can be re-read without the code
-that made them. Readers must check `schema_version`.
+the derived metrics, what was measured (`experiment`) and where (`system`) — so results can be
+re-read without the code that made them. Readers must check `schema_version`; `load` reads
+schema 1 too, deriving the two blocks it lacked from its config and provenance.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ from typing import Any
 import orjson
 
 from hpcbench.errors import ConfigError
+from hpcbench.experiment import experiment_block, system_block
 from hpcbench.files import write_atomic as write_file_atomic
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)
+"""Schema 2 added `experiment` and `system`; schema 1 records are upgraded when read."""
 STATUSES = ("ok", "failed", "interrupted")
 KINDS = ("train", "netbench")
 """What a record measured: a training run, or all-reduce bandwidth. Records without `kind` are training runs."""
@@ -73,6 +77,7 @@ def make_record(
     provenance: dict[str, Any],
     kind: str = "train",
 ) -> dict[str, Any]:
+    """A record of this schema; `experiment` and `system` are derived here, from the config and provenance."""
     assert status in STATUSES and kind in KINDS
     return {
         "schema_version": SCHEMA_VERSION,
@@ -80,12 +85,37 @@ def make_record(
         "run_id": run_id,
         "status": status,
         "reason": reason,
+        "experiment": experiment_block(config) if kind == "train" else None,
+        "system": system_block(provenance, config.get("system")),
         "config": config,
         "workload": workload,
         "metrics": metrics,
         "ranks": ranks,
         "provenance": provenance,
     }
+
+
+SCHEMA_1_ENGINE_OPTIONS = {"hvd_compression": "compression", "hvd_fusion_threshold_mb": "fusion_threshold_mb",
+                           "hvd_cycle_time_ms": "cycle_time_ms", "hvd_timeline": "timeline"}
+"""Schema 1 kept the one engine's options that existed then as flat config fields."""
+
+
+def upgrade(record: dict[str, Any]) -> dict[str, Any]:
+    """A schema-1 record as schema 2: the experiment and system derived from what it recorded.
+
+    Schema 1 did not record cores, memory or GPUs per node, nor the installed Horovod of DDP runs
+    (only the Horovod runs named it): those system fields stay null, alike for every schema-1 record.
+    """
+    config, provenance = record.get("config"), record.get("provenance")
+    if record.get("schema_version") != 1 or not isinstance(config, dict) or not isinstance(provenance, dict):
+        return record
+    config = {k: v for k, v in config.items() if k not in SCHEMA_1_ENGINE_OPTIONS}
+    config["engine_options"] = {new: record["config"][old] for old, new in SCHEMA_1_ENGINE_OPTIONS.items()
+                                if old in record["config"] and config.get("engine") == "horovod"}
+    provenance = {k: v for k, v in provenance.items() if k != "horovod"}
+    kind = record.get("kind", "train")
+    return {**record, "experiment": experiment_block(config) if kind == "train" else None,
+            "system": system_block(provenance, config.get("system")), "upgraded_from_schema": 1}
 
 
 def check_out_dir(path: str) -> None:
@@ -148,8 +178,10 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"{path}: {exc}") from None
     if not isinstance(record, dict) or "schema_version" not in record:
         raise ValueError(f"{path}: not an hpcbench record")
-    if record["schema_version"] != SCHEMA_VERSION:
-        raise ValueError(f"{path}: schema_version {record['schema_version']!r}, this hpcbench reads {SCHEMA_VERSION}")
+    if record["schema_version"] not in READABLE_SCHEMAS or isinstance(record["schema_version"], bool):
+        raise ValueError(f"{path}: schema_version {record['schema_version']!r}, this hpcbench reads "
+                         f"{', '.join(map(str, READABLE_SCHEMAS))}")
+    record = upgrade(record)
     problem = record_problem(record)
     if problem:
         raise ValueError(f"{path}: invalid record: {problem}")
@@ -157,7 +189,7 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def record_problem(record: dict[str, Any]) -> str | None:
-    """What makes a schema-1 record unusable, or None. Readers rely on exactly these fields."""
+    """What makes a record (schema 2, or 1 upgraded) unusable, or None. Readers rely on exactly these fields."""
     for key, kind in (("run_id", str), ("status", str), ("config", dict), ("provenance", dict)):
         if not isinstance(record.get(key), kind):
             return f"{key} missing or not a {kind.__name__}"
@@ -178,6 +210,9 @@ def record_problem(record: dict[str, Any]) -> str | None:
         return "config.batch_size and provenance.world_size must be positive integers"
     if not isinstance(metrics, dict):
         return "an ok record needs metrics"
+    for block, key in (("experiment", "experiment_id"), ("system", "system_id")):
+        if not isinstance(record.get(block), dict) or not isinstance(record[block].get(key), str):
+            return f"{block}.{key} missing or not a string"
     rate = metrics.get("samples_per_s")
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < math.inf:
         return f"metrics.samples_per_s must be a positive finite number, got {rate!r}"

@@ -17,14 +17,19 @@ from hpcbench.plugins import resolve_options
 from hpcbench.workloads import get_workload
 
 
-def resolve(cfg: RunConfig, *, sweep_max_procs: int | None = None) -> RunConfig:
-    """Fill in and check the workload's and the engine's options, the batch size, threads and device."""
+def resolve(cfg: RunConfig, *, sweep_max_procs: int | None = None, world_size: int | None = None) -> RunConfig:
+    """Fill in and check the workload's and the engine's options, the batch size, threads and device.
+
+    `world_size` is the job's process count where it differs from this node's (cluster jobs);
+    strong scaling splits the global batch over it.
+    """
     engine = ENGINES.get(cfg.engine)
     engine.check_available()
     workload = get_workload(cfg.workload)
     options = workload.resolve_options(cfg.options)
     engine_options = resolve_options(engine.Options, cfg.engine_options, f"engine {engine.name!r}", engine.flag_prefix)
-    batch_size = cfg.batch_size or workload.default_batch_size
+    batch_size = strong_batch_size(cfg, world_size or cfg.num_procs) if cfg.scaling == "strong" else (
+        cfg.batch_size or workload.default_batch_size)
     workload.check_run(workload.options(options), batch_size, cfg.data, cfg.data_dir)
     threads = cfg.num_threads or max(1, (os.cpu_count() or 1) // max(cfg.num_procs, sweep_max_procs or 1))
     return dataclasses.replace(
@@ -35,6 +40,19 @@ def resolve(cfg: RunConfig, *, sweep_max_procs: int | None = None) -> RunConfig:
         batch_size=batch_size,
         num_threads=threads,
     )
+
+
+def strong_batch_size(cfg: RunConfig, world_size: int) -> int:
+    """The per-process batch of a strong-scaling run: the global batch split evenly over the processes."""
+    global_batch = cfg.global_batch_size
+    if global_batch % world_size:
+        raise ConfigError("global-batch-size", f"{global_batch} does not split evenly over {world_size} processes "
+                          "(strong scaling gives every process the same batch)")
+    per_process = global_batch // world_size
+    if cfg.batch_size is not None and cfg.batch_size != per_process:
+        raise ConfigError("batch-size", f"{cfg.batch_size} contradicts --global-batch-size {global_batch} over "
+                          f"{world_size} processes ({per_process} each); give only --global-batch-size")
+    return per_process
 
 
 def resolve_device(device: str, num_procs: int) -> str:

@@ -22,7 +22,7 @@ from torch import nn
 
 from hpcbench import records
 from hpcbench.config import RunConfig
-from hpcbench.engines import Engine, Placement, start_engine
+from hpcbench.engines import Engine, Placement, engine_libraries, start_engine
 from hpcbench.guard import StepWatchdog, StopSignals, injected_fault
 from hpcbench.measurements import THROUGHPUT, Meters, RankContext, RunFacts, merge_metrics
 from hpcbench.provenance import host_facts, provenance
@@ -58,6 +58,7 @@ def run_worker(
             prov = provenance(
                 hosts=[host_facts()["host"]], engine_versions=engine.versions(), started=started,
                 ended=records.utc_now().isoformat(), launcher=placement.launcher,
+                engine_libraries=engine_libraries(),
             )
             failed = records.make_record(
                 run_id=run_id, status="failed", reason=reason, config=cfg.to_dict(), workload=None, metrics=None,
@@ -245,7 +246,7 @@ def build_record(cfg: RunConfig, run_id: str, ranks: list[dict[str, Any]], engin
     status = "interrupted" if signum is not None else "failed" if reasons else "ok"
     prov = provenance(
         hosts=[r["host"] for r in ranks], engine_versions=engine.versions(), started=started,
-        ended=records.utc_now().isoformat(), launcher=launcher,
+        ended=records.utc_now().isoformat(), launcher=launcher, engine_libraries=engine_libraries(),
     )
     per_rank = [
         {**{k: r[k] for k in ("rank", "local_rank", "host", "device", "gpu_model", "steps_done")},

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     placement = discover()
     try:
-        cfg = resolve(config_from_namespace(args, num_procs=placement.local_world_size))
+        cfg = resolve(config_from_namespace(args, num_procs=placement.local_world_size), world_size=placement.world_size)
     except ConfigError as exc:
         print(f"hpcbench worker: error: {exc}", file=sys.stderr)
         return 2

@@ -14,10 +14,11 @@ from hpcbench.netbench import bus_bandwidth
 
 
 def write_run(folder, name, repeats, world_size, batch_size=8, num_nodes=1, engine="ddp", step_time_s=0.1,
-              gradient_bytes=None):
+              gradient_bytes=None, scaling="weak"):
+    strong = {"scaling": "strong", "global_batch_size": batch_size * world_size} if scaling == "strong" else {}
     record = records.make_record(
         run_id=name, status="ok", reason=None,
-        config={"workload": "mlp", "engine": engine, "device": "cpu", "batch_size": batch_size},
+        config={"workload": "mlp", "engine": engine, "device": "cpu", "batch_size": batch_size, **strong},
         workload={"gradient_bytes_per_step": gradient_bytes, "sample_unit": "image"},
         metrics={"samples_per_s": float(np.median(repeats)), "samples_per_s_repeats": repeats,
                  "global_batch_size": batch_size * world_size, "step_time_s_median": step_time_s},
@@ -56,9 +57,10 @@ def test_weak_scaling_efficiency_and_karp_flatt_exact(tmp_path):
 
 
 def test_strong_scaling_uses_the_fixed_global_batch(tmp_path):
-    write_run(tmp_path, "s1", [100.0], 1, batch_size=64)
-    write_run(tmp_path, "s2", [150.0], 2, batch_size=32)  # same global batch 64
-    write_run(tmp_path, "w2", [190.0], 2, batch_size=64)  # a weak-scaling point, not on the strong curve
+    write_run(tmp_path, "s1", [100.0], 1, batch_size=64, scaling="strong")
+    write_run(tmp_path, "s2", [150.0], 2, batch_size=32, scaling="strong")  # same global batch 64
+    write_run(tmp_path, "w1", [100.0], 1, batch_size=64)  # weak runs: their own curve, never the strong one's
+    write_run(tmp_path, "w2", [190.0], 2, batch_size=64)
     strong = scaling_table(load_records([tmp_path]), "strong").set_index("world_size")
     assert list(strong.index) == [1, 2]
     assert strong.loc[2, "efficiency"] == pytest.approx(0.75)  # T(1) / (2 T(2)) = (64/100) / (2 * 64/150)
@@ -72,7 +74,8 @@ def test_amdahl_fit_recovers_the_serial_fraction():
     assert amdahl_serial_fraction(workers, speedup) == pytest.approx(0.05)
     assert karp_flatt(speedup, workers)[1:] == pytest.approx([0.05] * 4)  # exact Amdahl data: e = s everywhere
     assert amdahl_efficiency(0.05, 32) == pytest.approx(1 / (0.05 * 32 + 0.95))
-    table = pd.DataFrame({"workload": "w", "engine": "ddp", "device": "cpu", "batch_size": 8,
+    table = pd.DataFrame({"system_name": "s", "system_id": "s1", "experiment_id": "e1", "experiment_label": "w",
+                          "workload": "w", "engine": "ddp", "device": "cpu", "batch_size": 8,
                           "world_size": workers, "speedup": speedup})
     [fit] = amdahl_fits(table).to_dict("records")
     assert fit["largest_measured_procs"] == 16

@@ -43,6 +43,13 @@ def test_unwritable_out_dir(tmp_path):
         (["--nproc", "1,x"], "nproc: '1,x' is not a comma-separated list of integers"),
         (["--nproc", "1,0"], "nproc: must be an integer >= 1, got 0"),
         (["--workloads", "mlp", "--model", "resnet18"], "model: is not an option of any swept workload (mlp)"),
+        (["--nproc", "1,,2"], "nproc: '1,,2' has an empty item"),
+        (["--workloads", "mlp,"], "workloads: 'mlp,' has an empty item"),
+        (["--scaling", "strong", "--global-batch-size", "63", "--nproc", "1,2"],
+         "global-batch-size: 63 does not split evenly over 2 processes"),
+        (["--scaling", "strong", "--nproc", "1,2"], "global-batch-size: required with --scaling strong"),
+        (["--global-batch-size", "64"], "global-batch-size: applies to --scaling strong only"),
+        (["--scaling", "both"], "scaling: 'both' is not one of: weak, strong"),
     ],
 )
 def test_bad_sweep_input_fails_before_any_run(out_dir, args, expected):

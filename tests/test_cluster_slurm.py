@@ -109,3 +109,23 @@ def test_time_limit_signal_leaves_an_interrupted_record(tmp_path, slurm_env):
     assert list((sweep / "records").glob(".*")) == []
     report_job = json.loads((sweep / "sweep.json").read_text())["aggregate"]["job_id"]
     subprocess.run(["scancel", report_job], env={**os.environ, **slurm_env})  # it would wait forever
+
+
+SCRIPT = Path(__file__).resolve().parent.parent / "jobs" / "local-slurm.sh"
+
+
+def test_up_with_its_ports_taken_says_which_and_leaves_nothing_running(tmp_path, slurm_env):
+    """The running test cluster holds the ports: a second cluster in another folder must refuse in one line."""
+    second = {**os.environ, "HPCBENCH_SLURM_DIR": str(tmp_path / "second")}
+    result = subprocess.run(["bash", str(SCRIPT), "up"], capture_output=True, text=True, env=second, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "port 16817 is taken" in result.stderr, result.stderr
+    mine = subprocess.run(["pgrep", "-f", str(tmp_path / "second")], capture_output=True, text=True)
+    assert mine.stdout == "", "a daemon of the refused cluster is still running"
+
+
+def test_down_without_pid_files_is_quiet(tmp_path):
+    empty = {**os.environ, "HPCBENCH_SLURM_DIR": str(tmp_path / "never-up")}
+    (tmp_path / "never-up" / "munge").mkdir(parents=True)
+    result = subprocess.run(["bash", str(SCRIPT), "down"], capture_output=True, text=True, env=empty, timeout=60)
+    assert result.returncode == 0 and result.stderr == "" and result.stdout == "local-slurm: down\n"

@@ -65,3 +65,20 @@ def test_sweep_prints_the_scaling_table(out_dir):
     assert (rows[0]["speedup"], rows[0]["efficiency"]) == ("1.00", "100.0%")
     assert lines[-1] == f"plots and report: hpcbench report {out_dir} -o {out_dir / 'report'}"
     assert len(read_records(out_dir)) == 2
+
+
+def test_strong_sweep_splits_the_global_batch(out_dir):
+    """--scaling strong: per-process batch G/N, and efficiency T(1) / (2 T(2)) from the records' own step times."""
+    result = run_cli("sweep", "--workloads", "mlp", "--nproc", "1,2", "--scaling", "strong", "--global-batch-size", "64",
+                     "--steps", "3", "--warmup", "1", "--repeats", "1", "--device", "cpu", "--out", str(out_dir))
+    assert result.returncode == 0, result.stderr
+    runs = {r["provenance"]["world_size"]: r for r in read_records(out_dir)}
+    assert {n: r["config"]["batch_size"] for n, r in runs.items()} == {1: 64, 2: 32}
+    assert {r["experiment"]["scaling"] for r in runs.values()} == {"strong"}
+    assert len({r["experiment"]["experiment_id"] for r in runs.values()}) == 1  # one curve: G is the experiment
+    from hpcbench.analysis import load_records, scaling_table
+
+    table = scaling_table(load_records([out_dir]), "strong").set_index("world_size")
+    elapsed = {n: r["metrics"]["elapsed_s_repeats"][0] for n, r in runs.items()}  # 3 steps of the same 64 samples
+    assert table.loc[2, "efficiency"] == pytest.approx(elapsed[1] / (2 * elapsed[2]))
+    assert "64" in result.stdout and "efficiency" in result.stdout

@@ -44,9 +44,11 @@ HOSTILE_JSON = {
     "zero-world": good_record(**{"provenance.world_size": 0}),
     "float-batch": good_record(**{"config.batch_size": 8.5}),
     "unknown-status": good_record(status="great"),
-    "schema-2": good_record(schema_version=2),
+    "schema-3": good_record(schema_version=3),
     "schema-text": good_record(schema_version="1"),
     "top-level-list": [good_record()],
+    "schema-1-odd-hosts": good_record(schema_version=1, **{"provenance.hostnames": [5, None], "provenance.system_facts": 3,
+                                                          "metrics.samples_per_s": "fast"}),
 }
 
 

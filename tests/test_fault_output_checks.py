@@ -54,8 +54,8 @@ def test_no_free_space(tiny_filesystem):
 
 
 def test_folder_of_another_schema_version(out_dir):
-    (out_dir / "old.json").write_text(json.dumps({"schema_version": 2, "status": "ok"}, indent=1))
+    (out_dir / "old.json").write_text(json.dumps({"schema_version": 1, "status": "ok"}, indent=1))
     (out_dir / "notes.json").write_text('{"not": "a record"}')  # other JSON files are no reason to refuse
     result = run_into(str(out_dir))
-    assert_refused(result, "holds records of schema version 2 (old.json)")
+    assert_refused(result, "holds records of schema version 1 (old.json)")
     assert sorted(p.name for p in out_dir.iterdir()) == ["notes.json", "old.json"]

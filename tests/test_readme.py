@@ -12,8 +12,8 @@ def readme_commands() -> list[str]:
 
 def test_readme_starts_with_the_demo_then_the_test_command():
     demo, tests = readme_commands()
-    assert " && .venv/bin/hpcbench sweep && " in demo
-    assert demo.endswith("hpcbench report results -o results/report")
+    assert ' && .venv/bin/hpcbench sweep --out "$d" && ' in demo and "d=results/demo-$(date -u " in demo
+    assert demo.endswith('hpcbench report "$d" -o "$d/report"')  # the demo's own folder: never reference records
     assert tests.endswith("python -m pytest")
 
 

@@ -6,7 +6,6 @@ engine through `ENGINES` by the name in the config, never by importing its modul
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from hpcbench.engines.base import ENGINES, Engine
@@ -26,8 +25,9 @@ def start_engine(name: str, placement: Placement, device_type: str, timeout_s: f
     return ENGINES.get(name)(placement, device_type, timeout_s, engine_options(name, options))
 
 
-def option_fields(name: str) -> list[dataclasses.Field]:
-    return list(dataclasses.fields(ENGINES.get(name).Options))
+def engine_libraries() -> dict[str, str | None]:
+    """Every engine's library version as installed here (a system fact, the same whichever engine runs)."""
+    return {name: cls.library_version() for name, cls in ENGINES.classes().items()}
 
 
-__all__ = ["ENGINES", "Engine", "Placement", "discover", "engine_options", "option_fields", "start_engine"]
+__all__ = ["ENGINES", "Engine", "Placement", "discover", "engine_libraries", "engine_options", "start_engine"]

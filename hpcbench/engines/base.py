@@ -57,6 +57,11 @@ class Engine:
         """Raise a ConfigError naming what is missing when this engine cannot start here."""
 
     @classmethod
+    def library_version(cls) -> str | None:
+        """The installed version of this engine's own library beyond torch (None: none, or not installed)."""
+        return None
+
+    @classmethod
     def backend_for(cls, device_type: str) -> str:
         """The backend a rank on this device type will use (known before any rank starts)."""
         raise NotImplementedError

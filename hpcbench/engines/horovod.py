@@ -109,6 +109,15 @@ class HorovodEngine(Engine):
     def backend_for(cls, device_type: str) -> str:
         return "horovod"
 
+    @classmethod
+    def library_version(cls) -> str | None:
+        from importlib import metadata
+
+        try:
+            return metadata.version("horovod")
+        except metadata.PackageNotFoundError:
+            return None
+
     def wrap_model(self, model: nn.Module) -> nn.Module:
         self.hvd.broadcast_parameters(model.state_dict(), root_rank=0)
         return model

@@ -58,6 +58,8 @@ class SiteProfile:
     python: str = field(default_factory=lambda: sys.executable)
     signal_seconds: int = 120
     """Seconds before the time limit at which the job is asked to stop and write its record."""
+    system: str | None = None
+    """The cluster's name in records and reports (default: the first node's host name without digits)."""
 
     def __post_init__(self) -> None:
         check_choice("scheduler", self.scheduler, SCHEDULERS.names())
@@ -78,6 +80,8 @@ class SiteProfile:
                 raise ConfigError(name, "must be a list of strings")
         if not isinstance(self.python, str) or not self.python:
             raise ConfigError("python", "must be a command or path")
+        if self.system is not None and (not isinstance(self.system, str) or not NAME.match(self.system)):
+            raise ConfigError("system", f"{self.system!r} is not a valid name (letters, digits, '.', '_', '-'; at most 64)")
 
 
 def builtin_profiles() -> dict[str, Path]:
@@ -219,10 +223,15 @@ def plan_sweep(
     launcher = launcher or SCHEDULERS.get(profile.scheduler).default_launcher
     device = cfg.device if cfg.device != "auto" else ("cuda" if profile.gpus_per_node else "cpu")
     threads = threads_per_task or max(1, profile.cpus_per_node // tasks_per_node)
-    resolve(dataclasses.replace(cfg, device="cpu", num_procs=1, num_threads=threads))  # options, batch, data
-    worker_args = tuple(config_to_args(cfg, skip=("num_procs", "out_dir", "device", "num_threads")))
     if not node_counts:
         raise ConfigError("nodes", "needs at least one node count")
+    for nodes in node_counts:
+        check_at_least("nodes", nodes, 1)
+    check_at_least("tasks-per-node", tasks_per_node, 1)
+    for nodes in node_counts:  # options, batch (split over every job's processes when strong), data
+        resolve(dataclasses.replace(cfg, device="cpu", num_procs=1, num_threads=threads), world_size=nodes * tasks_per_node)
+    cfg = dataclasses.replace(cfg, system=cfg.system or profile.system)
+    worker_args = tuple(config_to_args(cfg, skip=("num_procs", "out_dir", "device", "num_threads")))
     return [
         JobSpec(profile=profile, launcher=launcher, nodes=n, tasks_per_node=tasks_per_node, threads_per_task=threads,
                 job_name=job_name, sweep_dir=Path(sweep_dir).resolve(), device=device, worker_args=worker_args)

@@ -1,0 +1,85 @@
+"""What was measured and where: the experiment and the system of a run, and their stable ids.
+
+Runs may be pooled into one statistic only when both ids agree. The experiment is every field
+that changes the work done per sample (and nothing that is the scale: processes and nodes are
+where a run sits on a curve, not what it is). The system is the hardware and software a run ran
+on. Both are derived from a record's config and provenance by pure functions, so writers and
+readers (of older schemas too) compute the same ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+WORK_FIELDS = ("workload", "options", "data", "num_data_workers", "num_threads", "device", "engine", "engine_options")
+"""Config fields that change the work per sample or how it is done. The scale-fixed batch joins by mode."""
+SCALINGS = ("weak", "strong")
+HARDWARE_FIELDS = ("cpu_model", "cores_per_node", "memory_gib_per_node", "gpu_model", "gpus_per_node")
+SOFTWARE_FIELDS = ("torch", "cuda", "nccl", "engine_libraries")
+"""engine_libraries: the installed version of each engine's own library ({name: version}), whichever engine ran."""
+
+
+def short_hash(values: dict[str, Any]) -> str:
+    """12 hex digits of the SHA-256 of canonical JSON: stable across runs, machines and Python versions."""
+    text = json.dumps(values, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def experiment_block(config: dict[str, Any]) -> dict[str, Any]:
+    """The experiment of a run from its (resolved) config; schema-1 configs are read as weak scaling.
+
+    `work_id` leaves the engine out: the same work under any engine, which engine comparisons pair.
+    """
+    fields = {name: config.get(name) for name in WORK_FIELDS}
+    for name in ("options", "engine_options"):
+        if fields[name] is None:
+            fields[name] = {}
+    scaling = config.get("scaling") or "weak"
+    fields["scaling"] = scaling
+    if scaling == "strong":
+        fields["global_batch_size"] = config.get("global_batch_size")
+    else:
+        fields["batch_size"] = config.get("batch_size")
+    same_work = {k: v for k, v in fields.items() if k not in ("engine", "engine_options")}
+    return {**fields, "experiment_id": short_hash(fields), "work_id": short_hash(same_work),
+            "label": experiment_label(fields)}
+
+
+def experiment_label(fields: dict[str, Any]) -> str:
+    """One line a person can read: `mlp hidden_size=1024 num_layers=2 synthetic ddp cpu b128/proc`."""
+    options = " ".join(f"{k}={v}" for k, v in sorted((fields.get("options") or {}).items()) if v is not None)
+    engine_options = " ".join(f"{k}={v}" for k, v in sorted((fields.get("engine_options") or {}).items())
+                              if v is not None and v != "none")
+    threads = f"{fields['num_threads']}thr" if fields.get("num_threads") else ""
+    batch = (f"B{fields.get('global_batch_size')} global" if fields.get("scaling") == "strong"
+             else f"b{fields.get('batch_size')}/proc")
+    parts = [fields.get("workload"), options, fields.get("data"), fields.get("engine"), engine_options,
+             fields.get("device"), threads, batch]
+    return " ".join(str(part) for part in parts if part)
+
+
+def system_name(configured: str | None, hostnames: list[str] | None) -> str:
+    """The name users gave (profile `system`, --system), else the first host without domain and
+    trailing digits (`node012.cluster` -> `node`), else 'unknown'."""
+    if configured:
+        return str(configured)
+    first = hostnames[0] if isinstance(hostnames, list) and hostnames else "unknown"
+    host = str(first).split(".")[0]
+    return re.sub(r"[-_]?\d+$", "", host) or host
+
+
+def system_block(provenance: dict[str, Any], configured_name: str | None = None) -> dict[str, Any]:
+    """The system of a run from its provenance; facts an older record lacks stay null."""
+    facts = provenance.get("system_facts")
+    facts = facts if isinstance(facts, dict) else {}  # a record read back may hold anything
+    hardware = {name: facts.get(name, provenance.get(name)) for name in HARDWARE_FIELDS}
+    software = {name: facts.get(name, provenance.get(name)) for name in SOFTWARE_FIELDS}
+    return {
+        "name": system_name(configured_name, provenance.get("hostnames")),
+        **hardware,
+        **software,
+        "system_id": short_hash({**hardware, **software}),
+    }
