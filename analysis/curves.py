@@ -9,9 +9,6 @@ group by `curve_keys`, so they can never pool different work or different machin
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 SYSTEM_COLUMNS = ["system_name", "system_id"]
 EXPERIMENT_COLUMNS = ["experiment_id", "experiment_label", "workload", "engine", "device"]
 """The id decides; the other columns are the same on every run of an experiment (they describe it)."""
@@ -38,7 +35,9 @@ def runs_in_mode(runs, mode: str):
     return runs[runs["scaling"] == mode]
 
 
-def curve_label(curve: Mapping[str, Any], with_system: bool = False) -> str:
-    """A curve's name for legends: its experiment label, and its system where several are shown."""
-    label = str(curve["experiment_label"])
-    return f"{label} [{curve['system_name']}]" if with_system else label
+def legend_labels(labels: list[str]) -> list[str]:
+    """Each curve's experiment label without the words every curve of the plot shares (the title,
+    the stamp and the tables say those): legends stay short enough not to cover the lines."""
+    words = [label.split() for label in labels]
+    common = set.intersection(*map(set, words)) if words else set()
+    return [" ".join(w for w in label if w not in common) or "measured" for label in words]

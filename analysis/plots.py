@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from hpcbench import records
-from hpcbench.analysis.curves import curve_keys, curve_label
+from hpcbench.analysis.curves import curve_keys, legend_labels
 
 
 def stamp(fig: Figure, runs: pd.DataFrame) -> None:
@@ -58,12 +58,14 @@ def throughput_figure(table: pd.DataFrame, runs: pd.DataFrame) -> Figure:
     workloads = sorted(table["workload"].unique())
     fig, axes = _grid(len(workloads))
     for ax, workload in zip(axes, workloads):
-        for _, curve in table[table["workload"] == workload].groupby(curve_keys("weak")):
+        curves = [curve for _, curve in table[table["workload"] == workload].groupby(curve_keys("weak"))]
+        labels = legend_labels([str(curve["experiment_label"].iloc[0]) for curve in curves])
+        for curve, label in zip(curves, labels):
             curve = curve.sort_values("world_size")
             n = curve["world_size"].to_numpy()
             y = curve["samples_per_s"].to_numpy()
             err = np.vstack([y - curve["ci95_low"].to_numpy(), curve["ci95_high"].to_numpy() - y])
-            line = ax.errorbar(n, y, yerr=err, marker="o", capsize=3, label=curve_label(curve.iloc[0]))
+            line = ax.errorbar(n, y, yerr=err, marker="o", capsize=3, label=label)
             base = curve["baseline_samples_per_s"].iloc[0]
             if not math.isnan(base):
                 ax.plot(n, base * n, linestyle="--", color=line[0].get_color(), alpha=0.5, label="ideal (N x baseline)")
@@ -81,9 +83,11 @@ def efficiency_figure(table: pd.DataFrame, runs: pd.DataFrame, mode: str = "weak
     fig = _figure(7, 4.6)
     ax = fig.subplots()
     measured = table.dropna(subset=["efficiency"])
-    for _, curve in measured.groupby(curve_keys(mode)):
+    curves = [curve for _, curve in measured.groupby(curve_keys(mode))]
+    labels = legend_labels([str(curve["experiment_label"].iloc[0]) for curve in curves])
+    for curve, label in zip(curves, labels):
         curve = curve.sort_values("world_size")
-        ax.plot(curve["world_size"], 100 * curve["efficiency"], marker="o", label=curve_label(curve.iloc[0]))
+        ax.plot(curve["world_size"], 100 * curve["efficiency"], marker="o", label=label)
     ax.axhline(100, color="0.5", linestyle="--", linewidth=1)
     _process_axis(ax, measured["world_size"] if not measured.empty else [1])
     ax.set_ylabel(f"{mode} scaling efficiency (%)")

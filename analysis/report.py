@@ -135,7 +135,7 @@ def _summary_lines(runs: pd.DataFrame, netbench: pd.DataFrame) -> list[str]:
     ]
 
 
-SHOWN = ["experiment_label", "batch_size", "global_batch_size", "num_nodes", "world_size", "num_runs",
+SHOWN = ["workload", "experiment_label", "batch_size", "global_batch_size", "num_nodes", "world_size", "num_runs",
          "samples_per_s", "ci95_low", "ci95_high", "cv", "speedup", "efficiency", "karp_flatt", "baseline_runs"]
 
 
