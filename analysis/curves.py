@@ -25,11 +25,6 @@ def curve_keys(mode: str) -> list[str]:
     return [*SYSTEM_COLUMNS, *EXPERIMENT_COLUMNS, SCALE_COLUMN[mode]]
 
 
-def point_keys(mode: str) -> list[str]:
-    """One point of one curve: the runs whose repeats are pooled."""
-    return [*curve_keys(mode), *POINT_KEYS]
-
-
 def runs_in_mode(runs, mode: str):
     """The runs recorded in this scaling mode (a weak run's global batch is not a strong curve's)."""
     return runs[runs["scaling"] == mode]

@@ -16,7 +16,6 @@ from typing import Any
 
 WORK_FIELDS = ("workload", "options", "data", "num_data_workers", "num_threads", "device", "engine", "engine_options")
 """Config fields that change the work per sample or how it is done. The scale-fixed batch joins by mode."""
-SCALINGS = ("weak", "strong")
 HARDWARE_FIELDS = ("cpu_model", "cores_per_node", "memory_gib_per_node", "gpu_model", "gpus_per_node")
 SOFTWARE_FIELDS = ("torch", "cuda", "nccl", "engine_libraries")
 """engine_libraries: the installed version of each engine's own library ({name: version}), whichever engine ran."""
