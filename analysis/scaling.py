@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from hpcbench.analysis.curves import MODES, POINT_KEYS, curve_keys, runs_in_mode
+from hpcbench.analysis.curves import MODES, POINT_KEYS, curve_keys, legend_labels, runs_in_mode
 from hpcbench.analysis.stats import bootstrap_median_ci, coefficient_of_variation
 
 CURVE_KEYS = {mode: curve_keys(mode) for mode in MODES}
@@ -114,8 +114,14 @@ COMPACT_HIDDEN = ["system_name", "system_id", "experiment_id", "experiment_label
 
 
 def format_scaling_table(table: pd.DataFrame, compact: bool = False) -> str:
+    """The table as text; compact (a sweep's terminal) names each experiment only by what sets it apart."""
     hidden = ["baseline_runs", "global_batch_size", "procs_per_node"] + (COMPACT_HIDDEN if compact else [])
-    shown = table.drop(columns=hidden, errors="ignore").rename(
+    shown = table.drop(columns=hidden, errors="ignore")
+    if compact and table["experiment_id"].nunique() > 1:
+        labels = list(dict.fromkeys(table["experiment_label"]))
+        short = dict(zip(labels, legend_labels(labels)))
+        shown.insert(0, "experiment", table["experiment_label"].map(short))
+    shown = shown.rename(
         columns={"world_size": "procs", "batch_size": "batch/proc", "num_nodes": "nodes", "num_runs": "runs"}
     )
     rate = "{:.1f}".format

@@ -10,13 +10,14 @@ import dataclasses
 import re
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from hpcbench.config import RunConfig
 from hpcbench.errors import ConfigError
 from hpcbench.records import check_out_dir
 
-DEFAULT_SWEEP_WORKLOADS = "mlp,cnn"
+if TYPE_CHECKING:
+    from hpcbench.matrix import SweepMatrix
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     from hpcbench.flags import add_run_arguments
     from hpcbench.launch.launchers import LAUNCHERS
     from hpcbench.launch.schedulers import SCHEDULERS
+    from hpcbench.matrix import DEFAULT_WORKLOADS
 
     parser = OneLineParser(prog="hpcbench", description="Distributed training benchmarks with honest scaling numbers.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
@@ -60,11 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run one workload on N local processes and write its record")
     add_run_arguments(run)
 
-    sweep = commands.add_parser("sweep", help="run a grid of workloads x process counts (weak scaling) and print the table")
-    sweep.add_argument("--workloads", default=DEFAULT_SWEEP_WORKLOADS, help=f"comma-separated (default: {DEFAULT_SWEEP_WORKLOADS})")
+    sweep = commands.add_parser("sweep", help="run a grid of experiments x process counts and print the scaling table")
+    sweep.add_argument("file", nargs="?", metavar="FILE.toml", help="a sweep file (see jobs/sweeps/); flags given "
+                       "beside it override its values")
+    sweep.add_argument("--workloads", default=None, help=f"comma-separated (default: {','.join(DEFAULT_WORKLOADS)})")
     sweep.add_argument("--nproc", dest="nproc_list", default=None, help="comma-separated process counts (default: 1,2,4,… up to the cores)")
-    sweep.add_argument("--engine", default=RunConfig.engine,
-                       help=f"comma-separated engines, run side by side: {', '.join(ENGINES.names())} (default: {RunConfig.engine})")
+    sweep.add_argument("--engine", default=None,
+                       help=f"comma-separated engines, each a curve of its own: {', '.join(ENGINES.names())} (default: {RunConfig.engine})")
     add_run_arguments(sweep, skip=("workload", "num_procs", "engine"))
 
     listing = commands.add_parser("list", help="list the workloads (defaults, real data), or the engines (options)")
@@ -73,12 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("render", "write the job scripts of a cluster sweep (one job per node count + a report job)"),
                        ("submit", "render a cluster sweep and submit it: the report job runs after all points")):
         cluster = commands.add_parser(name, help=text)
+        cluster.add_argument("file", nargs="?", metavar="FILE.toml", help="a sweep file: one job per experiment and "
+                             "node count (see jobs/sweeps/)")
         cluster.add_argument("--profile", required=True, help="site profile: a TOML file or a built-in name (local-slurm, example-gpu-slurm, example-pbspro, example-torque)")
         defaults = ", ".join(f"{cls.default_launcher} on {name}" for name, cls in SCHEDULERS.classes().items())
         cluster.add_argument("--launcher", default=None, help=f"{', '.join(LAUNCHERS.names())} (default: {defaults})")
-        cluster.add_argument("--nodes", default="1,2", help="comma-separated node counts, one job each (default 1,2)")
-        cluster.add_argument("--tasks-per-node", type=int, default=1, help="ranks per node (one per GPU on GPU nodes)")
-        cluster.add_argument("--job-name", default=None, help="scheduler job name (default: hpcbench-WORKLOAD)")
+        cluster.add_argument("--nodes", default=None, help="comma-separated node counts, one job each (default: the "
+                             "sweep file's, else 1,2)")
+        cluster.add_argument("--tasks-per-node", type=int, default=None, help="ranks per node, one per GPU on GPU nodes "
+                             "(default: the sweep file's, else 1)")
+        cluster.add_argument("--job-name", default=None, help="scheduler job name (default: hpcbench-WORKLOAD, "
+                             "numbered when a sweep file has several experiments)")
         cluster.add_argument("--templates", default=None, help="folder with site templates overriding the shipped ones")
         cluster.add_argument("--sweep-dir", required=True, help="folder for scripts, logs, records and the report")
         add_run_arguments(cluster, skip=("num_procs", "out_dir"))
@@ -153,22 +162,39 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def sweep_matrix(args: argparse.Namespace, workloads: list[str] | None, engines: list[str] | None) -> SweepMatrix:
+    """The sweep file's matrix (or the defaults), with the flags given beside it on top."""
+    from hpcbench.flags import given_engine_options, given_options, given_run_values
+    from hpcbench.matrix import SweepMatrix, load_sweep_file
+
+    matrix = load_sweep_file(args.file) if args.file else SweepMatrix()
+    matrix.workloads = workloads or matrix.workloads
+    matrix.engines = engines or matrix.engines
+    matrix.run_values.update({k: v for k, v in given_run_values(args).items() if k not in ("workload", "engine")})
+    matrix.shared_options = given_options(args)
+    for engine, options in given_engine_options(args).items():
+        matrix.engine_options.setdefault(engine, {}).update(options)
+    return matrix
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from hpcbench.analysis import format_scaling_table, load_records, scaling_table
-    from hpcbench.flags import given_engine_options, given_options, given_run_values
-    from hpcbench.sweep import default_process_counts, plan_grid, run_grid
+    from hpcbench.sweep import plan_grid, run_grid
 
-    grid = plan_grid(
-        given_run_values(args), workloads=_name_list("workloads", args.workloads), engines=_name_list("engine", args.engine),
-        process_counts=_int_list("nproc", args.nproc_list) if args.nproc_list else default_process_counts(),
-        options=given_options(args), engine_options=given_engine_options(args),
-    )
+    matrix = sweep_matrix(args, args.workloads and _name_list("workloads", args.workloads),
+                          args.engine and _name_list("engine", args.engine))
+    if args.nproc_list:
+        matrix.process_counts = _int_list("nproc", args.nproc_list)
+    grid = plan_grid(matrix)
     check_out_dir(grid[0].out_dir)
     outcome = run_grid(grid)
 
     out = Path(grid[0].out_dir).resolve()
     print()
-    print(format_scaling_table(scaling_table(load_records(outcome.paths), grid[0].scaling), compact=True))
+    runs = load_records(outcome.paths)
+    for mode in dict.fromkeys(cfg.scaling for cfg in grid):
+        print(f"{mode} scaling:")
+        print(format_scaling_table(scaling_table(runs, mode), compact=True))
     print(f"\n{len(outcome.paths)} record(s) in {out}; threads per process: {grid[0].num_threads}")
     print(f"plots and report: hpcbench report {out} -o {out / 'report'}")
     for failure in outcome.failures:
@@ -184,19 +210,26 @@ SAFE_PATH = re.compile(r"^[A-Za-z0-9._/+-]+$")
 
 def cmd_cluster(args: argparse.Namespace) -> int:
     """Validate everything, render every script in memory, then write (and for submit, submit)."""
-    from hpcbench.flags import config_from_namespace
     from hpcbench.launch.jobs import load_profile, plan_sweep, render_sweep, write_scripts
 
     profile = load_profile(args.profile)
     sweep_dir = Path(args.sweep_dir).resolve()
     if not SAFE_PATH.match(str(sweep_dir)):
         raise ConfigError("sweep-dir", f"{str(sweep_dir)!r} may only contain letters, digits and . _ / + - (it reaches scheduler directives)")
-    cfg = config_from_namespace(args, num_procs=1, out_dir=str(sweep_dir / "records"))
-    specs = plan_sweep(
-        cfg, profile=profile, launcher=args.launcher, node_counts=_int_list("nodes", args.nodes),
-        tasks_per_node=args.tasks_per_node, threads_per_task=args.num_threads, sweep_dir=sweep_dir,
-        job_name=args.job_name or f"hpcbench-{cfg.workload}",
-    )
+    matrix = sweep_matrix(args, args.workload and [args.workload], args.engine and [args.engine])
+    experiments = matrix.experiments()
+    node_counts = _int_list("nodes", args.nodes) if args.nodes else matrix.node_counts or [1, 2]
+    specs = []
+    for number, experiment in enumerate(experiments, start=1):
+        cfg = dataclasses.replace(experiment, out_dir=str(sweep_dir / "records"))
+        several = len(experiments) > 1
+        job_name = args.job_name or f"hpcbench-{cfg.workload}"
+        specs += plan_sweep(
+            cfg, profile=profile, launcher=args.launcher, node_counts=node_counts,
+            tasks_per_node=args.tasks_per_node or matrix.tasks_per_node or 1, threads_per_task=cfg.num_threads,
+            sweep_dir=sweep_dir, job_name=f"{job_name}-{number:02d}" if several else job_name,
+            script_prefix=f"job_{number:02d}-{cfg.workload}_" if several else "job_",
+        )
     if args.templates and not Path(args.templates).is_dir():
         raise ConfigError("templates", f"{args.templates!r} is not a folder")
     scripts = render_sweep(specs, args.templates)

@@ -74,6 +74,7 @@ class RunConfig:
         check_at_least("nproc", self.num_procs, 1)
         if self.batch_size is not None:
             check_at_least("batch-size", self.batch_size, 1)
+        check_at_least("seed", self.seed, 0)
         check_at_least("steps", self.num_steps, 1)
         check_at_least("warmup", self.num_warmup_steps, 0)
         check_at_least("repeats", self.num_repeats, 1)

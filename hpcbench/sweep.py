@@ -1,23 +1,22 @@
-"""Local sweeps: a grid of workloads x engines x process counts, validated whole, then run point by point.
+"""Local sweeps: a matrix of experiments x process counts, validated whole, then run point by point.
 
-Engines run side by side (the same workload and scale, one after the other), so their numbers
-come from the same minutes of the same machine.
+The points of one experiment run one after the other (1, 2, 4, … processes), so each scaling
+curve comes from the same minutes of the same machine.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from hpcbench.config import RunConfig
-from hpcbench.errors import ConfigError
-from hpcbench.flags import check_engine_options_apply
+from hpcbench.errors import check_at_least
 from hpcbench.launch import local
+from hpcbench.matrix import SweepMatrix
 from hpcbench.resolve import resolve
-from hpcbench.workloads import get_workload
 
 
 def default_process_counts() -> list[int]:
@@ -29,34 +28,13 @@ def default_process_counts() -> list[int]:
     return counts
 
 
-def plan_grid(
-    base: dict[str, Any], *, workloads: list[str], engines: list[str], process_counts: list[int],
-    options: dict[str, Any], engine_options: dict[str, dict[str, Any]],
-) -> list[RunConfig]:
-    """Every point of the sweep, resolved, before any of it runs.
-
-    `base` holds the run fields given for every point; a workload option goes to the swept
-    workloads that have it (an option none of them has is an error), an engine's options to that
-    engine's points (options of an engine not swept are an error).
-    """
-    if not workloads:
-        raise ConfigError("workloads", "needs at least one workload")
-    if not engines:
-        raise ConfigError("engine", "needs at least one engine")
-    owners = {name: [w for w in workloads if name in get_workload(w).resolve_options({})] for name in options}
-    for name, found in owners.items():
-        if not found:
-            raise ConfigError(name.replace("_", "-"), f"is not an option of any swept workload ({', '.join(workloads)})")
-    check_engine_options_apply(engine_options, engines)
-    grid = []
-    for workload in workloads:
-        mine = {name: value for name, value in options.items() if workload in owners[name]}
-        for engine in engines:
-            for num_procs in process_counts:
-                cfg = RunConfig(**{**base, "workload": workload, "engine": engine, "num_procs": num_procs, "options": mine,
-                                   "engine_options": engine_options.get(engine, {})})
-                grid.append(resolve(cfg, sweep_max_procs=max(process_counts)))
-    return grid
+def plan_grid(matrix: SweepMatrix) -> list[RunConfig]:
+    """Every point of the sweep (each experiment at each process count), resolved before any of it runs."""
+    counts = matrix.process_counts or default_process_counts()
+    for count in counts:
+        check_at_least("nproc", count, 1)
+    return [resolve(dataclasses.replace(experiment, num_procs=count), sweep_max_procs=max(counts))
+            for experiment in matrix.experiments() for count in counts]
 
 
 @dataclass

@@ -23,8 +23,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("hpcbench.provenance", "hpcbench.records"),
     # 3: the plug-ins the loop is made of
     ("hpcbench.engines", "hpcbench.workloads", "hpcbench.measurements"),
-    # 4: config resolution and flags, which need the plug-ins' options and defaults
-    ("hpcbench.resolve", "hpcbench.flags"),
+    # 4: config resolution, flags and sweep matrices, which need the plug-ins' options and defaults
+    ("hpcbench.resolve", "hpcbench.flags", "hpcbench.matrix"),
     # 5: the programs a rank runs, and the read side
     ("hpcbench.runner", "hpcbench.netbench", "hpcbench.analysis"),
     # 6: starting them: local processes, job scripts, sweeps, the worker entry point

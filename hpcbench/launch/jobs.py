@@ -126,6 +126,8 @@ class JobSpec:
     sweep_dir: Path
     device: str
     worker_args: tuple[str, ...]
+    script_prefix: str = "job_"
+    """The script's file name before `<nodes>n.sh`: sweeps of several experiments number them."""
 
     def __post_init__(self) -> None:
         check_choice("launcher", self.launcher, self.scheduler.launchers)
@@ -139,6 +141,8 @@ class JobSpec:
         if self.device == "cuda" and self.tasks_per_node > self.profile.gpus_per_node:
             raise ConfigError("tasks-per-node", f"{self.tasks_per_node} GPU tasks exceed the profile's "
                               f"{self.profile.gpus_per_node} GPUs per node")
+        if not NAME.match(self.script_prefix):
+            raise ConfigError("script_prefix", f"{self.script_prefix!r} is not a valid file name start")
         if not NAME.match(self.job_name):
             raise ConfigError("job-name", f"{self.job_name!r} is not a valid name (letters, digits, '.', '_', '-'; at most 64)")
 
@@ -212,7 +216,7 @@ def render_aggregate(spec: JobSpec, templates_dir: str | Path | None = None) -> 
 
 def plan_sweep(
     cfg: RunConfig, *, profile: SiteProfile, launcher: str | None, node_counts: list[int], tasks_per_node: int,
-    threads_per_task: int | None, sweep_dir: str | Path, job_name: str,
+    threads_per_task: int | None, sweep_dir: str | Path, job_name: str, script_prefix: str = "job_",
 ) -> list[JobSpec]:
     """One JobSpec per node count, all validated before anything is rendered.
 
@@ -234,14 +238,17 @@ def plan_sweep(
     worker_args = tuple(config_to_args(cfg, skip=("num_procs", "out_dir", "device", "num_threads")))
     return [
         JobSpec(profile=profile, launcher=launcher, nodes=n, tasks_per_node=tasks_per_node, threads_per_task=threads,
-                job_name=job_name, sweep_dir=Path(sweep_dir).resolve(), device=device, worker_args=worker_args)
+                job_name=job_name, sweep_dir=Path(sweep_dir).resolve(), device=device, worker_args=worker_args,
+                script_prefix=script_prefix)
         for n in node_counts
     ]
 
 
 def render_sweep(specs: list[JobSpec], templates_dir: str | Path | None = None) -> dict[Path, str]:
     """Every script of the sweep, rendered in memory: file path -> text (the aggregation job last)."""
-    scripts = {spec.sweep_dir / f"job_{spec.nodes}n.sh": render_job(spec, templates_dir) for spec in specs}
+    scripts = {spec.sweep_dir / f"{spec.script_prefix}{spec.nodes}n.sh": render_job(spec, templates_dir) for spec in specs}
+    if len(scripts) < len(specs):
+        raise ConfigError("nodes", "a node count is given twice (one job each)")
     scripts[specs[0].sweep_dir / "aggregate.sh"] = render_aggregate(specs[0], templates_dir)
     return scripts
 
