@@ -1,7 +1,9 @@
 """Harness overhead: hpcbench vs a bare hand-written DDP loop, same model, batch and process count.
 
-Runs both side by side in one invocation, alternating their order each round so drift on the
-machine hits both, and prints hpcbench / bare per workload (target: >= 0.99).
+Runs the sides in one invocation, alternating their order each round so drift on the machine hits
+all alike, and prints hpcbench / bare per workload (target: >= 0.99). A third side runs hpcbench
+with its progress bar drawn on a pseudo-terminal, for the cost of the bar (bar / no bar, target:
+>= 0.99).
 
     python benchmarks/overhead.py --workloads mlp,cnn --nproc 2
 """
@@ -9,7 +11,13 @@ machine hits both, and prints hpcbench / bare per workload (target: >= 0.99).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import os
+import pty
+import struct
+import termios
+import threading
 import statistics
 import tempfile
 import time
@@ -25,6 +33,7 @@ from hpcbench import records
 from hpcbench.config import RunConfig
 from hpcbench.resolve import resolve
 from hpcbench.launch.local import run_local
+from hpcbench.progress import ENV as PROGRESS_ENV
 from hpcbench.workloads import get_workload
 
 
@@ -73,8 +82,38 @@ def bare_samples_per_s(cfg: RunConfig) -> float:
     return results.get()
 
 
-def hpcbench_samples_per_s(cfg: RunConfig) -> float:
-    return records.load(run_local(cfg))["metrics"]["samples_per_s"]
+def hpcbench_samples_per_s(cfg: RunConfig, progress: str = "off") -> float:
+    """One hpcbench run; with progress="bar" its ranks' stderr is a terminal, so rank 0 draws its bar."""
+    os.environ[PROGRESS_ENV] = progress
+    with stderr_on_a_terminal() if progress == "bar" else contextlib.nullcontext():
+        return records.load(run_local(cfg))["metrics"]["samples_per_s"]
+
+
+@contextlib.contextmanager
+def stderr_on_a_terminal():
+    """fd 2 (which the workers inherit) on a pseudo-terminal whose output a thread reads and drops."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    saved = os.dup(2)
+    os.dup2(slave, 2)
+    os.close(slave)
+    drain = threading.Thread(target=_drain, args=(master,), daemon=True)
+    drain.start()
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        drain.join(timeout=2)
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 65536):
+            pass
+    except OSError:  # the last slave end closed
+        pass
+    os.close(fd)
 
 
 def interleaved(sides: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
@@ -94,20 +133,21 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=3, help="bare/hpcbench pairs per workload, order alternating")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of all sides per workload, order alternating")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as out:
-        print(f"{'workload':10s} {'bare samples/s':>16s} {'hpcbench samples/s':>20s} {'ratio':>7s}")
+        print(f"{'workload':10s} {'bare samples/s':>16s} {'hpcbench samples/s':>20s} {'with bar':>10s} "
+              f"{'hpcbench/bare':>14s} {'bar/no bar':>11s}")
         for workload in args.workloads.split(","):
             cfg = resolve(RunConfig(workload=workload, num_procs=args.nproc, device="cpu", num_steps=args.steps,
                                     num_warmup_steps=args.warmup, num_repeats=args.repeats, out_dir=out))
-            measured = interleaved({"bare": lambda: bare_samples_per_s(cfg), "ours": lambda: hpcbench_samples_per_s(cfg)},
-                                   args.rounds)
-            bare, ours = measured["bare"], measured["ours"]
-            b, o = statistics.median(bare), statistics.median(ours)
-            print(f"{workload:10s} {b:16.1f} {o:20.1f} {o / b:7.3f}   (rounds: bare {[round(x) for x in bare]}, hpcbench {[round(x) for x in ours]})", flush=True)
-
+            measured = interleaved({"bare": lambda: bare_samples_per_s(cfg), "ours": lambda: hpcbench_samples_per_s(cfg),
+                                    "bar": lambda: hpcbench_samples_per_s(cfg, "bar")}, args.rounds)
+            b, o, w = (statistics.median(measured[side]) for side in ("bare", "ours", "bar"))
+            rounds = ", ".join(f"{side} {[round(x) for x in values]}" for side, values in measured.items())
+            print(f"{workload:10s} {b:16.1f} {o:20.1f} {w:10.1f} {o / b:14.3f} {w / o:11.3f}   (rounds: {rounds})",
+                  flush=True)
 
 if __name__ == "__main__":
     main()

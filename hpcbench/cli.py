@@ -121,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command in ("run", "sweep"):
+            from hpcbench.progress import progress_mode
+
+            progress_mode()  # a bad HPCBENCH_PROGRESS is refused here, before any rank starts
         if args.command == "run":
             return cmd_run(args)
         if args.command == "sweep":

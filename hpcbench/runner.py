@@ -25,6 +25,7 @@ from hpcbench.config import RunConfig
 from hpcbench.engines import Engine, Placement, engine_libraries, start_engine
 from hpcbench.guard import StepWatchdog, StopSignals, injected_fault
 from hpcbench.measurements import THROUGHPUT, Meters, RankContext, RunFacts, merge_metrics
+from hpcbench.progress import RunProgress, progress_mode
 from hpcbench.provenance import host_facts, provenance
 from hpcbench.workloads import DataContext, get_workload
 from hpcbench.workloads.base import to_device
@@ -169,25 +170,32 @@ def measure(cfg: RunConfig, engine: Engine, clock: Callable[[], float], stop: St
                 break
             losses.append(train_step())
             meters.step_done(name)
+            progress.step()  # a counter; the bar redraws at most twice a second
         meters.stop(name, complete=not stopped)
         return stopped
 
     repeats_done = 0
+    progress = RunProgress(cfg.num_warmup_steps, cfg.num_repeats, cfg.num_steps, progress_mode() if rank == 0 else "off")
     with StepWatchdog(cfg.timeout_s) as watchdog:
         stopped = False
         for _ in range(cfg.num_warmup_steps):
             if stopped := agreed.poll():
                 break
             train_step()
+            progress.step()
 
-        if rank == 0 and not stopped:  # progress for whoever watches (and the fault tests)
-            print(f"hpcbench: warm-up done ({cfg.num_warmup_steps} steps); timing {cfg.num_repeats} x "
-                  f"{cfg.num_steps} steps on {engine.placement.world_size} rank(s)", file=sys.stderr, flush=True)
+        if not stopped:  # for whoever watches (and the fault tests)
+            progress.note(f"hpcbench: warm-up done ({cfg.num_warmup_steps} steps); timing {cfg.num_repeats} x "
+                          f"{cfg.num_steps} steps on {engine.placement.world_size} rank(s)")
         for _ in range(0 if stopped else cfg.num_repeats):
+            progress.repeat_started()
+            started = clock()
             if stopped := window(THROUGHPUT, cfg.num_steps):
                 break  # a partial repeat is not a measurement; its steps still count as done
+            progress.repeat_done(clock() - started)
             repeats_done += 1
         agreed.drain()
+    progress.close()
 
     facts = host_facts()
     return {

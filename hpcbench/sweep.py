@@ -16,6 +16,7 @@ from hpcbench.config import RunConfig
 from hpcbench.errors import check_at_least
 from hpcbench.launch import local
 from hpcbench.matrix import SweepMatrix
+from hpcbench.progress import sweep_progress
 from hpcbench.resolve import resolve
 
 
@@ -47,15 +48,24 @@ class SweepOutcome:
 def run_grid(grid: list[RunConfig]) -> SweepOutcome:
     """Run each point; a failed point is reported and skipped, an interrupted one ends the sweep."""
     outcome = SweepOutcome()
-    for cfg in grid:
-        try:
-            outcome.paths.append(local.run_local(cfg))
-        except local.RunInterrupted as exc:
-            outcome.interrupted = exc
-            print(f"hpcbench sweep: {cfg.workload} on {cfg.num_procs} proc(s): {exc}; the rest of the sweep is skipped",
-                  file=sys.stderr)
-            break
-        except local.RunFailed as exc:
-            outcome.failures.append(f"{cfg.workload} on {cfg.num_procs} proc(s): {exc}")
-            print(f"hpcbench sweep: failed: {outcome.failures[-1]}", file=sys.stderr)
+    with sweep_progress(len(grid)) as progress:
+        for cfg in grid:
+            progress.point_started(describe_point(cfg))
+            try:
+                outcome.paths.append(local.run_local(cfg))
+            except local.RunInterrupted as exc:
+                outcome.interrupted = exc
+                print(f"hpcbench sweep: {cfg.workload} on {cfg.num_procs} proc(s): {exc}; the rest of the sweep is skipped",
+                      file=sys.stderr)
+                break
+            except local.RunFailed as exc:
+                outcome.failures.append(f"{cfg.workload} on {cfg.num_procs} proc(s): {exc}")
+                print(f"hpcbench sweep: failed: {outcome.failures[-1]}", file=sys.stderr)
+            progress.point_done()
     return outcome
+
+
+def describe_point(cfg: RunConfig) -> str:
+    """The point in a few words: what runs and on how many processes (the record has the rest)."""
+    options = " ".join(f"{k}={v}" for k, v in sorted(cfg.options.items()) if v is not None)
+    return f"{cfg.workload} {options} {cfg.engine} {cfg.num_procs} proc(s)".replace("  ", " ")
