@@ -1,11 +1,12 @@
 """The communication model: how much of the scaling loss the all-reduce of gradients explains.
 
-For a weak-scaling point at N processes, the step-time growth over the 1-process step is
-compared with the ring all-reduce lower bound, 2(N-1)/N x gradient bytes / busbw, where busbw is
-what `hpcbench netbench` measured at that process count and node count, interpolated (log-log)
-at the gradient size. DDP overlaps the all-reduce with the backward pass, so the bound can
-exceed the growth; a growth far above the bound points at something else (stragglers, threads
-contending for cores, synchronisation).
+For a weak-scaling point at N processes, the measured exposed communication (step time minus the
+compute-only step time, both from the run) is set beside the ring all-reduce lower bound,
+2(N-1)/N x gradient bytes / busbw, where busbw is what `hpcbench netbench` measured at that
+process count and node count, interpolated (log-log) at the gradient size. DDP overlaps the
+all-reduce with the backward pass: overlap = 1 - exposed / bound is the share of the bound it
+hid (negative when the step waited longer than the bound: stragglers, cores contended by
+threads, synchronisation). The step-time growth over the 1-process step stays beside them.
 """
 
 from __future__ import annotations
@@ -62,11 +63,13 @@ def busbw_at(netbench: pd.DataFrame, size_bytes: float) -> float:
 
 
 def communication_table(table: pd.DataFrame, runs: pd.DataFrame, netbench: pd.DataFrame) -> pd.DataFrame:
-    """Per weak-scaling point with N > 1: measured step-time growth vs the all-reduce lower bound."""
+    """Per weak-scaling point with N > 1: the communication the step waited for (measured: step time
+    minus compute-only step time), the ring all-reduce lower bound at netbench's bandwidth, the
+    overlap that their ratio implies (1 - exposed / bound), and the step-time growth over N = 1."""
     curve = curve_keys("weak")
     identity = [*curve, "num_nodes", "world_size"]
-    columns = [*identity, "gradient_bytes_per_step", "busbw_gbps", "step_time_growth_s", "allreduce_bound_s",
-               "bound_share_of_growth"]
+    columns = [*identity, "gradient_bytes_per_step", "busbw_gbps", "step_time_s_median", "compute_step_time_s",
+               "exposed_comm_s", "allreduce_bound_s", "overlap", "step_time_growth_s", "bound_share_of_growth"]
     if table.empty or netbench.empty:
         return pd.DataFrame(columns=columns)
     gradient_bytes = runs.groupby(curve)["gradient_bytes_per_step"].first()
@@ -82,7 +85,10 @@ def communication_table(table: pd.DataFrame, runs: pd.DataFrame, netbench: pd.Da
         busbw = busbw_at(bench, grad)
         growth = point["step_time_s_median"] - baselines.loc[key]
         bound = ring_allreduce_lower_bound_s(grad, int(point["world_size"]), busbw)
+        exposed = point.get("exposed_comm_s", np.nan)
         rows.append({**{k: point[k] for k in identity}, "gradient_bytes_per_step": grad, "busbw_gbps": busbw,
-                     "step_time_growth_s": growth, "allreduce_bound_s": bound,
-                     "bound_share_of_growth": bound / growth if growth > 0 else np.nan})
+                     "step_time_s_median": point["step_time_s_median"],
+                     "compute_step_time_s": point.get("compute_step_time_s", np.nan), "exposed_comm_s": exposed,
+                     "allreduce_bound_s": bound, "overlap": 1 - exposed / bound if bound > 0 else np.nan,
+                     "step_time_growth_s": growth, "bound_share_of_growth": bound / growth if growth > 0 else np.nan})
     return pd.DataFrame(rows, columns=columns)

@@ -31,6 +31,9 @@ COLUMNS = {
     "samples_per_s_repeats": ("metrics", "samples_per_s_repeats"),
     "step_time_s_median": ("metrics", "step_time_s_median"),
     "step_time_s_p95": ("metrics", "step_time_s_p95"),
+    "compute_step_time_s": ("metrics", "compute_step_time_s"),
+    "exposed_comm_s": ("metrics", "exposed_comm_s"),
+    "stragglers": ("metrics", "stragglers"),
     "global_batch_size": ("metrics", "global_batch_size"),
     "gradient_bytes_per_step": ("workload", "gradient_bytes_per_step"),
     "sample_unit": ("workload", "sample_unit"),
@@ -70,11 +73,12 @@ def read_valid(paths: Iterable[str | Path]) -> list[tuple[Path, dict]]:
 def runs_frame(found: list[tuple[Path, dict]], *, include_failed: bool = False) -> pd.DataFrame:
     """One row per training run; failed and interrupted runs only on request (they never count)."""
     rows = [
-        {column: _dig(record, keys) for column, keys in COLUMNS.items()} | {"path": str(path)}
+        {column: _dig(record, keys) for column, keys in COLUMNS.items()}
+        | {"rank_hosts": [rank.get("host") for rank in record.get("ranks") or []], "path": str(path)}
         for path, record in found
         if record.get("kind", "train") == "train" and (record["status"] == "ok" or include_failed)
     ]
-    frame = pd.DataFrame(rows, columns=[*COLUMNS, "path"])
+    frame = pd.DataFrame(rows, columns=[*COLUMNS, "rank_hosts", "path"])
     frame["num_nodes"] = frame["num_nodes"].fillna(1).astype(int)
     frame["procs_per_node"] = frame["world_size"] // frame["num_nodes"]
     return frame

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 
 import numpy as np
 import pandas as pd
@@ -151,4 +152,36 @@ def busbw_figure(netbench: pd.DataFrame) -> Figure:
     ax.set_title("All-reduce bus bandwidth (nccl-tests definition)")
     ax.legend(fontsize=7)
     stamp(fig, netbench)
+    return fig
+
+
+def breakdown_figure(table: pd.DataFrame, comm: pd.DataFrame, runs: pd.DataFrame) -> Figure | None:
+    """Per curve, a bar per process count: compute-only step time and the exposed communication on
+    top (measured), with the ring all-reduce bound from netbench as a marker (predicted)."""
+    measured = table.dropna(subset=["compute_step_time_s", "exposed_comm_s"])
+    if measured.empty:
+        return None
+    keys = curve_keys("weak")
+    curves = list(measured.groupby(keys, sort=True))
+    fig, axes = _grid(len(curves))
+    labels = legend_labels([key[keys.index("experiment_label")] for key, _ in curves])
+    bounds = comm.set_index([*keys, "world_size"])["allreduce_bound_s"] if not comm.empty else pd.Series(dtype=float)
+    for ax, (key, group), label in zip(axes, curves, labels):
+        group = group.sort_values("world_size")
+        x = np.arange(len(group))
+        compute_ms = group["compute_step_time_s"].to_numpy(float) * 1e3
+        exposed_ms = np.clip(group["exposed_comm_s"].to_numpy(float), 0, None) * 1e3
+        ax.bar(x, compute_ms, color="tab:blue", label="compute (no gradient sync)")
+        ax.bar(x, exposed_ms, bottom=compute_ms, color="tab:orange", label="exposed communication")
+        predicted = [bounds.get((*key, n), np.nan) for n in group["world_size"]]
+        ax.plot(x, compute_ms + np.asarray(predicted, float) * 1e3, "k_", markersize=18, mew=2,
+                label="compute + all-reduce bound (predicted)")
+        ax.set_xticks(x, [str(int(n)) for n in group["world_size"]])
+        ax.set_xlabel("processes")
+        ax.set_ylabel("step time (ms)")
+        ax.set_ylim(0, 1.4 * float(np.nanmax([*(compute_ms + exposed_ms), *(compute_ms + np.asarray(predicted) * 1e3)])))
+        ax.set_title("\n".join(textwrap.wrap(label, 48)), fontsize=8)
+        ax.legend(fontsize=6, loc="upper left")  # in the headroom above the bars
+    fig.suptitle("Where the step time goes (weak scaling, median step, slowest rank)")
+    stamp(fig, runs)
     return fig

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from hpcbench import records
 from hpcbench.files import write_atomic
 from hpcbench.analysis import plots
+from hpcbench.analysis.breakdown import straggler_table
 from hpcbench.analysis.comm import communication_table, netbench_frame
 from hpcbench.analysis.load import read_valid, runs_frame
 from hpcbench.analysis.scaling import amdahl_fits, scaling_table
@@ -32,6 +33,7 @@ class Section:
     strong: pd.DataFrame
     fits: pd.DataFrame
     comm: pd.DataFrame
+    stragglers: pd.DataFrame
     images: dict[str, bytes]
 
     @property
@@ -57,6 +59,7 @@ def build_report(paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, 
     strong = scaling_table(runs, "strong")
     fits = amdahl_fits(weak, "weak")
     comm = communication_table(weak, runs, netbench)
+    stragglers = straggler_table(runs)
 
     systems = sorted({*zip(runs["system_name"], runs["system_id"]), *zip(netbench["system_name"], netbench["system_id"])})
     sections = []
@@ -66,10 +69,10 @@ def build_report(paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, 
 
         folder = out / "plots" / (f"{_slug(name)}-{system_id}" if len(systems) > 1 else "")
         folder.mkdir(parents=True, exist_ok=True)
-        figures = _figures(mine(weak), mine(strong), mine(runs), mine(netbench))
+        figures = _figures(mine(weak), mine(strong), mine(runs), mine(netbench), mine(comm))
         images = {fig_name: _save(fig, folder / fig_name) for fig_name, fig in figures.items() if fig is not None}
         sections.append(Section(name, system_id, _describe(mine(runs), mine(netbench)), mine(weak), mine(strong),
-                                mine(fits), mine(comm), images))
+                                mine(fits), mine(comm), mine(stragglers), images))
 
     tables = pd.concat([weak.assign(mode="weak"), strong.assign(mode="strong")], ignore_index=True)
     written = {"csv": out / "scaling.csv", "markdown": out / "report.md", "html": out / "report.html"}
@@ -79,12 +82,14 @@ def build_report(paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, 
     return written
 
 
-def _figures(weak: pd.DataFrame, strong: pd.DataFrame, runs: pd.DataFrame, netbench: pd.DataFrame) -> dict[str, Figure | None]:
+def _figures(weak: pd.DataFrame, strong: pd.DataFrame, runs: pd.DataFrame, netbench: pd.DataFrame,
+             comm: pd.DataFrame) -> dict[str, Figure | None]:
     figures: dict[str, Figure | None] = {}
     if not runs.empty:
         if not weak.empty:
             figures["throughput"] = plots.throughput_figure(weak, runs)
             figures["efficiency"] = plots.efficiency_figure(weak, runs, "weak")
+            figures["step_breakdown"] = plots.breakdown_figure(weak, comm, runs)
         if not strong.empty:
             figures["strong_efficiency"] = plots.efficiency_figure(strong, runs, "strong")
         figures["step_times_per_rank"] = plots.step_time_figure(runs)
@@ -132,11 +137,16 @@ def _summary_lines(runs: pd.DataFrame, netbench: pd.DataFrame) -> list[str]:
         "CI: 95 % percentile bootstrap of the median over all repeats of all runs of a point. "
         "Karp-Flatt e = (1/S - 1/N) / (1 - 1/N).",
         "Amdahl columns are PREDICTIONS from a fit to the measured points, not measurements.",
+        "Exposed communication = step time - compute-only step time (the same steps without gradient "
+        "synchronisation, timed after the repeats; slowest rank's median). Overlap = 1 - exposed / the ring "
+        "all-reduce bound from netbench. A straggler is a rank slowest in more than twice its fair share of "
+        "the compute-only steps.",
     ]
 
 
 SHOWN = ["workload", "experiment_label", "batch_size", "global_batch_size", "num_nodes", "world_size", "num_runs",
-         "samples_per_s", "ci95_low", "ci95_high", "cv", "speedup", "efficiency", "karp_flatt", "baseline_runs"]
+         "samples_per_s", "ci95_low", "ci95_high", "cv", "speedup", "efficiency", "exposed_comm_share", "karp_flatt",
+         "baseline_runs"]
 
 
 def _rounded(frame: pd.DataFrame) -> pd.DataFrame:
@@ -159,7 +169,9 @@ def _markdown(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFram
                   "### Weak scaling", "", _markdown_table(_rounded(section.weak)),
                   "### Strong scaling", "", _markdown_table(_rounded(section.strong)),
                   "### Amdahl fit (predictions)", "", _markdown_table(section.fits.round(4)),
-                  "### Communication model", "", _markdown_table(section.comm.round(6))]
+                  "### Communication: exposed (measured) and the all-reduce bound (predicted)", "",
+                  _markdown_table(section.comm.round(6)),
+                  "### Stragglers", "", _markdown_table(section.stragglers.round(4))]
     return "\n".join(parts)
 
 
@@ -180,7 +192,8 @@ def _html(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFrame) -
         f"<h3>Weak scaling</h3>{table(_rounded(s.weak))}"
         f"<h3>Strong scaling</h3>{table(_rounded(s.strong))}"
         f"<h3>Amdahl fit (predictions, not measurements)</h3>{table(s.fits.round(4))}"
-        f"<h3>Communication model</h3>{table(s.comm.round(6))}"
+        f"<h3>Communication: exposed (measured) and the all-reduce bound (predicted)</h3>{table(s.comm.round(6))}"
+        f"<h3>Stragglers</h3>{table(s.stragglers.round(4))}"
         for s in sections
     )
     summary = "".join(f"<p>{html.escape(line)}</p>" for line in _summary_lines(runs, netbench))

@@ -19,7 +19,7 @@ from hpcbench.analysis.stats import bootstrap_median_ci, coefficient_of_variatio
 CURVE_KEYS = {mode: curve_keys(mode) for mode in MODES}
 TABLE_COLUMNS = [
     "num_runs", "samples_per_s", "ci95_low", "ci95_high", "cv", "samples_per_s_per_proc", "step_time_s_median",
-    "baseline_samples_per_s", "baseline_runs", "speedup", "efficiency", "karp_flatt",
+    "compute_step_time_s", "exposed_comm_s", "exposed_comm_share", "baseline_samples_per_s", "baseline_runs", "speedup", "efficiency", "karp_flatt",
 ]
 
 
@@ -53,6 +53,8 @@ def scaling_table(runs: pd.DataFrame, mode: str = "weak") -> pd.DataFrame:
             "cv": coefficient_of_variation(pooled),
             "samples_per_s_per_proc": median / key[-1],
             "step_time_s_median": float(group["step_time_s_median"].median()),
+            "compute_step_time_s": _median_or_nan(group["compute_step_time_s"]),
+            "exposed_comm_s": _median_or_nan(group["exposed_comm_s"]),
             "run_ids": ",".join(group["run_id"]),
         })
     table = pd.DataFrame(rows)
@@ -62,8 +64,15 @@ def scaling_table(runs: pd.DataFrame, mode: str = "weak") -> pd.DataFrame:
     table["baseline_runs"] = [baseline["run_ids"].get(k, "") for k in keys]
     table["speedup"] = table["samples_per_s"] / table["baseline_samples_per_s"]
     table["efficiency"] = table["speedup"] / table["world_size"]
+    table["exposed_comm_share"] = table["exposed_comm_s"] / table["step_time_s_median"]
     table["karp_flatt"] = karp_flatt(table["speedup"].to_numpy(float), table["world_size"].to_numpy(float))
     return table[columns].reset_index(drop=True)
+
+
+def _median_or_nan(values: pd.Series) -> float:
+    """Median of the runs that measured it (older records and --no-breakdown runs did not)."""
+    found = pd.to_numeric(values, errors="coerce").dropna()
+    return float(found.median()) if not found.empty else np.nan
 
 
 def karp_flatt(speedup: np.ndarray, workers: np.ndarray) -> np.ndarray:
@@ -109,7 +118,8 @@ def amdahl_fits(table: pd.DataFrame, mode: str = "weak") -> pd.DataFrame:
 
 
 COMPACT_HIDDEN = ["system_name", "system_id", "experiment_id", "experiment_label", "ci95_low", "ci95_high", "cv",
-                  "samples_per_s_per_proc", "step_time_s_median", "baseline_samples_per_s", "karp_flatt"]
+                  "samples_per_s_per_proc", "step_time_s_median", "compute_step_time_s", "exposed_comm_s",
+                  "baseline_samples_per_s", "karp_flatt"]
 """A local sweep is one system, its curves differ by workload and engine: the ids only crowd the terminal."""
 
 
@@ -122,14 +132,15 @@ def format_scaling_table(table: pd.DataFrame, compact: bool = False) -> str:
         short = dict(zip(labels, legend_labels(labels)))
         shown.insert(0, "experiment", table["experiment_label"].map(short))
     shown = shown.rename(
-        columns={"world_size": "procs", "batch_size": "batch/proc", "num_nodes": "nodes", "num_runs": "runs"}
+        columns={"world_size": "procs", "batch_size": "batch/proc", "num_nodes": "nodes", "num_runs": "runs",
+                 "exposed_comm_share": "exposed_comm"}
     )
-    rate = "{:.1f}".format
-    return shown.to_string(
-        index=False,
-        formatters={
-            "samples_per_s": rate, "ci95_low": rate, "ci95_high": rate, "samples_per_s_per_proc": rate,
-            "baseline_samples_per_s": rate, "cv": "{:.1%}".format, "step_time_s_median": "{:.4f}".format,
-            "speedup": "{:.2f}".format, "efficiency": "{:.1%}".format, "karp_flatt": "{:.3f}".format,
-        },
-    )
+    specs = {
+        "samples_per_s": ".1f", "ci95_low": ".1f", "ci95_high": ".1f", "samples_per_s_per_proc": ".1f",
+        "baseline_samples_per_s": ".1f", "cv": ".1%", "step_time_s_median": ".4f", "speedup": ".2f",
+        "efficiency": ".1%", "karp_flatt": ".3f", "compute_step_time_s": ".4f", "exposed_comm_s": ".4f",
+        "exposed_comm": ".1%",
+    }
+    return shown.to_string(index=False, formatters={
+        column: (lambda value, spec=spec: "-" if pd.isna(value) else format(value, spec)) for column, spec in specs.items()
+    })

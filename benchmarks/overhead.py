@@ -1,9 +1,9 @@
 """Harness overhead: hpcbench vs a bare hand-written DDP loop, same model, batch and process count.
 
 Runs the sides in one invocation, alternating their order each round so drift on the machine hits
-all alike, and prints hpcbench / bare per workload (target: >= 0.99). A third side runs hpcbench
-with its progress bar drawn on a pseudo-terminal, for the cost of the bar (bar / no bar, target:
->= 0.99).
+all alike, and prints hpcbench / bare per workload (target: >= 0.99) as the median of the per-round ratios
+with their range. A third side runs hpcbench with its progress bar drawn on a pseudo-terminal, for
+the cost of the bar (bar / no bar, target: >= 0.99).
 
     python benchmarks/overhead.py --workloads mlp,cnn --nproc 2
 """
@@ -138,7 +138,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as out:
         print(f"{'workload':10s} {'bare samples/s':>16s} {'hpcbench samples/s':>20s} {'with bar':>10s} "
-              f"{'hpcbench/bare':>14s} {'bar/no bar':>11s}")
+              f"{'hpcbench/bare':>22s} {'bar/no bar':>22s}")
         for workload in args.workloads.split(","):
             cfg = resolve(RunConfig(workload=workload, num_procs=args.nproc, device="cpu", num_steps=args.steps,
                                     num_warmup_steps=args.warmup, num_repeats=args.repeats, out_dir=out))
@@ -146,8 +146,14 @@ def main() -> None:
                                     "bar": lambda: hpcbench_samples_per_s(cfg, "bar")}, args.rounds)
             b, o, w = (statistics.median(measured[side]) for side in ("bare", "ours", "bar"))
             rounds = ", ".join(f"{side} {[round(x) for x in values]}" for side, values in measured.items())
-            print(f"{workload:10s} {b:16.1f} {o:20.1f} {w:10.1f} {o / b:14.3f} {w / o:11.3f}   (rounds: {rounds})",
-                  flush=True)
+            print(f"{workload:10s} {b:16.1f} {o:20.1f} {w:10.1f} {paired(measured['ours'], measured['bare']):>22s} "
+                  f"{paired(measured['bar'], measured['ours']):>22s}   (rounds: {rounds})", flush=True)
+
+
+def paired(new: list[float], old: list[float]) -> str:
+    """The median of the per-round ratios, [min, max]: pairs from the same round share the machine's drift."""
+    ratios = [n / o for n, o in zip(new, old)]
+    return f"{statistics.median(ratios):.3f} [{min(ratios):.3f}, {max(ratios):.3f}]"
 
 if __name__ == "__main__":
     main()

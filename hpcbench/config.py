@@ -49,6 +49,9 @@ class RunConfig:
     scaling: str = _opt("--scaling", "weak: fixed batch per process; strong: fixed --global-batch-size, split over the "
                         "processes", "weak")
     global_batch_size: int | None = _opt("--global-batch-size", "with --scaling strong: samples per step over all processes")
+    breakdown: bool = _opt("--breakdown", "after the timed repeats, time one more window of steps without gradient "
+                           "synchronisation: compute-only step time, exposed communication, stragglers "
+                           "(--no-breakdown skips it)", True)
     system: str | None = _opt("--system", "name of the machine or cluster in reports (default: the profile's `system`, "
                               "else the host name without domain and trailing digits)")
     options: dict[str, Any] = field(default_factory=dict, metadata={"help": "workload options, resolved"})
@@ -74,6 +77,8 @@ class RunConfig:
         check_at_least("nproc", self.num_procs, 1)
         if self.batch_size is not None:
             check_at_least("batch-size", self.batch_size, 1)
+        if not isinstance(self.breakdown, bool):
+            raise ConfigError("breakdown", f"must be true or false, got {self.breakdown!r}")
         check_at_least("seed", self.seed, 0)
         check_at_least("steps", self.num_steps, 1)
         check_at_least("warmup", self.num_warmup_steps, 0)

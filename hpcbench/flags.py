@@ -66,6 +66,10 @@ def add_run_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = (
         if f.name in skip:
             continue
         default = f.default if f.default is not dataclasses.MISSING else None
+        if f.type in (bool, "bool"):  # --name / --no-name
+            parser.add_argument(f.metadata["flag"], dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                                help=f"{f.metadata['help']} (default: {'on' if default else 'off'})")
+            continue
         choices = f" ({', '.join(ENGINES.names())})" if f.name == "engine" else ""
         parser.add_argument(
             f.metadata["flag"], dest=f.name, type=_parse_type(f.type), default=None,
@@ -134,7 +138,11 @@ def config_to_args(cfg: RunConfig, skip: tuple[str, ...] = ()) -> list[str]:
     args: list[str] = []
     for f in flag_fields():
         value = getattr(cfg, f.name)
-        if f.name not in skip and value is not None:
+        if f.name in skip or value is None:
+            continue
+        if isinstance(value, bool):
+            args.append(f.metadata["flag"] if value else "--no-" + f.metadata["flag"].removeprefix("--"))
+        else:
             args += [f.metadata["flag"], str(value)]
     for name, value in cfg.options.items():
         if value is not None:

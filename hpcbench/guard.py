@@ -18,9 +18,10 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 """Ctrl-C, a scheduler's or launcher's polite kill, and the Slurm template's time-limit warning."""
 
 FAULT_VARIABLE = "HPCBENCH_INJECT_FAULT"
-"""Test-only: `hang:rank=1:step=3` sleeps forever in that step, `raise:rank=1:step=3` raises there."""
+"""Test-only: `hang:rank=1:step=3` sleeps forever in that step, `raise:rank=1:step=3` raises there,
+`slow:rank=1:ms=50` adds 50 ms to every step of rank 1 (a straggler)."""
 
-FAULT_KINDS = ("hang", "raise")
+FAULT_KINDS = ("hang", "raise", "slow")
 
 
 class StopSignals:
@@ -81,11 +82,19 @@ class StepWatchdog:
 class Fault:
     kind: str
     rank: int
-    step: int
+    step: int = 0
+    """hang and raise: the step it fires at."""
+    ms: float = 0.0
+    """slow: milliseconds added to every step of that rank (a straggler)."""
 
     def maybe_fire(self, rank: int, step: int) -> None:
         """Called at the start of every step (warm-up steps count from 0, timed steps continue)."""
-        if rank != self.rank or step != self.step:
+        if rank != self.rank:
+            return
+        if self.kind == "slow":
+            time.sleep(self.ms / 1e3)
+            return
+        if step != self.step:
             return
         if self.kind == "raise":
             raise RuntimeError(f"injected fault at step {step}")
@@ -100,11 +109,13 @@ def injected_fault(environ: Mapping[str, str] | None = None) -> Fault | None:
     if not text:
         return None
     kind, *fields = text.split(":")
+    second = "ms" if kind == "slow" else "step"
     try:
         values = dict(field.split("=", 1) for field in fields)
-        fault = Fault(kind=kind, rank=int(values.pop("rank")), step=int(values.pop("step")))
+        fault = Fault(kind=kind, rank=int(values.pop("rank")), **{second: float(values.pop(second)) if second == "ms"
+                                                                     else int(values.pop(second))})
     except (KeyError, ValueError):
         fault, values = None, {}
-    if fault is None or values or kind not in FAULT_KINDS:
-        raise ValueError(f"{FAULT_VARIABLE}={text!r}: expected KIND:rank=R:step=S with KIND one of {', '.join(FAULT_KINDS)}")
+    if fault is None or values or kind not in FAULT_KINDS or fault.ms < 0:
+        raise ValueError(f"{FAULT_VARIABLE}={text!r}: expected hang|raise:rank=R:step=S or slow:rank=R:ms=M")
     return fault

@@ -40,16 +40,16 @@ def progress_mode(stream: TextIO | None = None) -> str:
 
 
 class RunProgress:
-    """Rank 0's view of one run: warm-up, then each timed repeat."""
+    """Rank 0's view of one run: warm-up, each timed repeat, then any further window (`extra_steps`)."""
 
-    def __init__(self, num_warmup_steps: int, num_repeats: int, num_steps: int, mode: str) -> None:
+    def __init__(self, num_warmup_steps: int, num_repeats: int, num_steps: int, mode: str, extra_steps: int = 0) -> None:
         self.num_repeats = num_repeats
         self.num_steps = num_steps
         self.mode = mode
         self.repeats_done = 0
         self.bar = None
         if mode == "bar":
-            self.bar = tqdm(total=num_warmup_steps + num_repeats * num_steps, desc="warm-up", unit="step",
+            self.bar = tqdm(total=num_warmup_steps + num_repeats * num_steps + extra_steps, desc="warm-up", unit="step",
                             mininterval=REDRAW_S, leave=False, dynamic_ncols=True,
                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} steps [{elapsed}<{remaining}]")
 
@@ -58,8 +58,11 @@ class RunProgress:
             self.bar.update(1)
 
     def repeat_started(self) -> None:
+        self.window_started(f"repeat {self.repeats_done + 1}/{self.num_repeats}")
+
+    def window_started(self, name: str) -> None:
         if self.bar is not None:
-            self.bar.set_description_str(f"repeat {self.repeats_done + 1}/{self.num_repeats}", refresh=False)
+            self.bar.set_description_str(name, refresh=False)
 
     def repeat_done(self, seconds: float) -> None:
         """Called after the window has stopped: this line is never inside a timed window."""

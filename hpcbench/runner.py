@@ -24,7 +24,7 @@ from hpcbench import records
 from hpcbench.config import RunConfig
 from hpcbench.engines import Engine, Placement, engine_libraries, start_engine
 from hpcbench.guard import StepWatchdog, StopSignals, injected_fault
-from hpcbench.measurements import THROUGHPUT, Meters, RankContext, RunFacts, merge_metrics
+from hpcbench.measurements import COMPUTE_ONLY, THROUGHPUT, Meters, RankContext, RunFacts, merge_metrics
 from hpcbench.progress import RunProgress, progress_mode
 from hpcbench.provenance import host_facts, provenance
 from hpcbench.workloads import DataContext, get_workload
@@ -168,14 +168,17 @@ def measure(cfg: RunConfig, engine: Engine, clock: Callable[[], float], stop: St
         for _ in range(num_steps):
             if stopped := agreed.poll():
                 break
-            losses.append(train_step())
+            loss = train_step()
+            if name == THROUGHPUT:  # the record's losses are the timed steps'
+                losses.append(loss)
             meters.step_done(name)
             progress.step()  # a counter; the bar redraws at most twice a second
         meters.stop(name, complete=not stopped)
         return stopped
 
     repeats_done = 0
-    progress = RunProgress(cfg.num_warmup_steps, cfg.num_repeats, cfg.num_steps, progress_mode() if rank == 0 else "off")
+    progress = RunProgress(cfg.num_warmup_steps, cfg.num_repeats, cfg.num_steps, progress_mode() if rank == 0 else "off",
+                           extra_steps=cfg.num_steps if cfg.breakdown else 0)
     with StepWatchdog(cfg.timeout_s) as watchdog:
         stopped = False
         for _ in range(cfg.num_warmup_steps):
@@ -194,6 +197,23 @@ def measure(cfg: RunConfig, engine: Engine, clock: Callable[[], float], stop: St
                 break  # a partial repeat is not a measurement; its steps still count as done
             progress.repeat_done(clock() - started)
             repeats_done += 1
+        # Before the compute-only window: its unsynchronised steps let the replicas drift apart.
+        digest = engine.replica_digest(model)
+        counters = engine.counters(model)  # the library's own view of the synchronised steps
+        breakdown_note = None
+        if not cfg.breakdown:
+            breakdown_note = "not measured (--no-breakdown)"
+        elif stopped:
+            breakdown_note = "not measured: the run was stopped first"
+        else:
+            try:
+                unsynchronised = engine.no_sync(model)
+            except NotImplementedError as exc:
+                breakdown_note = f"not measured: {exc}"
+            else:
+                progress.window_started("compute-only")
+                with unsynchronised:
+                    stopped = window(COMPUTE_ONLY, cfg.num_steps)
         agreed.drain()
     progress.close()
 
@@ -212,7 +232,9 @@ def measure(cfg: RunConfig, engine: Engine, clock: Callable[[], float], stop: St
         "loss_last": float(losses[-1]) if losses else None,
         "stopped": stopped,
         "stop_signal": stop.signum,
-        "param_sha256": engine.replica_digest(model),
+        "param_sha256": digest,
+        "breakdown_note": breakdown_note,
+        "engine_counters": counters,
         "workload": description,
         "extra_metrics": workload.extra_metrics(),
     }
@@ -230,17 +252,20 @@ def build_record(cfg: RunConfig, run_id: str, ranks: list[dict[str, Any]], engin
     ranks = sorted(ranks, key=lambda r: r["rank"])
     metrics = None
     if ranks[0]["repeats_done"]:  # at least one whole timed repeat
-        run = RunFacts(global_batch_size=cfg.batch_size * len(ranks), world_size=len(ranks))
+        run = RunFacts(global_batch_size=cfg.batch_size * len(ranks), world_size=len(ranks),
+                       breakdown_note=ranks[0]["breakdown_note"])
         metrics = merge_metrics([r["measured"] for r in ranks], run)
         metrics["loss_first"] = records.finite_or_none(ranks[0]["loss_first"])
         metrics["loss_last"] = records.finite_or_none(ranks[0]["loss_last"])
         metrics["replicas_identical"] = len({r["param_sha256"] for r in ranks}) == 1
+        by_rank = [r["engine_counters"] for r in ranks]
+        metrics["engine_counters_by_rank"] = by_rank if any(by_rank) else None
         metrics.update(mean_over_ranks([r["extra_metrics"] for r in ranks]))
 
     reasons = []
     signum = stop_signal(ranks)
     if signum is not None:
-        planned = cfg.num_warmup_steps + cfg.num_repeats * cfg.num_steps
+        planned = cfg.num_warmup_steps + (cfg.num_repeats + cfg.breakdown) * cfg.num_steps
         reasons.append(
             f"interrupted by {signal.Signals(signum).name} after {ranks[0]['steps_done']} of {planned} steps "
             f"({cfg.num_warmup_steps} warm-up); {ranks[0]['repeats_done']} of {cfg.num_repeats} timed repeats complete"
@@ -258,7 +283,8 @@ def build_record(cfg: RunConfig, run_id: str, ranks: list[dict[str, Any]], engin
     )
     per_rank = [
         {**{k: r[k] for k in ("rank", "local_rank", "host", "device", "gpu_model", "steps_done")},
-         **r["measured"], "param_sha256": r["param_sha256"], "loss_per_step": r["loss_per_step"]}
+         **r["measured"], "param_sha256": r["param_sha256"], "loss_per_step": r["loss_per_step"],
+         "engine_counters": r["engine_counters"]}
         for r in ranks
     ]
     return records.make_record(

@@ -83,3 +83,41 @@ def throughput_metrics(
         "global_batch_size": global_batch_size,
         "num_steps_timed": num_steps * num_repeats,
     }
+
+
+def compute_only_metrics(job_step_time_s: float, compute_step_times_s: Sequence[Sequence[float]]) -> dict[str, Any]:
+    """What the step waited for: the job's step time minus the compute-only step time.
+
+    compute_step_times_s[rank][step] come from a window without gradient synchronisation; the
+    compute-only step time is the slowest rank's median (the job cannot step faster than it).
+    """
+    per_rank = [float(np.median(steps)) for steps in compute_step_times_s]
+    compute = max(per_rank)
+    exposed = job_step_time_s - compute
+    return {
+        "compute_step_time_s": compute,
+        "compute_step_time_s_by_rank": per_rank,
+        "exposed_comm_s": exposed,
+        "exposed_comm_share": exposed / job_step_time_s if job_step_time_s > 0 else None,
+    }
+
+
+def straggler_metrics(step_times_s: Sequence[Sequence[float]]) -> dict[str, Any]:
+    """Who held the others back, from per-step times taken without synchronisation (step_times_s[rank][step]).
+
+    Per step the slowest rank; per rank its share of steps slowest and its total wait (the
+    slowest rank's time minus its own, summed over steps). A rank is named when its share is
+    more than twice its fair share 1/N (at most 75 %, so that two ranks can name one).
+    """
+    times = np.asarray(step_times_s, dtype=float)
+    world_size, num_steps = times.shape
+    slowest = np.argmax(times, axis=0)
+    share = np.bincount(slowest, minlength=world_size) / num_steps
+    wait = (times.max(axis=0) - times).sum(axis=1)
+    threshold = min(2 / world_size, 0.75)
+    return {
+        "slowest_share_by_rank": share.tolist(),
+        "wait_s_by_rank": wait.tolist(),
+        "named_threshold_share": threshold,
+        "named_ranks": [int(r) for r in np.flatnonzero(share > threshold)] if world_size > 1 else [],
+    }

@@ -49,13 +49,15 @@ def test_report_files(report_dir):
     assert {"efficiency", "ci95_low", "ci95_high", "karp_flatt", "baseline_runs", "mode"} <= set(table.columns)
     assert set(table["workload"]) == {"mlp", "cnn", "finetune", "vae", "rnn", "rl"}
     markdown = (report_dir / "report.md").read_text()
-    assert "## Amdahl fit (predictions)" in markdown and "## Communication model" in markdown
-    assert "allreduce_bound_s" in markdown and "| cnn |" in markdown
-    for name in ("throughput", "efficiency", "step_times_per_rank", "busbw"):
+    assert "## Amdahl fit (predictions)" in markdown and "## Communication: exposed (measured)" in markdown
+    assert "allreduce_bound_s" in markdown and "exposed_comm_s" in markdown and "| cnn |" in markdown
+    assert "### Stragglers" in markdown
+    assert table["exposed_comm_s"].notna().all() and table["compute_step_time_s"].notna().all()
+    for name in ("throughput", "efficiency", "step_breakdown", "step_times_per_rank", "busbw"):
         assert (report_dir / "plots" / f"{name}.png").stat().st_size > 10_000
         assert (report_dir / "plots" / f"{name}.svg").read_text().lstrip().startswith("<?xml")
     page = (report_dir / "report.html").read_text()
-    assert page.count('src="data:image/png;base64,') == 4
+    assert page.count('src="data:image/png;base64,') == 5
     assert "src=\"http" not in page and "src=\"plots/" not in page  # self-contained
 
 

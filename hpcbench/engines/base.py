@@ -106,6 +106,10 @@ class Engine:
         """A hash of this rank's parameters: data-parallel replicas must agree bit for bit after training."""
         return parameter_digest(getattr(model, "module", model))
 
+    def counters(self, model: nn.Module) -> dict[str, Any] | None:
+        """The library's own timings of this rank, as it reports them (None: it keeps none)."""
+        return None
+
     def versions(self) -> dict[str, Any]:
         return {"backend": self.backend}
 

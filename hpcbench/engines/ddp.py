@@ -18,6 +18,15 @@ from hpcbench.engines.base import Engine, register
 from hpcbench.engines.discovery import Placement
 
 
+DDP_COUNTERS = {
+    "avg_forward_compute_time": "forward_compute_s",
+    "avg_backward_compute_time": "backward_compute_s",
+    "avg_backward_comm_time": "backward_comm_s",
+    "avg_backward_compute_comm_overlap_time": "backward_compute_comm_overlap_s",
+}
+"""DDP's logging keys (nanoseconds) -> the record's names."""
+
+
 @register
 class DdpEngine(Engine):
     """gloo on CPU, NCCL on CUDA; one device per process, pinned by local rank."""
@@ -60,6 +69,17 @@ class DdpEngine(Engine):
 
     def no_sync(self, model: nn.Module) -> contextlib.AbstractContextManager[None]:
         return model.no_sync()  # DDP's own: backward() accumulates locally, no all-reduce
+
+    def counters(self, model: nn.Module) -> dict[str, Any] | None:
+        """DDP's runtime statistics (torch >= 1.9), seconds instead of its nanoseconds."""
+        getter = getattr(model, "_get_ddp_logging_data", None)
+        data = getter() if getter else {}
+        found = {name: data[key] / 1e9 for key, name in DDP_COUNTERS.items() if isinstance(data.get(key), (int, float))}
+        if not found:
+            return None
+        return {**found, "sampled_iteration": data.get("iteration"), "source": "DistributedDataParallel._get_ddp_logging_data()",
+                "caveat": "averages over the iterations DDP samples (10, 20, 30, ... then every 100th), warm-up included; "
+                          "host timers on CPU, CUDA events on GPU"}
 
     def barrier(self) -> None:
         if self.device.type == "cuda":

@@ -21,6 +21,9 @@ MEASUREMENTS: Registry[type[Measurement]] = Registry("measurement", "measurement
 
 THROUGHPUT = "throughput"
 """The timed repeats: the windows every throughput number comes from."""
+COMPUTE_ONLY = "compute_only"
+"""After the repeats, the same steps without gradient synchronisation: what a step costs without
+communication (never part of a throughput number)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,6 +40,8 @@ class RunFacts:
 
     global_batch_size: int
     world_size: int
+    breakdown_note: str | None = None
+    """Why there is no compute-only window (--no-breakdown, an engine without one), if there is none."""
 
 
 class Measurement:
