@@ -1,4 +1,4 @@
-"""Why scaling is lost, per run: the ranks that held the others back.
+"""Why scaling is lost, per run: the ranks that held the others back, and where a step's time goes.
 
 A rank is named when it was the slowest in more than twice its fair share of the compute-only
 window's steps (the runner's `stragglers` metric; at most 75 %, so two ranks can name one). In
@@ -31,3 +31,20 @@ def straggler_table(runs: pd.DataFrame) -> pd.DataFrame:
                          "slowest_share": facts["slowest_share_by_rank"][rank], "fair_share": 1 / run["world_size"],
                          "wait_s": facts["wait_s_by_rank"][rank]})
     return pd.DataFrame(rows, columns=STRAGGLER_COLUMNS)
+
+
+def phase_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per run timed with --phases: each phase's seconds at its slowest rank, and its share
+    (phases named and ordered as the records name them)."""
+    rows = []
+    for _, run in runs.iterrows():
+        phases = run.get("phases")
+        if not isinstance(phases, dict):
+            continue
+        rows.append({**{k: run[k] for k in SYSTEM_COLUMNS}, "experiment_label": run["experiment_label"],
+                     "world_size": run["world_size"], "run_id": run["run_id"],
+                     **{f"{phase}_s": s for phase, s in phases["seconds"].items()},
+                     **{f"{phase}_share": s for phase, s in phases["share"].items()}})
+    if not rows:
+        return pd.DataFrame(columns=[*SYSTEM_COLUMNS, "experiment_label", "world_size", "run_id"])
+    return pd.DataFrame(rows).sort_values(["experiment_label", "world_size"], ignore_index=True)

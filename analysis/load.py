@@ -34,6 +34,7 @@ COLUMNS = {
     "compute_step_time_s": ("metrics", "compute_step_time_s"),
     "exposed_comm_s": ("metrics", "exposed_comm_s"),
     "stragglers": ("metrics", "stragglers"),
+    "phases": ("metrics", "phases"),
     "global_batch_size": ("metrics", "global_batch_size"),
     "gradient_bytes_per_step": ("workload", "gradient_bytes_per_step"),
     "sample_unit": ("workload", "sample_unit"),

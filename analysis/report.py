@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from hpcbench import records
 from hpcbench.files import write_atomic
 from hpcbench.analysis import plots
-from hpcbench.analysis.breakdown import straggler_table
+from hpcbench.analysis.breakdown import phase_table, straggler_table
 from hpcbench.analysis.comm import communication_table, netbench_frame
 from hpcbench.analysis.load import read_valid, runs_frame
 from hpcbench.analysis.scaling import amdahl_fits, scaling_table
@@ -34,6 +34,7 @@ class Section:
     fits: pd.DataFrame
     comm: pd.DataFrame
     stragglers: pd.DataFrame
+    phases: pd.DataFrame
     images: dict[str, bytes]
 
     @property
@@ -60,6 +61,7 @@ def build_report(paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, 
     fits = amdahl_fits(weak, "weak")
     comm = communication_table(weak, runs, netbench)
     stragglers = straggler_table(runs)
+    phases = phase_table(runs)
 
     systems = sorted({*zip(runs["system_name"], runs["system_id"]), *zip(netbench["system_name"], netbench["system_id"])})
     sections = []
@@ -72,7 +74,7 @@ def build_report(paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, 
         figures = _figures(mine(weak), mine(strong), mine(runs), mine(netbench), mine(comm))
         images = {fig_name: _save(fig, folder / fig_name) for fig_name, fig in figures.items() if fig is not None}
         sections.append(Section(name, system_id, _describe(mine(runs), mine(netbench)), mine(weak), mine(strong),
-                                mine(fits), mine(comm), mine(stragglers), images))
+                                mine(fits), mine(comm), mine(stragglers), mine(phases), images))
 
     tables = pd.concat([weak.assign(mode="weak"), strong.assign(mode="strong")], ignore_index=True)
     written = {"csv": out / "scaling.csv", "markdown": out / "report.md", "html": out / "report.html"}
@@ -171,7 +173,9 @@ def _markdown(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFram
                   "### Amdahl fit (predictions)", "", _markdown_table(section.fits.round(4)),
                   "### Communication: exposed (measured) and the all-reduce bound (predicted)", "",
                   _markdown_table(section.comm.round(6)),
-                  "### Stragglers", "", _markdown_table(section.stragglers.round(4))]
+                  "### Stragglers", "", _markdown_table(section.stragglers.round(4)),
+                  "### Step phases (--phases: synchronised between phases, so overlap is lost)", "",
+                  _markdown_table(section.phases.round(4))]
     return "\n".join(parts)
 
 
@@ -194,6 +198,7 @@ def _html(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFrame) -
         f"<h3>Amdahl fit (predictions, not measurements)</h3>{table(s.fits.round(4))}"
         f"<h3>Communication: exposed (measured) and the all-reduce bound (predicted)</h3>{table(s.comm.round(6))}"
         f"<h3>Stragglers</h3>{table(s.stragglers.round(4))}"
+        f"<h3>Step phases (--phases: synchronised between phases, so overlap is lost)</h3>{table(s.phases.round(4))}"
         for s in sections
     )
     summary = "".join(f"<p>{html.escape(line)}</p>" for line in _summary_lines(runs, netbench))

@@ -52,6 +52,9 @@ class RunConfig:
     breakdown: bool = _opt("--breakdown", "after the timed repeats, time one more window of steps without gradient "
                            "synchronisation: compute-only step time, exposed communication, stragglers "
                            "(--no-breakdown skips it)", True)
+    phases: bool = _opt("--phases", "time one more window with a device sync between data, forward, backward and "
+                        "optimizer step: seconds and shares per phase (the syncs perturb overlap, hence its own window)",
+                        False)
     system: str | None = _opt("--system", "name of the machine or cluster in reports (default: the profile's `system`, "
                               "else the host name without domain and trailing digits)")
     options: dict[str, Any] = field(default_factory=dict, metadata={"help": "workload options, resolved"})
@@ -77,8 +80,9 @@ class RunConfig:
         check_at_least("nproc", self.num_procs, 1)
         if self.batch_size is not None:
             check_at_least("batch-size", self.batch_size, 1)
-        if not isinstance(self.breakdown, bool):
-            raise ConfigError("breakdown", f"must be true or false, got {self.breakdown!r}")
+        for name in ("breakdown", "phases"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(name, f"must be true or false, got {getattr(self, name)!r}")
         check_at_least("seed", self.seed, 0)
         check_at_least("steps", self.num_steps, 1)
         check_at_least("warmup", self.num_warmup_steps, 0)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import signal
-import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -24,9 +23,10 @@ from hpcbench import records
 from hpcbench.config import RunConfig
 from hpcbench.engines import Engine, Placement, engine_libraries, start_engine
 from hpcbench.guard import StepWatchdog, StopSignals, injected_fault
-from hpcbench.measurements import COMPUTE_ONLY, THROUGHPUT, Meters, RankContext, RunFacts, merge_metrics
+from hpcbench.measurements import COMPUTE_ONLY, PHASES_WINDOW, THROUGHPUT, Meters, RankContext, RunFacts, merge_metrics
 from hpcbench.progress import RunProgress, progress_mode
 from hpcbench.provenance import host_facts, provenance
+from hpcbench.timing import PhaseTimer, phase_metrics
 from hpcbench.workloads import DataContext, get_workload
 from hpcbench.workloads.base import to_device
 
@@ -142,17 +142,24 @@ def measure(cfg: RunConfig, engine: Engine, clock: Callable[[], float], stop: St
     fault = injected_fault()
     steps_done = 0
 
+    mark: Callable[[str], None] = no_mark  # the phases window's timer; outside it, nothing
+
     def train_step() -> torch.Tensor:
         nonlocal steps_done
         watchdog.step_started()
         if fault:
             fault.maybe_fire(rank, steps_done)
+        mark("start")
         inputs, targets = next(batches)
+        mark("data")
         optimizer.zero_grad()  # set_to_none by default since torch 2.0 (Horovod's wrapper takes no argument)
         output = model(inputs)
         loss = workload.loss(output, targets)
+        mark("forward")
         engine.backward(loss)  # loss.backward(); DDP all-reduces gradients inside it
+        mark("backward")
         engine.step(optimizer)  # optimizer.step(); Horovod waits for its all-reduces here
+        mark("optimizer")
         steps_done += 1
         return loss.detach()  # no .item() here: that would be a host-device sync inside the timed window
 
@@ -178,7 +185,7 @@ def measure(cfg: RunConfig, engine: Engine, clock: Callable[[], float], stop: St
 
     repeats_done = 0
     progress = RunProgress(cfg.num_warmup_steps, cfg.num_repeats, cfg.num_steps, progress_mode() if rank == 0 else "off",
-                           extra_steps=cfg.num_steps if cfg.breakdown else 0)
+                           extra_steps=cfg.num_steps * (cfg.breakdown + cfg.phases))
     with StepWatchdog(cfg.timeout_s) as watchdog:
         stopped = False
         for _ in range(cfg.num_warmup_steps):
@@ -200,6 +207,14 @@ def measure(cfg: RunConfig, engine: Engine, clock: Callable[[], float], stop: St
         # Before the compute-only window: its unsynchronised steps let the replicas drift apart.
         digest = engine.replica_digest(model)
         counters = engine.counters(model)  # the library's own view of the synchronised steps
+        phase_times = None
+        if cfg.phases and not stopped:
+            phase_timer = PhaseTimer(device, clock)
+            mark = phase_timer.mark
+            progress.window_started("phases")
+            stopped = window(PHASES_WINDOW, cfg.num_steps)
+            mark = no_mark
+            phase_times = None if stopped else phase_timer.seconds
         breakdown_note = None
         if not cfg.breakdown:
             breakdown_note = "not measured (--no-breakdown)"
@@ -235,9 +250,14 @@ def measure(cfg: RunConfig, engine: Engine, clock: Callable[[], float], stop: St
         "param_sha256": digest,
         "breakdown_note": breakdown_note,
         "engine_counters": counters,
+        "phase_times_s": phase_times,
         "workload": description,
         "extra_metrics": workload.extra_metrics(),
     }
+
+
+def no_mark(boundary: str) -> None:
+    """Phase boundaries outside the phases window: nothing (no sync, no clock)."""
 
 
 def stop_signal(ranks: list[dict[str, Any]]) -> int | None:
@@ -260,12 +280,14 @@ def build_record(cfg: RunConfig, run_id: str, ranks: list[dict[str, Any]], engin
         metrics["replicas_identical"] = len({r["param_sha256"] for r in ranks}) == 1
         by_rank = [r["engine_counters"] for r in ranks]
         metrics["engine_counters_by_rank"] = by_rank if any(by_rank) else None
+        phases = [r["phase_times_s"] for r in ranks]
+        metrics["phases"] = phase_metrics(phases) if all(phases) else None
         metrics.update(mean_over_ranks([r["extra_metrics"] for r in ranks]))
 
     reasons = []
     signum = stop_signal(ranks)
     if signum is not None:
-        planned = cfg.num_warmup_steps + (cfg.num_repeats + cfg.breakdown) * cfg.num_steps
+        planned = cfg.num_warmup_steps + (cfg.num_repeats + cfg.breakdown + cfg.phases) * cfg.num_steps
         reasons.append(
             f"interrupted by {signal.Signals(signum).name} after {ranks[0]['steps_done']} of {planned} steps "
             f"({cfg.num_warmup_steps} warm-up); {ranks[0]['repeats_done']} of {cfg.num_repeats} timed repeats complete"
@@ -284,7 +306,7 @@ def build_record(cfg: RunConfig, run_id: str, ranks: list[dict[str, Any]], engin
     per_rank = [
         {**{k: r[k] for k in ("rank", "local_rank", "host", "device", "gpu_model", "steps_done")},
          **r["measured"], "param_sha256": r["param_sha256"], "loss_per_step": r["loss_per_step"],
-         "engine_counters": r["engine_counters"]}
+         "engine_counters": r["engine_counters"], "phase_times_s": r["phase_times_s"]}
         for r in ranks
     ]
     return records.make_record(

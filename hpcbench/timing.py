@@ -121,3 +121,47 @@ def straggler_metrics(step_times_s: Sequence[Sequence[float]]) -> dict[str, Any]
         "named_threshold_share": threshold,
         "named_ranks": [int(r) for r in np.flatnonzero(share > threshold)] if world_size > 1 else [],
     }
+
+
+PHASES = ("data", "forward", "backward", "optimizer")
+"""A step's phases: fetching the batch (on the device: the host-to-device copy included); zero_grad,
+forward and loss; backward (DDP's all-reduce runs inside it); the optimizer step (Horovod waits
+for its all-reduces there)."""
+
+
+class PhaseTimer:
+    """Seconds of each phase of each step, with a device sync at every boundary.
+
+    The syncs serialise what would overlap (DDP's all-reduce with the backward pass, queued
+    kernels with the host), so phases are timed in a window of their own, never in a throughput one.
+    """
+
+    def __init__(self, device: torch.device, clock: Callable[[], float]) -> None:
+        self.device = device
+        self.clock = clock
+        self.seconds: dict[str, list[float]] = {phase: [] for phase in PHASES}
+        self._last = 0.0
+
+    def mark(self, boundary: str) -> None:
+        """`start` at a step's beginning, then each phase's name at its end."""
+        sync(self.device)
+        now = self.clock()
+        if boundary != "start":
+            self.seconds[boundary].append(now - self._last)
+        self._last = now
+
+
+def phase_metrics(per_rank: Sequence[dict[str, Sequence[float]]]) -> dict[str, Any]:
+    """Per rank each phase's median seconds and share of their sum; for the job, each phase at its slowest rank."""
+    by_rank = [{phase: float(np.median(steps[phase])) for phase in PHASES} for steps in per_rank]
+    share_by_rank = [{phase: s / sum(rank.values()) for phase, s in rank.items()} for rank in by_rank]
+    seconds = {phase: max(rank[phase] for rank in by_rank) for phase in PHASES}
+    total = sum(seconds.values())
+    return {
+        "seconds": seconds,
+        "share": {phase: s / total for phase, s in seconds.items()},
+        "seconds_by_rank": by_rank,
+        "share_by_rank": share_by_rank,
+        "note": "a separate window with a device sync between phases: it serialises the overlap of "
+                "communication with the backward pass, so these shares are not the throughput windows' steps",
+    }

@@ -3,12 +3,13 @@
 import importlib.util
 
 import pytest
+import torch
 
 from conftest import read_records, run_cli
 from hpcbench.analysis import load_records
-from hpcbench.analysis.breakdown import straggler_table
+from hpcbench.analysis.breakdown import phase_table, straggler_table
 from hpcbench.guard import Fault, injected_fault
-from hpcbench.timing import compute_only_metrics, straggler_metrics
+from hpcbench.timing import PHASES, PhaseTimer, compute_only_metrics, phase_metrics, straggler_metrics
 
 TINY = ["--steps", "6", "--warmup", "2", "--repeats", "2", "--device", "cpu"]
 
@@ -98,3 +99,37 @@ def test_an_injected_slow_rank_is_named_with_its_host(tmp_path):
     assert stragglers["wait_s_by_rank"][0] > 16 * 0.02  # rank 0 waited most of 40 ms on most steps
     table = straggler_table(load_records([tmp_path]))
     assert table[["rank", "host"]].values.tolist() == [[1, record["ranks"][1]["host"]]]
+
+
+def test_phase_timer_and_metrics_known_answer():
+    ticks = iter([0.0, 0.1, 0.3, 0.6, 0.7,   # step 1: data 0.1, forward 0.2, backward 0.3, optimizer 0.1
+                  1.0, 1.1, 1.2, 1.6, 1.7])  # step 2: 0.1, 0.1, 0.4, 0.1
+    timer = PhaseTimer(torch.device("cpu"), lambda: next(ticks))
+    for _ in range(2):
+        for boundary in ("start", *PHASES):
+            timer.mark(boundary)
+    expected = {"data": [0.1, 0.1], "forward": [0.2, 0.1], "backward": [0.3, 0.4], "optimizer": [0.1, 0.1]}
+    assert list(timer.seconds) == list(expected)
+    for phase, seconds in expected.items():
+        assert timer.seconds[phase] == pytest.approx(seconds)
+    other = {"data": [0.2, 0.2], "forward": [0.1, 0.1], "backward": [0.3, 0.3], "optimizer": [0.1, 0.1]}
+    metrics = phase_metrics([timer.seconds, other])
+    assert metrics["seconds"] == pytest.approx({"data": 0.2, "forward": 0.15, "backward": 0.35, "optimizer": 0.1})
+    assert sum(metrics["share"].values()) == pytest.approx(1.0)
+    assert metrics["share_by_rank"][1] == pytest.approx({"data": 2 / 7, "forward": 1 / 7, "backward": 3 / 7,
+                                                         "optimizer": 1 / 7})
+
+
+def test_phases_window_splits_the_step_and_the_report_shows_it(tmp_path):
+    result = run_cli("run", "--workload", "mlp", "--hidden-size", "256", "--batch-size", "32", "--nproc", "2",
+                     "--steps", "8", "--warmup", "2", "--repeats", "1", "--phases", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    [record] = read_records(tmp_path)
+    m = record["metrics"]
+    assert record["status"] == "ok" and m["replicas_identical"]
+    assert list(m["phases"]["share"]) == list(PHASES) and sum(m["phases"]["share"].values()) == pytest.approx(1.0)
+    assert all(len(r["phase_times_s"][phase]) == 8 for r in record["ranks"] for phase in PHASES)
+    # on a CPU the syncs are no-ops: a phase-timed step costs about what a timed step costs
+    assert 0.7 < sum(m["phases"]["seconds_by_rank"][0].values()) / m["step_time_s_median"] < 1.3
+    table = phase_table(load_records([tmp_path]))
+    assert len(table) == 1 and table.loc[0, "backward_share"] == pytest.approx(m["phases"]["share"]["backward"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hpcbench.measurements.base import COMPUTE_ONLY, MEASUREMENTS, THROUGHPUT, Measurement, RankContext, RunFacts
+from hpcbench.measurements.base import COMPUTE_ONLY, MEASUREMENTS, PHASES_WINDOW, THROUGHPUT, Measurement, RankContext, RunFacts
 from hpcbench.plugins import import_submodules
 
 import_submodules(__name__, __path__)
@@ -45,4 +45,4 @@ def merge_metrics(ranks: list[dict[str, Any]], run: RunFacts) -> dict[str, Any]:
     return metrics
 
 
-__all__ = ["COMPUTE_ONLY", "MEASUREMENTS", "THROUGHPUT", "Measurement", "Meters", "RankContext", "RunFacts", "merge_metrics"]
+__all__ = ["COMPUTE_ONLY", "MEASUREMENTS", "PHASES_WINDOW", "THROUGHPUT", "Measurement", "Meters", "RankContext", "RunFacts", "merge_metrics"]

@@ -24,6 +24,8 @@ THROUGHPUT = "throughput"
 COMPUTE_ONLY = "compute_only"
 """After the repeats, the same steps without gradient synchronisation: what a step costs without
 communication (never part of a throughput number)."""
+PHASES_WINDOW = "phases"
+"""With --phases: the same steps, synchronised, with a device sync between phases (timing.PhaseTimer)."""
 
 
 @dataclass(frozen=True, kw_only=True)
