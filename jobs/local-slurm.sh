@@ -3,7 +3,7 @@
 # munge, slurmctld and two slurmd "nodes" (n1, n2; 4 CPUs each) under a private state folder.
 #
 #   sudo jobs/local-slurm.sh up      # start (needs root, Debian's slurm-wlm and munge packages)
-#   source /tmp/hpcbench-slurm/env   # SLURM_CONF for sbatch, squeue, scontrol, ...
+#   source /tmp/hpcbench-slurm/env   # SLURM_CONF for sbatch, squeue, scontrol, ...; Open MPI's transports
 #   jobs/local-slurm.sh down         # stop every daemon by the PID in its pid file
 #
 # State lives in $HPCBENCH_SLURM_DIR (default /tmp/hpcbench-slurm). Nothing outside it changes.
@@ -75,7 +75,11 @@ NodeName=n[1-$NODES] NodeHostname=localhost NodeAddr=127.0.0.1 Port=[17001-$LAST
 PartitionName=debug Nodes=n[1-$NODES] Default=YES MaxTime=INFINITE State=UP
 CONF
     for i in $(seq 1 "$NODES"); do mkdir -p "$DIR/spool/n$i" "$DIR/tmp/n$i"; done
-    echo "export SLURM_CONF=$DIR/slurm.conf" > "$DIR/env"
+    # Both "nodes" are this host: Open MPI's shared-memory transport between ranks of different
+    # nodes' daemons crashes (vader, in MPI_Finalize), and its TCP transport would pick interfaces
+    # other nodes cannot reach. Loopback TCP is what a one-host cluster has.
+    printf '%s\n' "export SLURM_CONF=$DIR/slurm.conf" "export OMPI_MCA_btl=self,tcp" \
+        "export OMPI_MCA_btl_tcp_if_include=lo" > "$DIR/env"
     export SLURM_CONF=$DIR/slurm.conf
     slurmctld -i || fail "slurmctld did not start (port $CTLD_PORT)"
     for i in $(seq 1 "$NODES"); do slurmd -N "n$i" || fail "slurmd n$i did not start (port $((17000 + i)))"; done

@@ -9,26 +9,41 @@ import sys
 import pytest
 
 from conftest import read_records, run_cli
-from hpcbench.engines.ddp import free_port
 
 pytestmark = pytest.mark.skipif(not shutil.which("mpirun"), reason="Open MPI not installed (Debian openmpi-bin; .ci/run installs it)")
 
 ROOT_OK = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"} if os.geteuid() == 0 else {}
 
 
-def test_ddp_bootstrapped_from_mpirun(out_dir):
-    env = {**os.environ, **ROOT_OK, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        ["mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", "-x", "MASTER_ADDR", "-x", "MASTER_PORT",
-         sys.executable, "-m", "hpcbench.worker", "--workload", "mlp", "--steps", "3", "--batch-size", "8",
-         "--device", "cpu", "--threads", "1", "--out", str(out_dir)],
-        capture_output=True, text=True, timeout=180, env=env,
+def mpirun_worker(out_dir, env: dict) -> subprocess.CompletedProcess:
+    """`mpirun -np 2 python -m hpcbench.worker ...` with no MASTER_ADDR or MASTER_PORT anywhere."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT")}
+    return subprocess.run(
+        ["mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", sys.executable, "-m", "hpcbench.worker",
+         "--workload", "mlp", "--steps", "3", "--batch-size", "8", "--device", "cpu", "--threads", "1",
+         "--out", str(out_dir)],
+        capture_output=True, text=True, timeout=180, env={**clean, **ROOT_OK, "OMP_NUM_THREADS": "1", **env},
     )
+
+
+def test_ddp_finds_its_rendezvous_over_mpi(out_dir):
+    pytest.importorskip("mpi4py", reason="mpi4py not installed (pip install 'hpcbench[mpi]'; the test extra has it)")
+    result = mpirun_worker(out_dir, {})
     assert result.returncode == 0, result.stderr[-3000:]
     [record] = read_records(out_dir)
     assert record["status"] == "ok"
     assert record["provenance"]["launcher"] == "mpirun" and record["provenance"]["world_size"] == 2
     assert record["metrics"]["replicas_identical"] is True
+
+
+def test_without_mpi4py_the_error_says_what_to_install(out_dir, tmp_path):
+    blocker = tmp_path / "no-mpi4py" / "mpi4py"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('mpi4py hidden by the test')\n")
+    result = mpirun_worker(out_dir, {"PYTHONPATH": str(blocker.parent)})
+    assert result.returncode != 0
+    assert "pip install 'hpcbench[mpi]' (or export both)" in result.stderr, result.stderr[-3000:]
+    assert "started this rank without MASTER_ADDR/MASTER_PORT" in result.stderr
 
 
 @pytest.mark.parametrize("scheduler", ["pbspro", "torque"])

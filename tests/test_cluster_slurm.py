@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,7 +21,8 @@ SLURM_DIR = Path(os.environ.get("HPCBENCH_SLURM_DIR", "/tmp/hpcbench-slurm"))
 
 @pytest.fixture(scope="module")
 def slurm_env() -> dict:
-    env = {"SLURM_CONF": str(SLURM_DIR / "slurm.conf")}
+    # As local-slurm.sh's env file says: both nodes are this host, so MPI talks TCP over loopback.
+    env = {"SLURM_CONF": str(SLURM_DIR / "slurm.conf"), "OMPI_MCA_btl": "self,tcp", "OMPI_MCA_btl_tcp_if_include": "lo"}
     if os.geteuid() == 0:  # Open MPI refuses root unless told
         env |= {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
     if not shutil.which("sinfo") or not (SLURM_DIR / "slurm.conf").exists():
@@ -90,6 +92,22 @@ def test_two_node_sweep_with_other_launchers(tmp_path, slurm_env, launcher):
     [record] = read_records(sweep / "records")
     assert record["status"] == "ok" and record["provenance"]["launcher"] == launcher
     assert sorted(r["host"] for r in record["ranks"]) == ["n1", "n1", "n2", "n2"]  # torchrun orders nodes as they join
+
+
+def test_srun_with_pmix_needs_no_rendezvous_variables(tmp_path, slurm_env):
+    """srun --mpi=pmix across both nodes, no MASTER_*: rank 0's address reaches the others over MPI."""
+    pytest.importorskip("mpi4py", reason="mpi4py not installed (pip install 'hpcbench[mpi]'; the test extra has it)")
+    clean = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT")}
+    result = subprocess.run(
+        ["srun", "--mpi=pmix", "-N2", "-n4", "--ntasks-per-node=2", "--cpus-per-task=1", sys.executable, "-m", "hpcbench.worker",
+         "--workload", "mlp", "--steps", "3", "--warmup", "1", "--repeats", "1", "--batch-size", "8", "--device", "cpu",
+         "--threads", "1", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=240, env={**clean, **slurm_env, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    [record] = read_records(tmp_path)
+    assert record["status"] == "ok" and record["provenance"]["launcher"] == "srun"
+    assert sorted(r["host"] for r in record["ranks"]) == ["n1", "n1", "n2", "n2"]
 
 
 def test_time_limit_signal_leaves_an_interrupted_record(tmp_path, slurm_env):

@@ -49,7 +49,7 @@ def test_run_on_a_terminal_draws_rank_0s_bar_over_warm_up_and_repeats(tmp_path):
     code, output = run_on_a_terminal("run", "--workload", "mlp", "--nproc", "2", "--steps", "6", "--warmup", "1",
                                      "--repeats", "2", "--batch-size", "16", "--out", str(tmp_path))
     assert code == 0, output
-    assert "warm-up:" in output and "repeat 2/2:" in output and "/13 steps" in output
+    assert "warm-up:" in output and "repeat 2/2:" in output and "/19 steps" in output  # warm-up, 2 repeats, the compute-only window
     assert "repeat 1/2 done" not in output  # the bar replaces the lines
     assert output.count("steps [") >= 2  # redrawn, and by one rank only: other ranks never draw
     assert "hpcbench: warm-up done (1 steps)" in output

@@ -27,6 +27,24 @@ DDP_COUNTERS = {
 """DDP's logging keys (nanoseconds) -> the record's names."""
 
 
+def rendezvous_over_mpi(placement: Placement) -> dict[str, str]:
+    """MASTER_ADDR and MASTER_PORT for ranks an MPI launcher started: rank 0's host name and a port
+    free there, broadcast with mpi4py, so `mpirun -np 4 python -m hpcbench.worker` needs nothing set by hand.
+
+    MPI is finalised right after the broadcast: Open MPI's mpirun treats a rank that ends without
+    MPI_Finalize as failed, and the workers end with os._exit.
+    """
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise RuntimeError(f"{placement.launcher} started this rank without MASTER_ADDR/MASTER_PORT; hpcbench finds "
+                           "them over MPI with mpi4py: pip install 'hpcbench[mpi]' (or export both)") from None
+    found = (socket.gethostname(), free_port("")) if MPI.COMM_WORLD.Get_rank() == 0 else None
+    host, port = MPI.COMM_WORLD.bcast(found, root=0)
+    MPI.Finalize()
+    return {"MASTER_ADDR": host, "MASTER_PORT": str(port)}
+
+
 @register
 class DdpEngine(Engine):
     """gloo on CPU, NCCL on CUDA; one device per process, pinned by local rank."""
@@ -47,6 +65,8 @@ class DdpEngine(Engine):
             # A lone process still gets a process group, so the code path is the same at every scale.
             os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
             os.environ.setdefault("MASTER_PORT", str(free_port()))
+        elif placement.mpi and not ("MASTER_ADDR" in os.environ and "MASTER_PORT" in os.environ):
+            os.environ.update(rendezvous_over_mpi(placement))
         dist.init_process_group(
             self.backend,
             init_method="env://",
@@ -120,7 +140,8 @@ class DdpEngine(Engine):
             dist.destroy_process_group()
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free on `host` now ("" for every interface: other nodes will connect to it)."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return sock.getsockname()[1]

@@ -21,6 +21,8 @@ class Placement:
     world_size: int
     local_world_size: int
     launcher: str
+    mpi: bool = False
+    """Started by an MPI launcher (mpirun, mpiexec, srun --mpi=pmix): mpi4py can join its ranks."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,11 @@ RANK_VARIABLES: tuple[RankVariables, ...] = (
 )
 
 
+MPI_LAUNCHERS = ("mpirun", "mpiexec-pmi")
+PMI_RANK_VARIABLES = ("PMIX_RANK", "PMI_RANK")
+"""Set by a process manager MPI can start from (srun --mpi=pmix or pmi2 sets one of them)."""
+
+
 def discover(environ: Mapping[str, str] | None = None) -> Placement:
     """The placement from the first matching launcher; a lone process is rank 0 of 1."""
     env = os.environ if environ is None else environ
@@ -59,6 +66,7 @@ def discover(environ: Mapping[str, str] | None = None) -> Placement:
                     world_size=int(env[row.world_size]),
                     local_world_size=int(local_world_size),
                     launcher=row.launcher,
+                    mpi=row.launcher in MPI_LAUNCHERS or any(name in env for name in PMI_RANK_VARIABLES),
                 )
             except (KeyError, ValueError) as exc:
                 raise RuntimeError(f"{row.launcher} environment is incomplete or malformed: {exc}") from None

@@ -199,7 +199,9 @@ def _context(spec: JobSpec, kind: str, summary: str, launch_line: str, rendezvou
 def render_job(spec: JobSpec, templates_dir: str | Path | None = None) -> str:
     """The job script of one sweep point (pure: same spec, same text)."""
     summary = f"{spec.nodes} node(s) x {spec.tasks_per_node} task(s), {spec.launcher}"
-    context = _context(spec, "benchmark", summary, quote_tokens(launch_tokens(spec)), spec.scheduler.rendezvous)
+    launcher = LAUNCHER_CLASSES.get(spec.launcher)
+    rendezvous = spec.scheduler.rendezvous if launcher.needs_rendezvous else f"# {launcher.name}: the ranks find rank 0 themselves"
+    context = _context(spec, "benchmark", summary, quote_tokens(launch_tokens(spec)), rendezvous)
     return _environment(templates_dir).get_template(spec.scheduler.template).render(context)
 
 

@@ -32,6 +32,9 @@ class Shape:
 class Launcher:
     name: ClassVar[str]
     order: ClassVar[int] = 100
+    needs_rendezvous: ClassVar[bool] = True
+    """Whether the job script must export MASTER_ADDR/MASTER_PORT (the scheduler's rendezvous lines)
+    before it; False where the ranks find each other themselves."""
 
     @classmethod
     def command(cls, shape: Shape, scheduler: type[Scheduler], python: list[str], module_args: list[str]) -> list[str]:

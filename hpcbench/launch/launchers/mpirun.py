@@ -10,9 +10,9 @@ from hpcbench.launch.schedulers import Scheduler
 class Mpirun(Launcher):
     name = "mpirun"
     order = 30
+    needs_rendezvous = False  # rank 0 broadcasts its address over MPI (engines.ddp.rendezvous_over_mpi)
 
     @classmethod
     def command(cls, shape: Shape, scheduler: type[Scheduler], python: list[str], module_args: list[str]) -> list[str]:
         return ["mpirun", "-np", str(shape.num_tasks), *scheduler.mpirun_hosts(), "--map-by",
-                f"ppr:{shape.tasks_per_node}:node", "--bind-to", "none", "-x", "MASTER_ADDR", "-x", "MASTER_PORT",
-                "-x", "OMP_NUM_THREADS", *python, *module_args]
+                f"ppr:{shape.tasks_per_node}:node", "--bind-to", "none", "-x", "OMP_NUM_THREADS", *python, *module_args]
