@@ -26,9 +26,12 @@ def test_incomplete_launcher_environment_is_an_error_naming_the_launcher():
           "SLURM_NODEID": "2", "SLURM_STEP_ID": "0"}, Placement(6, 0, 7, 1, "srun")),
         ({"OMPI_COMM_WORLD_RANK": "3", "OMPI_COMM_WORLD_LOCAL_RANK": "1", "OMPI_COMM_WORLD_SIZE": "4",
           "OMPI_COMM_WORLD_LOCAL_SIZE": "2", "SLURM_PROCID": "0", "SLURM_STEP_ID": "batch"},
-         Placement(3, 1, 4, 2, "mpirun")),  # mpirun inside an sbatch script: MPI wins over the batch step
+         Placement(3, 1, 4, 2, "mpirun", mpi=True)),  # mpirun inside an sbatch script: MPI wins over the batch step
         ({"PMI_RANK": "2", "MPI_LOCALRANKID": "0", "PMI_SIZE": "4", "MPI_LOCALNRANKS": "2"},
-         Placement(2, 0, 4, 2, "mpiexec-pmi")),
+         Placement(2, 0, 4, 2, "mpiexec-pmi", mpi=True)),
+        ({"SLURM_PROCID": "1", "SLURM_LOCALID": "1", "SLURM_NTASKS": "4", "SLURM_TASKS_PER_NODE": "2(x2)",
+          "SLURM_NODEID": "0", "SLURM_STEP_ID": "0", "PMIX_RANK": "1"},
+         Placement(1, 1, 4, 2, "srun", mpi=True)),  # srun --mpi=pmix: MPI can join these ranks
         ({"SLURM_PROCID": "0", "SLURM_NTASKS": "4"}, Placement(0, 0, 1, 1, "none")),  # the batch script itself
     ],
 )
