@@ -2,8 +2,8 @@
 
 For a weak-scaling point at N processes, the measured exposed communication (step time minus the
 compute-only step time, both from the run) is set beside the ring all-reduce lower bound,
-2(N-1)/N x gradient bytes / busbw, where busbw is what `hpcbench netbench` measured at that
-process count and node count, interpolated (log-log) at the gradient size. DDP overlaps the
+2(N-1)/N x gradient bytes / busbw, where busbw is the all-reduce bandwidth `hpcbench netbench`
+measured with the run's own backend (gloo, NCCL, Horovod) at that process count and node count, interpolated (log-log) at the gradient size. DDP overlaps the
 all-reduce with the backward pass: overlap = 1 - exposed / bound is the share of the bound it
 hid (negative when the step waited longer than the bound: stragglers, cores contended by
 threads, synchronisation). The step-time growth over the 1-process step stays beside them.
@@ -19,14 +19,15 @@ import pandas as pd
 
 from hpcbench.analysis.curves import curve_keys
 from hpcbench.analysis.load import read_valid
+from hpcbench.records import netbench_rows
 
 PROVENANCE = ["cpu_model", "gpu_model", "torch", "hpcbench", "started"]
-NETBENCH_COLUMNS = ["run_id", "system_name", "system_id", "device", "world_size", "num_nodes", "backend", "size_bytes",
-                    "time_s", "algbw_gbps", "busbw_gbps", *PROVENANCE, "path"]
+NETBENCH_COLUMNS = ["run_id", "system_name", "system_id", "device", "world_size", "num_nodes", "backend", "collective",
+                    "size_bytes", "time_s", "algbw_gbps", "busbw_gbps", "wrong", *PROVENANCE, "path"]
 
 
 def load_netbench(paths: Iterable[str | Path]) -> pd.DataFrame:
-    """One row per (netbench run, message size)."""
+    """One row per (netbench run, collective, message size)."""
     return netbench_frame(read_valid(paths))
 
 
@@ -36,12 +37,14 @@ def netbench_frame(found: list[tuple[Path, dict]]) -> pd.DataFrame:
         if record.get("kind") != "netbench" or record["status"] != "ok":
             continue
         prov = record["provenance"]
-        for row in record["metrics"]["allreduce"]:
-            rows.append({"run_id": record["run_id"], "system_name": record["system"]["name"],
-                         "system_id": record["system"]["system_id"], "device": record["config"].get("device"),
-                         "world_size": prov["world_size"], "num_nodes": prov.get("num_nodes", 1),
-                         "backend": prov.get("backend"), **row, **{k: prov.get(k) for k in PROVENANCE},
-                         "path": str(path)})
+        for collective, measured in netbench_rows(record["metrics"]).items():
+            for row in measured:
+                rows.append({"run_id": record["run_id"], "system_name": record["system"]["name"],
+                             "system_id": record["system"]["system_id"], "device": record["config"].get("device"),
+                             "world_size": prov["world_size"], "num_nodes": prov.get("num_nodes", 1),
+                             "backend": prov.get("backend"), "collective": collective,
+                             **{k: row.get(k) for k in ("size_bytes", "time_s", "algbw_gbps", "busbw_gbps", "wrong")},
+                             **{k: prov.get(k) for k in PROVENANCE}, "path": str(path)})
     return pd.DataFrame(rows, columns=NETBENCH_COLUMNS)
 
 
@@ -73,12 +76,14 @@ def communication_table(table: pd.DataFrame, runs: pd.DataFrame, netbench: pd.Da
     if table.empty or netbench.empty:
         return pd.DataFrame(columns=columns)
     gradient_bytes = runs.groupby(curve)["gradient_bytes_per_step"].first()
+    backends = runs.groupby(curve)["backend"].first()  # the bound uses the all-reduce of the library the run used
     baselines = table[table["world_size"] == 1].set_index(curve)["step_time_s_median"]
     rows = []
     for _, point in table.iterrows():
         key = tuple(point[k] for k in curve)
         bench = netbench[(netbench["world_size"] == point["world_size"]) & (netbench["num_nodes"] == point["num_nodes"])
-                         & (netbench["device"] == point["device"]) & (netbench["system_id"] == point["system_id"])]
+                         & (netbench["device"] == point["device"]) & (netbench["system_id"] == point["system_id"])
+                         & (netbench["collective"] == "all_reduce") & (netbench["backend"] == backends.get(key))]
         grad = gradient_bytes.get(key)
         if point["world_size"] < 2 or key not in baselines.index or bench.empty or not grad:
             continue

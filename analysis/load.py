@@ -26,6 +26,7 @@ COLUMNS = {
     "num_threads": ("config", "num_threads"),
     "world_size": ("provenance", "world_size"),
     "num_nodes": ("provenance", "num_nodes"),
+    "backend": ("provenance", "backend"),
     "samples_per_s": ("metrics", "samples_per_s"),
     "samples_per_s_per_proc": ("metrics", "samples_per_s_per_proc"),
     "samples_per_s_repeats": ("metrics", "samples_per_s_repeats"),

@@ -141,16 +141,21 @@ def engines_figure(table: pd.DataFrame, runs: pd.DataFrame) -> Figure | None:
 
 
 def busbw_figure(netbench: pd.DataFrame) -> Figure:
-    fig = _figure(7, 4.6)
-    ax = fig.subplots()
-    for (world, nodes, device), rows in netbench.groupby(["world_size", "num_nodes", "device"]):
-        curve = rows.groupby("size_bytes")["busbw_gbps"].median()
-        ax.plot(curve.index, curve.to_numpy(), marker="o", label=f"{world} procs on {nodes} node(s), {device}")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("message size (bytes)")
-    ax.set_ylabel("all-reduce busbw (GB/s)")
-    ax.set_title("All-reduce bus bandwidth (nccl-tests definition)")
-    ax.legend(fontsize=7)
+    """A panel per collective; a line per backend and process count (nccl-tests' busbw)."""
+    collectives = [c for c in ("all_reduce", "all_gather", "reduce_scatter", "broadcast") if c in set(netbench["collective"])]
+    fig, axes = _grid(len(collectives))
+    for ax, collective in zip(axes, collectives):
+        rows = netbench[netbench["collective"] == collective]
+        for (backend, world, nodes, device), line in rows.groupby(["backend", "world_size", "num_nodes", "device"]):
+            curve = line.groupby("size_bytes")["busbw_gbps"].median()
+            ax.plot(curve.index, curve.to_numpy(), marker="o", markersize=3,
+                    label=f"{backend}: {world} procs, {nodes} node(s), {device}")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("message size (bytes)")
+        ax.set_ylabel("busbw (GB/s)")
+        ax.set_title(collective.replace("_", "-"))
+        ax.legend(fontsize=7)
+    fig.suptitle("Bus bandwidth per collective and backend (nccl-tests definitions)")
     stamp(fig, netbench)
     return fig
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import re
 import sys
 from pathlib import Path
@@ -95,12 +96,18 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="pending / running / done / failed for each job of a submitted sweep")
     status.add_argument("sweep_dir", metavar="SWEEP", help="the --sweep-dir of `hpcbench submit`")
 
-    netbench = commands.add_parser("netbench", help="all-reduce bandwidth across message sizes (algbw, busbw), as records")
+    netbench = commands.add_parser("netbench", help="collective bandwidth across message sizes (algbw, busbw, #wrong) per backend, as records")
+    netbench.add_argument("--backend", dest="backends", default=None, help="comma-separated, side by side: gloo, nccl, horovod, mpi (default: gloo)")
     netbench.add_argument("--nproc", dest="nproc_list", default=None, help="comma-separated process counts (default: 2,4,… up to the cores)")
-    netbench.add_argument("--sizes", default=None, help="comma-separated message sizes in bytes (default: 1 KiB to 64 MiB, x4)")
-    netbench.add_argument("--iters", type=int, default=20, help="timed all-reduces per size")
-    netbench.add_argument("--engine", default=RunConfig.engine, help=f"whose all-reduce: {', '.join(ENGINES.names())} (default: {RunConfig.engine})")
-    netbench.add_argument("--device", default="cpu", help="cpu or cuda (the engine picks the backend: DDP uses gloo or NCCL)")
+    netbench.add_argument("--collectives", default=None, help="comma-separated: all_reduce, all_gather, reduce_scatter, broadcast (default: all)")
+    netbench.add_argument("-b", "--min-bytes", default="8", help="smallest message (nccl-tests' -b; K, M, G suffixes; default 8)")
+    netbench.add_argument("-e", "--max-bytes", default="256M", help="largest message (nccl-tests' -e; default 256M)")
+    netbench.add_argument("-f", "--step-factor", type=int, default=2, help="size multiplier between steps (nccl-tests' -f; default 2)")
+    netbench.add_argument("--sizes", default=None, help="comma-separated message sizes instead of -b/-e/-f")
+    netbench.add_argument("-n", "--iters", type=int, default=20, help="timed iterations per size (default 20)")
+    netbench.add_argument("-w", "--warmup", type=int, default=5, help="untimed iterations first (default 5)")
+    netbench.add_argument("--check", action=argparse.BooleanOptionalAction, default=True, help="verify one result per size (#wrong; default on)")
+    netbench.add_argument("--device", default=None, help="cpu or cuda (default: the backend's: gloo cpu, nccl cuda, mpi cpu)")
     netbench.add_argument("--timeout", type=float, default=120.0, help="collective timeout in seconds")
     netbench.add_argument("--out", default="results", help="folder for the records")
 
@@ -270,25 +277,33 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_netbench(args: argparse.Namespace) -> int:
-    from hpcbench.engines import ENGINES
     from hpcbench.launch.local import RunFailed, run_netbench
-    from hpcbench.netbench import NetbenchConfig, check_process_counts
+    from hpcbench.netbench import (NetbenchConfig, check_available, check_process_counts, default_backend, parse_size,
+                                   side_by_side, size_range)
     from hpcbench.sweep import default_process_counts
 
     process_counts = (_int_list("nproc", args.nproc_list) if args.nproc_list
                       else [n for n in default_process_counts() if n > 1] or [1])
     check_process_counts(process_counts)
-    sizes = {"sizes": _int_list("sizes", args.sizes)} if args.sizes else {}
-    cfg = NetbenchConfig(engine=args.engine, device=args.device, num_iters=args.iters, timeout_s=args.timeout,
-                         out_dir=args.out, **sizes)
-    ENGINES.get(cfg.engine).check_available()
-    check_out_dir(cfg.out_dir)
+    sizes = ([parse_size(x) for x in args.sizes.split(",")] if args.sizes
+             else size_range(parse_size(args.min_bytes), parse_size(args.max_bytes), args.step_factor))
+    collectives = {"collectives": args.collectives.split(",")} if args.collectives else {}
+    configs = [NetbenchConfig(backend=backend, device=args.device, sizes=sizes, num_iters=args.iters,
+                              num_warmup=args.warmup, check=args.check, timeout_s=args.timeout, out_dir=args.out,
+                              **collectives)
+               for backend in (args.backends or default_backend()).split(",")]
+    for cfg in configs:
+        check_available(cfg)
+    check_out_dir(args.out)
+    written = []
     try:
-        for count in process_counts:
-            run_netbench(cfg, count)
+        for cfg in configs:
+            for count in process_counts:
+                written.append(run_netbench(cfg, count))
     except RunFailed as exc:
         print(f"hpcbench netbench: failed: {exc}", file=sys.stderr)
         return 1
+    print(side_by_side([json.loads(path.read_text()) for path in written]))
     return 0
 
 

@@ -219,14 +219,24 @@ def record_problem(record: dict[str, Any]) -> str | None:
     return None
 
 
+def netbench_rows(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Rows per collective; records before the MPI issue held only all-reduce rows, as `allreduce`."""
+    if "collectives" in metrics:
+        return metrics["collectives"]
+    return {"all_reduce": metrics["allreduce"]} if "allreduce" in metrics else {}
+
+
 def _netbench_problem(record: dict[str, Any]) -> str | None:
-    rows = (record.get("metrics") or {}).get("allreduce")
-    if not isinstance(rows, list) or not rows or not _is_count(record["provenance"].get("world_size")):
-        return "a netbench record needs metrics.allreduce rows and provenance.world_size"
-    for row in rows:
-        values = [row.get(k) if isinstance(row, dict) else None for k in ("size_bytes", "time_s", "algbw_gbps", "busbw_gbps")]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf for v in values):
-            return f"metrics.allreduce row {row!r} needs finite size_bytes, time_s, algbw_gbps, busbw_gbps"
+    collectives = netbench_rows(record.get("metrics") or {})
+    if not isinstance(collectives, dict) or not collectives or not _is_count(record["provenance"].get("world_size")):
+        return "a netbench record needs metrics.collectives rows and provenance.world_size"
+    for name, rows in collectives.items():
+        if not isinstance(rows, list) or not rows:
+            return f"metrics.collectives.{name} needs a list of rows"
+        for row in rows:
+            values = [row.get(k) if isinstance(row, dict) else None for k in ("size_bytes", "time_s", "algbw_gbps", "busbw_gbps")]
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf for v in values):
+                return f"metrics.collectives.{name} row {row!r} needs finite size_bytes, time_s, algbw_gbps, busbw_gbps"
     return None
 
 

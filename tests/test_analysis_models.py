@@ -22,7 +22,8 @@ def write_run(folder, name, repeats, world_size, batch_size=8, num_nodes=1, engi
         workload={"gradient_bytes_per_step": gradient_bytes, "sample_unit": "image"},
         metrics={"samples_per_s": float(np.median(repeats)), "samples_per_s_repeats": repeats,
                  "global_batch_size": batch_size * world_size, "step_time_s_median": step_time_s},
-        ranks=[], provenance={"world_size": world_size, "num_nodes": num_nodes, "started": "2026-11-24T00:00:00"},
+        ranks=[], provenance={"world_size": world_size, "num_nodes": num_nodes, "started": "2026-11-24T00:00:00",
+                                           "backend": "gloo"},
     )
     records.write_atomic(folder / f"{name}.json", record)
 
@@ -91,22 +92,27 @@ def test_busbw_arithmetic():
     assert ring_allreduce_lower_bound_s(1.5e9, 4, 3.0) == pytest.approx(0.75)
 
 
-def write_netbench(folder, world_size, rows):
+def write_netbench(folder, world_size, rows, backend="gloo", collective="all_reduce"):
+    measured = [{"size_bytes": s, "time_s": s / (b * 1e9), "algbw_gbps": b, "busbw_gbps": b, "wrong": 0} for s, b in rows]
     record = records.make_record(
-        run_id=f"nb{world_size}", status="ok", reason=None, config={"engine": "ddp", "device": "cpu"}, workload=None,
-        metrics={"allreduce": [{"size_bytes": s, "time_s": s / (b * 1e9), "algbw_gbps": b, "busbw_gbps": b}
-                               for s, b in rows]},
-        ranks=[], provenance={"world_size": world_size, "num_nodes": 1}, kind="netbench",
+        run_id=f"nb{world_size}{backend}{collective}", status="ok", reason=None,
+        config={"backend": backend, "device": "cpu"}, workload=None, metrics={"collectives": {collective: measured}},
+        ranks=[], provenance={"world_size": world_size, "num_nodes": 1, "backend": backend}, kind="netbench",
     )
-    records.write_atomic(folder / f"nb{world_size}.json", record)
+    records.write_atomic(folder / f"nb{world_size}{backend}{collective}.json", record)
 
 
 def test_communication_model_against_the_measured_growth(tmp_path):
     write_run(tmp_path, "one", [100.0], 1, step_time_s=0.10, gradient_bytes=4_000_000)
     write_run(tmp_path, "two", [180.0], 2, step_time_s=0.12, gradient_bytes=4_000_000)
     write_netbench(tmp_path, 2, [(1_000_000, 0.1), (16_000_000, 1.6)])
+    # neither another backend's all-reduce nor the run's backend's other collectives set the bound
+    write_netbench(tmp_path, 2, [(1_000_000, 10.0), (16_000_000, 160.0)], backend="mpi")
+    write_netbench(tmp_path, 2, [(1_000_000, 10.0), (16_000_000, 160.0)], collective="all_gather")
     netbench = load_netbench([tmp_path])
-    assert busbw_at(netbench, 4_000_000) == pytest.approx(0.4)  # log-log between (1e6, 0.1) and (1.6e7, 1.6)
+    assert set(netbench["backend"]) == {"gloo", "mpi"} and set(netbench["collective"]) == {"all_reduce", "all_gather"}
+    gloo = netbench[(netbench["backend"] == "gloo") & (netbench["collective"] == "all_reduce")]
+    assert busbw_at(gloo, 4_000_000) == pytest.approx(0.4)  # log-log between (1e6, 0.1) and (1.6e7, 1.6)
     runs = load_records([tmp_path])  # netbench records are not training runs
     assert list(runs["run_id"]) == ["one", "two"]
     [row] = communication_table(scaling_table(runs), runs, netbench).to_dict("records")

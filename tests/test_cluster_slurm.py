@@ -1,6 +1,7 @@
 """Real Slurm (jobs/local-slurm.sh: slurmctld + two slurmd nodes on this machine): submit sweeps with every
 launcher, poll, and check records, node lists, the report job's order and the time-limit signal."""
 
+import importlib.util
 import json
 import os
 import re
@@ -92,6 +93,20 @@ def test_two_node_sweep_with_other_launchers(tmp_path, slurm_env, launcher):
     [record] = read_records(sweep / "records")
     assert record["status"] == "ok" and record["provenance"]["launcher"] == launcher
     assert sorted(r["host"] for r in record["ranks"]) == ["n1", "n1", "n2", "n2"]  # torchrun orders nodes as they join
+
+
+@pytest.mark.horovod
+def test_horovod_over_mpi_from_a_rendered_script(tmp_path, slurm_env):
+    """The rendered Slurm script starts Horovod with mpirun across both nodes: its MPI controller runs."""
+    if importlib.util.find_spec("horovod") is None or not shutil.which("mpirun"):
+        pytest.skip("needs Horovod (python -m hpcbench.install_horovod) and Open MPI; .ci/run installs both")
+    sweep = tmp_path / "sweep"
+    submit(sweep, slurm_env, "--engine", "horovod", "--hvd-controller", "mpi", "--launcher", "mpirun",
+           "--nodes", "2", "--tasks-per-node", "2")
+    assert wait_for_sweep(sweep, slurm_env) == ["done", "done"], list((sweep / "logs").iterdir())
+    [record] = read_records(sweep / "records")
+    assert record["status"] == "ok" and record["provenance"]["horovod_controller"] == "mpi"
+    assert sorted(r["host"] for r in record["ranks"]) == ["n1", "n1", "n2", "n2"]
 
 
 def test_srun_with_pmix_needs_no_rendezvous_variables(tmp_path, slurm_env):

@@ -2,6 +2,9 @@
 Horovod is missing. The horovod-marked tests need Horovod built by `python -m hpcbench.install_horovod`."""
 
 import importlib.util
+import os
+import shutil
+import subprocess
 import sys
 
 import pytest
@@ -58,3 +61,35 @@ def test_missing_horovod_is_one_line_with_the_install_command(monkeypatch, capsy
     assert err.count("\n") == 1 and err.startswith("hpcbench run: error: engine: Horovod is not installed")
     assert "python -m hpcbench.install_horovod" in err
     assert list(tmp_path.iterdir()) == []
+
+
+needs_mpi = pytest.mark.skipif(not shutil.which("mpirun"), reason="Open MPI not installed (Debian openmpi-bin; .ci/run installs it)")
+
+
+@pytest.mark.horovod
+@needs_horovod
+@needs_mpi
+def test_horovod_over_mpi_locally(out_dir):
+    """--hvd-controller mpi: horovodrun --mpi starts the ranks; the record says the MPI controller ran."""
+    result = run_cli("run", "--engine", "horovod", "--hvd-controller", "mpi", "--workload", "mlp", "--nproc", "2",
+                     "--steps", "2", "--warmup", "1", "--repeats", "1", "--device", "cpu", "--out", str(out_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    [record] = read_records(out_dir)
+    assert record["status"] == "ok" and record["metrics"]["replicas_identical"] is True
+    assert record["provenance"]["horovod_controller"] == "mpi" and record["provenance"]["launcher"] == "mpirun"
+    assert record["config"]["engine_options"]["controller"] == "mpi"
+
+
+@pytest.mark.horovod
+@needs_horovod
+@needs_mpi
+def test_a_controller_other_than_the_one_asked_for_is_an_error(out_dir):
+    """Under plain mpirun Horovod starts its MPI controller; asking for gloo there fails, saying both."""
+    root_ok = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"} if os.geteuid() == 0 else {}
+    result = subprocess.run(
+        ["mpirun", "-np", "2", "--oversubscribe", sys.executable, "-m", "hpcbench.worker", "--engine", "horovod",
+         "--hvd-controller", "gloo", "--workload", "mlp", "--steps", "2", "--device", "cpu", "--out", str(out_dir)],
+        capture_output=True, text=True, timeout=180, env={**os.environ, **root_ok},
+    )
+    assert result.returncode != 0
+    assert "--hvd-controller gloo was asked for, but Horovod started with its mpi controller" in result.stderr

@@ -34,16 +34,6 @@ def report_dir(tmp_path_factory) -> Path:
     return out
 
 
-def test_netbench_record_uses_nccl_tests_definitions(tmp_path):
-    result = run_cli("netbench", "--nproc", "2", "--sizes", "4096,262144", "--iters", "2", "--out", str(tmp_path))
-    assert result.returncode == 0, result.stderr
-    [record] = read_records(tmp_path)
-    assert record["kind"] == "netbench" and record["provenance"]["world_size"] == 2
-    for row in record["metrics"]["allreduce"]:
-        assert row["algbw_gbps"] == pytest.approx(row["size_bytes"] / row["time_s"] / 1e9)
-        assert row["busbw_gbps"] == pytest.approx(row["algbw_gbps"] * 2 * (2 - 1) / 2)
-
-
 def test_report_files(report_dir):
     table = pd.read_csv(report_dir / "scaling.csv")
     assert {"efficiency", "ci95_low", "ci95_high", "karp_flatt", "baseline_runs", "mode"} <= set(table.columns)

@@ -6,13 +6,15 @@ engine through `ENGINES` by the name in the config, never by importing its modul
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Any
 
 from hpcbench.engines.base import ENGINES, Engine
 from hpcbench.engines.discovery import Placement, discover
+from hpcbench.engines.mpi import MpiCollectives
 from hpcbench.plugins import import_submodules
 
-import_submodules(__name__, __path__, skip=("base", "discovery", "horovod_install"))
+import_submodules(__name__, __path__, skip=("base", "discovery", "horovod_install", "mpi"))
 
 
 def engine_options(name: str, given: dict[str, Any]) -> Any:
@@ -30,4 +32,42 @@ def engine_libraries() -> dict[str, str | None]:
     return {name: cls.library_version() for name, cls in ENGINES.classes().items()}
 
 
-__all__ = ["ENGINES", "Engine", "Placement", "discover", "engine_libraries", "engine_options", "start_engine"]
+@dataclass(frozen=True)
+class NetbenchBackend:
+    """A communication library netbench can time: an engine's backend on a device, or MPI's own."""
+
+    name: str
+    device_types: tuple[str, ...]
+    """The first is the default."""
+    engine: str | None
+    """The engine whose collectives these are (None: MPI through mpi4py)."""
+    local_launcher: str
+
+
+MPI_BACKEND = NetbenchBackend(MpiCollectives.backend, ("cpu", "cuda"), None, "mpirun")
+
+
+def netbench_backends() -> dict[str, NetbenchBackend]:
+    """Every backend by name: each engine's on each device type (the first engine to use a backend
+    owns it: DDP's gloo and NCCL), then MPI."""
+    found: dict[str, NetbenchBackend] = {}
+    for name, cls in ENGINES.classes().items():
+        for device_type in ("cpu", "cuda"):
+            backend = cls.backend_for(device_type)
+            known = found.get(backend)
+            if known is None:
+                found[backend] = NetbenchBackend(backend, (device_type,), name, cls.local_launcher)
+            elif known.engine == name and device_type not in known.device_types:
+                found[backend] = replace(known, device_types=(*known.device_types, device_type))
+    return {**found, MPI_BACKEND.name: MPI_BACKEND}
+
+
+def start_collectives(backend: NetbenchBackend, placement: Placement, device_type: str,
+                      timeout_s: float) -> Engine | MpiCollectives:
+    """The collectives of `backend` for this process; the caller closes them in a finally block."""
+    if backend.engine is None:
+        return MpiCollectives(placement, device_type, timeout_s)
+    return start_engine(backend.engine, placement, device_type, timeout_s, {})
+
+
+__all__ = ["NetbenchBackend", "netbench_backends", "start_collectives", "ENGINES", "Engine", "Placement", "discover", "engine_libraries", "engine_options", "start_engine"]

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -95,8 +96,27 @@ class Engine:
         raise NotImplementedError
 
     def all_reduce_sum_(self, tensor: torch.Tensor) -> None:
-        """Sum `tensor` over ranks, in place, on its device (the collective netbench times)."""
+        """Sum `tensor` over ranks, in place, on its device (netbench's all-reduce)."""
         raise NotImplementedError
+
+    def all_gather_into_(self, output: torch.Tensor, chunk: torch.Tensor) -> None:
+        """Every rank's `chunk`, in rank order, into `output` (world_size x chunk)."""
+        raise NotImplementedError
+
+    def reduce_scatter_(self, output: torch.Tensor, full: torch.Tensor) -> None:
+        """The sum over ranks of `full`, this rank's 1/world_size slice of it into `output`."""
+        raise NotImplementedError
+
+    def broadcast_(self, tensor: torch.Tensor, root: int) -> None:
+        """`root`'s `tensor` into every rank's, in place."""
+        raise NotImplementedError
+
+    def buffer(self, values: np.ndarray) -> torch.Tensor:
+        """A communication buffer holding `values` on this engine's device (netbench's buffers)."""
+        return torch.from_numpy(values).to(self.device)
+
+    def to_host(self, buffer: torch.Tensor) -> np.ndarray:
+        return buffer.cpu().numpy()
 
     def all_gather_object(self, obj: Any) -> list[Any]:
         raise NotImplementedError

@@ -26,6 +26,10 @@ DDP_COUNTERS = {
 }
 """DDP's logging keys (nanoseconds) -> the record's names."""
 
+ALL_GATHER = getattr(dist, "all_gather_single", dist.all_gather_into_tensor)
+REDUCE_SCATTER = getattr(dist, "reduce_scatter_single", dist.reduce_scatter_tensor)
+"""torch 2.14 renamed them (the old names warn); older torch has only the old ones."""
+
 
 def rendezvous_over_mpi(placement: Placement) -> dict[str, str]:
     """MASTER_ADDR and MASTER_PORT for ranks an MPI launcher started: rank 0's host name and a port
@@ -125,6 +129,15 @@ class DdpEngine(Engine):
 
     def all_reduce_sum_(self, tensor: torch.Tensor) -> None:
         dist.all_reduce(tensor)
+
+    def all_gather_into_(self, output: torch.Tensor, chunk: torch.Tensor) -> None:
+        ALL_GATHER(output, chunk)
+
+    def reduce_scatter_(self, output: torch.Tensor, full: torch.Tensor) -> None:
+        REDUCE_SCATTER(output, full)
+
+    def broadcast_(self, tensor: torch.Tensor, root: int) -> None:
+        dist.broadcast(tensor, src=root)
 
     def all_gather_object(self, obj: Any) -> list[Any]:
         gathered: list[Any] = [None] * self.placement.world_size

@@ -24,6 +24,7 @@ from hpcbench.errors import ConfigError, check_choice, check_in_range
 
 INSTALL_HINT = "python -m hpcbench.install_horovod (builds Horovod against the installed torch; see README)"
 COMPRESSIONS = ("none", "fp16")
+CONTROLLERS = ("gloo", "mpi")
 
 
 class HorovodMissing(RuntimeError):
@@ -48,9 +49,13 @@ class HorovodOptions:
     """fusion cycle time in ms (Horovod's default: 1)"""
     timeline: str | None = None
     """write Horovod's timeline (Chrome trace) to this file"""
+    controller: str | None = None
+    """gloo or mpi; checked after start (default: the launcher's: local horovodrun runs gloo, mpirun and srun run MPI)"""
 
     def __post_init__(self) -> None:
         check_choice("hvd-compression", self.compression, COMPRESSIONS)
+        if self.controller is not None:
+            check_choice("hvd-controller", self.controller, CONTROLLERS)
         for flag, value in (("hvd-fusion-threshold-mb", self.fusion_threshold_mb), ("hvd-cycle-time-ms", self.cycle_time_ms)):
             if value is not None:
                 check_in_range(flag, value, 0, 1e6)
@@ -83,6 +88,12 @@ class HorovodEngine(Engine):
             os.environ["HOROVOD_TIMELINE"] = options.timeline
         self.hvd = hvd = import_horovod()
         hvd.init()
+        running = self.controller()
+        if options.controller and options.controller != running:
+            hvd.shutdown()
+            raise RuntimeError(f"--hvd-controller {options.controller} was asked for, but Horovod started with its "
+                               f"{running} controller (MPI built: {hvd.mpi_built()}; start it with horovodrun "
+                               f"--{options.controller}{' or mpirun' if options.controller == 'mpi' else ''})")
         # Horovod numbers the ranks itself
         self.placement = Placement(rank=hvd.rank(), local_rank=hvd.local_rank(), world_size=hvd.size(),
                                    local_world_size=hvd.local_size(), launcher=placement.launcher)
@@ -150,6 +161,10 @@ class HorovodEngine(Engine):
             self._syncing = True
             self._optimizer.set_backward_passes_per_step(1)
 
+    def controller(self) -> str:
+        """The controller Horovod coordinates with in this run (it picks it at init from its launcher)."""
+        return "mpi" if self.hvd.mpi_enabled() else "gloo"
+
     def _name(self, what: str) -> str:
         """Horovod matches collectives across ranks by name; every rank calls in the same order."""
         self._counter += 1
@@ -170,6 +185,15 @@ class HorovodEngine(Engine):
     def all_reduce_sum_(self, tensor: torch.Tensor) -> None:
         self.hvd.allreduce_(tensor, op=self.hvd.Sum, name=self._name("sum"))
 
+    def all_gather_into_(self, output: torch.Tensor, chunk: torch.Tensor) -> None:
+        output.copy_(self.hvd.allgather(chunk, name=self._name("allgather")))  # Horovod returns a new tensor
+
+    def reduce_scatter_(self, output: torch.Tensor, full: torch.Tensor) -> None:
+        output.copy_(self.hvd.reducescatter(full, op=self.hvd.Sum, name=self._name("reducescatter")))
+
+    def broadcast_(self, tensor: torch.Tensor, root: int) -> None:
+        self.hvd.broadcast_(tensor, root_rank=root, name=self._name("broadcast"))
+
     def all_gather_object(self, obj: Any) -> list[Any]:
         return self.hvd.allgather_object(obj, name=self._name("gather"))
 
@@ -181,7 +205,7 @@ class HorovodEngine(Engine):
             "backend": "horovod",
             "horovod": horovod.__version__,
             "horovod_built": {"gloo": hvd.gloo_built(), "mpi": hvd.mpi_built(), "nccl": hvd.nccl_built()},
-            "horovod_controller": "mpi" if hvd.mpi_enabled() else "gloo",
+            "horovod_controller": self.controller(),
             "horovod_options": dataclasses.asdict(self.options),
             "nccl": None,
         }

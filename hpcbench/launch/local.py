@@ -1,5 +1,5 @@
 """Local launch: N worker processes on this machine, through the launcher the engine asks for
-(torch's elastic agent, torchrun's engine, or horovodrun).
+(torch's elastic agent, torchrun's engine, horovodrun, or mpirun).
 
 The workers run `python -m hpcbench.worker` with the resolved config as flags — the same entry
 point a cluster launcher uses — and the record's path, computed here once. When any worker
@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import threading
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from hpcbench import records
 from hpcbench.config import RunConfig
@@ -56,7 +58,7 @@ def run_local(cfg: RunConfig) -> Path:
     started = records.utc_now().isoformat()
     with _worker_environment(cfg), _quiet_elastic_logs(), ForwardStopSignals() as signals:
         try:
-            failure = launch(cfg, entrypoint_args)
+            failure = launch(cfg.num_procs, cfg.timeout_s, entrypoint_args, cfg.engine_options)
         finally:
             _remove_temp_files(path)
         record = _read(path)  # once: what the workers left, if anything
@@ -80,25 +82,28 @@ def run_local(cfg: RunConfig) -> Path:
     return path
 
 
-def _launch_elastic(cfg: RunConfig, entrypoint_args: list[str]) -> str | None:
+def _launch_elastic(num_procs: int, timeout_s: float, entrypoint_args: list[str], options: dict[str, Any]) -> str | None:
     """torch's elastic agent (torchrun's engine); returns why it failed, or None."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import elastic_launch
 
     try:
-        elastic_launch(elastic_config(cfg.num_procs, cfg.timeout_s), sys.executable)(*entrypoint_args)
+        elastic_launch(elastic_config(num_procs, timeout_s), sys.executable)(*entrypoint_args)
     except ChildFailedError as exc:
         return failure_reason(exc)
     return None
 
 
-def _launch_horovodrun(cfg: RunConfig, entrypoint_args: list[str]) -> str | None:
-    """Horovod's own launcher with its gloo controller; it ends every worker when one fails."""
-    n = cfg.num_procs
-    command = [sys.executable, "-m", "horovod.runner.launch", "--gloo", "-np", str(n), "-H", f"localhost:{n}",
-               "--start-timeout", str(int(cfg.timeout_s)), sys.executable, *entrypoint_args]
+def _launch_horovodrun(num_procs: int, timeout_s: float, entrypoint_args: list[str], options: dict[str, Any]) -> str | None:
+    """Horovod's own launcher with the controller the engine options ask for (gloo unless MPI);
+    it ends every worker when one fails."""
+    n = num_procs
+    controller = "--mpi" if options.get("controller") == "mpi" else "--gloo"
+    command = [sys.executable, "-m", "horovod.runner.launch", controller, "-np", str(n), "-H", f"localhost:{n}",
+               "--start-timeout", str(int(timeout_s)), sys.executable, *entrypoint_args]
     first_failure: dict[str, str] = {}
-    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, errors="replace") as horovodrun:
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, errors="replace",
+                          env={**os.environ, **_mpi_as_root()}) as horovodrun:
         for line in horovodrun.stderr:  # passed through; Horovod names the first rank that failed
             sys.stderr.write(line)
             match = re.match(r"(Process name|Exit code): (\S+)", line.strip())
@@ -109,6 +114,23 @@ def _launch_horovodrun(cfg: RunConfig, entrypoint_args: list[str]) -> str | None
     if "Process name" in first_failure:
         return f"rank {first_failure['Process name']} failed, exit code {first_failure.get('Exit code', '?')} (horovodrun)"
     return f"horovodrun exited with code {horovodrun.returncode}"
+
+
+def _launch_mpirun(num_procs: int, timeout_s: float, entrypoint_args: list[str], options: dict[str, Any]) -> str | None:
+    """The MPI library's own launcher (mpirun ends every rank when one fails); returns why it failed, or None."""
+    mpirun = shutil.which("mpirun")
+    if mpirun is None:
+        return "mpirun is not on PATH (install an MPI, e.g. Debian's openmpi-bin)"
+    version = subprocess.run([mpirun, "--version"], capture_output=True, text=True).stdout
+    open_mpi = "Open MPI" in version or "OpenRTE" in version
+    command = [mpirun, "-np", str(num_procs), *(["--oversubscribe"] if open_mpi else []), sys.executable, *entrypoint_args]
+    result = subprocess.run(command, env={**os.environ, **(_mpi_as_root() if open_mpi else {})})
+    return None if result.returncode == 0 else f"mpirun exited with code {result.returncode}"
+
+
+def _mpi_as_root() -> dict[str, str]:
+    """Open MPI refuses to start as root unless told twice; containers and CI run as root."""
+    return {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"} if os.geteuid() == 0 else {}
 
 
 def elastic_config(num_procs: int, timeout_s: float):
@@ -130,24 +152,19 @@ def elastic_config(num_procs: int, timeout_s: float):
     )
 
 
-LOCAL_LAUNCHERS = {"torchrun": _launch_elastic, "horovodrun": _launch_horovodrun}
+LOCAL_LAUNCHERS = {"torchrun": _launch_elastic, "horovodrun": _launch_horovodrun, "mpirun": _launch_mpirun}
 """An engine's `local_launcher` -> how its ranks start on this machine."""
 
 
 def run_netbench(cfg: NetbenchConfig, num_procs: int) -> Path:
-    """All-reduce bandwidth on num_procs local processes; returns the netbench record's path."""
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import elastic_launch
-
+    """Collective bandwidth on num_procs local processes, started by the backend's launcher; returns the record's path."""
     run_id = records.new_run_id()
-    backend = ENGINES.get(cfg.engine).backend_for(cfg.device)
-    path = records.record_path(cfg.out_dir, "netbench", backend, num_procs, run_id)
+    path = records.record_path(cfg.out_dir, "netbench", cfg.backend, num_procs, run_id)
     args = ["-m", "hpcbench.netbench", *netbench_args(cfg), "--run-id", run_id, "--record", str(path)]
     with _quiet_elastic_logs():
-        try:
-            elastic_launch(elastic_config(num_procs, cfg.timeout_s), sys.executable)(*args)
-        except ChildFailedError as exc:
-            raise RunFailed(failure_reason(exc), path) from None
+        failure = LOCAL_LAUNCHERS[cfg.backend_entry.local_launcher](num_procs, cfg.timeout_s, args, {})
+    if failure:
+        raise RunFailed(failure, path)
     return path
 
 
