@@ -175,11 +175,14 @@ class HorovodEngine(Engine):
 
     def all_reduce_max(self, value: float) -> float:
         tensor = torch.tensor([value], dtype=torch.float64)
-        return float(self.hvd.allreduce(tensor, op=self.hvd.Max, name=self._name("max"))[0])
+        return float(self.hvd.allreduce(tensor, op=self.hvd.Max, name="hpcbench.max")[0])
 
     def all_reduce_max_async(self, values: list[float]) -> Callable[[], list[float]]:
+        """One name for every vote (at most one is in flight: the runner reads it before the next),
+        so Horovod's response cache knows it; a new name each time sent every vote's cycle through
+        the full negotiation."""
         handle = self.hvd.allreduce_async(torch.tensor(values, dtype=torch.float64), op=self.hvd.Max,
-                                          name=self._name("vote"))
+                                          name="hpcbench.vote")
         return lambda: self.hvd.synchronize(handle).tolist()
 
     def all_reduce_sum_(self, tensor: torch.Tensor) -> None:

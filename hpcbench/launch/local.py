@@ -9,6 +9,7 @@ says which rank failed and why.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -54,9 +55,11 @@ def run_local(cfg: RunConfig) -> Path:
     # The world size comes from the launcher, so --nproc is not passed on.
     entrypoint_args = ["-m", "hpcbench.worker", *config_to_args(cfg, skip=("num_procs",)), "--run-id", run_id,
                        "--record", str(path)]
-    launch = LOCAL_LAUNCHERS[ENGINES.get(cfg.engine).local_launcher]
+    launcher = ENGINES.get(cfg.engine).local_launcher
+    launch = LOCAL_LAUNCHERS[launcher]
     started = records.utc_now().isoformat()
-    with _worker_environment(cfg), _quiet_elastic_logs(), ForwardStopSignals() as signals:
+    threads = _worker_environment(cfg) if launcher in EXPORTS_OMP_NUM_THREADS else contextlib.nullcontext()
+    with threads, _quiet_elastic_logs(), ForwardStopSignals() as signals:
         try:
             failure = launch(cfg.num_procs, cfg.timeout_s, entrypoint_args, cfg.engine_options)
         finally:
@@ -154,6 +157,10 @@ def elastic_config(num_procs: int, timeout_s: float):
 
 LOCAL_LAUNCHERS = {"torchrun": _launch_elastic, "horovodrun": _launch_horovodrun, "mpirun": _launch_mpirun}
 """An engine's `local_launcher` -> how its ranks start on this machine."""
+EXPORTS_OMP_NUM_THREADS = {"torchrun"}
+"""Launchers whose workers get OMP_NUM_THREADS (torchrun's CLI exports it; horovodrun and mpirun do
+not, and benchmarks/engines.py measured Horovod 3 % slower with it than a stock horovodrun loop:
+Horovod's own reductions read it). The workers set torch's threads from --threads either way."""
 
 
 def run_netbench(cfg: NetbenchConfig, num_procs: int) -> Path:
