@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 
+from hpcbench.analysis.stats import bootstrap_median_ci
 from hpcbench.config import RunConfig
 from hpcbench.resolve import resolve
 from overhead import hpcbench_samples_per_s, interleaved, paired  # benchmarks/ is on sys.path when run as a script
@@ -108,14 +109,18 @@ def main() -> None:
             measured = interleaved(sides, args.rounds)
             rows.append((workload, measured))
             print(f"{workload}: {({k: [round(v, 1) for v in vs] for k, vs in measured.items()})}", flush=True)
-    print(f"\n{'workload':10s} {'horovod':>10s} {'ddp':>10s} {'bare hvd':>10s} {'hpcbench-hvd/bare [min, max]':>30s} "
+    print(f"\n{'workload':10s} {'horovod':>10s} {'ddp':>10s} {'bare hvd':>10s} {'hpcbench-hvd/bare [min, max]':>60s} "
           f"{'hvd/ddp [min, max]':>24s}  (samples/s: medians of {args.rounds} rounds; ratios paired per round)")
     for workload, measured in rows:
         m = {name: statistics.median(values) for name, values in measured.items()}
         bare = paired(measured["horovod"], measured["bare_horovod"]) if "bare_horovod" in m else "n/a"
+        if "bare_horovod" in m:
+            ratios = [h / b for h, b in zip(measured["horovod"], measured["bare_horovod"])]
+            low, high = bootstrap_median_ci(ratios)
+            bare += f" CI95 of the median [{low:.3f}, {high:.3f}]"
         ddp = paired(measured["horovod"], measured["ddp"]) if "ddp" in m else "n/a"
         print(f"{workload:10s} {m['horovod']:10.1f} {m.get('ddp', float('nan')):10.1f} "
-              f"{m.get('bare_horovod', float('nan')):10.1f} {bare:>30s} {ddp:>24s}")
+              f"{m.get('bare_horovod', float('nan')):10.1f} {bare:>60s} {ddp:>24s}")
 
 
 if __name__ == "__main__":
