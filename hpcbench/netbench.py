@@ -30,7 +30,8 @@ import numpy as np
 
 from hpcbench import records
 from hpcbench.config import MAX_TIMEOUT_S, RunConfig
-from hpcbench.engines import ENGINES, NetbenchBackend, discover, engine_libraries, netbench_backends, start_collectives
+from hpcbench.engines import (ENGINES, NetbenchBackend, check_collectives_available, discover, engine_libraries,
+                              netbench_backends, start_collectives)
 from hpcbench.errors import ConfigError, check_at_least, check_choice, check_in_range
 from hpcbench.provenance import host_facts, provenance
 from hpcbench.timing import sync
@@ -110,19 +111,9 @@ class NetbenchConfig:
 
 def check_available(cfg: NetbenchConfig) -> None:
     """Before any process starts: the backend's library, its launcher and the device are here."""
-    import importlib.util
-    import shutil
-
     import torch
 
-    entry = cfg.backend_entry
-    if entry.engine is not None:
-        ENGINES.get(entry.engine).check_available()
-    else:
-        if importlib.util.find_spec("mpi4py") is None:
-            raise ConfigError("backend", f"{cfg.backend} needs mpi4py: pip install 'hpcbench[mpi]'")
-        if shutil.which("mpirun") is None:
-            raise ConfigError("backend", f"{cfg.backend} needs mpirun on PATH (an MPI, e.g. Debian's openmpi-bin)")
+    check_collectives_available(cfg.backend_entry)
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device", "cuda: no CUDA device is visible here")
 

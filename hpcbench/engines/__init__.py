@@ -62,6 +62,11 @@ def netbench_backends() -> dict[str, NetbenchBackend]:
     return {**found, MPI_BACKEND.name: MPI_BACKEND}
 
 
+def check_collectives_available(backend: NetbenchBackend) -> None:
+    """Raise a ConfigError naming what is missing when `backend` cannot start here."""
+    (MpiCollectives if backend.engine is None else ENGINES.get(backend.engine)).check_available()
+
+
 def start_collectives(backend: NetbenchBackend, placement: Placement, device_type: str,
                       timeout_s: float) -> Engine | MpiCollectives:
     """The collectives of `backend` for this process; the caller closes them in a finally block."""
@@ -70,4 +75,4 @@ def start_collectives(backend: NetbenchBackend, placement: Placement, device_typ
     return start_engine(backend.engine, placement, device_type, timeout_s, {})
 
 
-__all__ = ["NetbenchBackend", "netbench_backends", "start_collectives", "ENGINES", "Engine", "Placement", "discover", "engine_libraries", "engine_options", "start_engine"]
+__all__ = ["NetbenchBackend", "check_collectives_available", "netbench_backends", "start_collectives", "ENGINES", "Engine", "Placement", "discover", "engine_libraries", "engine_options", "start_engine"]

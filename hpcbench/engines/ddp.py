@@ -16,6 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from hpcbench.engines.base import Engine, register
 from hpcbench.engines.discovery import Placement
+from hpcbench.engines.mpi import INSTALL_HINT as MPI_INSTALL_HINT
 
 
 DDP_COUNTERS = {
@@ -42,7 +43,7 @@ def rendezvous_over_mpi(placement: Placement) -> dict[str, str]:
         from mpi4py import MPI
     except ImportError:
         raise RuntimeError(f"{placement.launcher} started this rank without MASTER_ADDR/MASTER_PORT; hpcbench finds "
-                           "them over MPI with mpi4py: pip install 'hpcbench[mpi]' (or export both)") from None
+                           f"them over MPI with mpi4py: {MPI_INSTALL_HINT} (or export both)") from None
     found = (socket.gethostname(), free_port("")) if MPI.COMM_WORLD.Get_rank() == 0 else None
     host, port = MPI.COMM_WORLD.bcast(found, root=0)
     MPI.Finalize()

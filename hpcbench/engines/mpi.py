@@ -8,6 +8,8 @@ runs on a GPU and this MPI is CUDA-aware (detected, recorded), else host arrays 
 
 from __future__ import annotations
 
+import importlib.util
+import shutil
 import subprocess
 from typing import Any
 
@@ -15,6 +17,7 @@ import numpy as np
 import torch
 
 from hpcbench.engines.discovery import Placement
+from hpcbench.errors import ConfigError
 
 INSTALL_HINT = "pip install 'hpcbench[mpi]'"
 
@@ -45,6 +48,14 @@ class MpiCollectives:
     """One rank of MPI_COMM_WORLD; rank and size are MPI's own."""
 
     backend = "mpi"
+
+    @classmethod
+    def check_available(cls) -> None:
+        """Before any process starts: mpi4py importable and an mpirun to start the ranks."""
+        if importlib.util.find_spec("mpi4py") is None:
+            raise ConfigError("backend", f"{cls.backend} needs mpi4py: {INSTALL_HINT}")
+        if shutil.which("mpirun") is None:
+            raise ConfigError("backend", f"{cls.backend} needs mpirun on PATH (an MPI, e.g. Debian's openmpi-bin)")
 
     def __init__(self, placement: Placement, device_type: str, timeout_s: float) -> None:
         self.MPI = MPI = import_mpi()
