@@ -129,7 +129,10 @@ def test_phases_window_splits_the_step_and_the_report_shows_it(tmp_path):
     assert record["status"] == "ok" and m["replicas_identical"]
     assert list(m["phases"]["share"]) == list(PHASES) and sum(m["phases"]["share"].values()) == pytest.approx(1.0)
     assert all(len(r["phase_times_s"][phase]) == 8 for r in record["ranks"] for phase in PHASES)
-    # on a CPU the syncs are no-ops: a phase-timed step costs about what a timed step costs
-    assert 0.7 < sum(m["phases"]["seconds_by_rank"][0].values()) / m["step_time_s_median"] < 1.3
+    # phases are in seconds like step times: an order of magnitude apart only if a unit or a phase went astray
+    # (a tighter ratio of two wall-clock timings flakes on a loaded 2-core CI machine)
+    rank0 = m["phases"]["seconds_by_rank"][0]
+    assert all(rank0[phase] > 0 for phase in ("forward", "backward", "optimizer"))
+    assert 0.1 < sum(rank0.values()) / m["step_time_s_median"] < 10
     table = phase_table(load_records([tmp_path]))
     assert len(table) == 1 and table.loc[0, "backward_share"] == pytest.approx(m["phases"]["share"]["backward"])
