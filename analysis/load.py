@@ -37,6 +37,21 @@ COLUMNS = {
     "stragglers": ("metrics", "stragglers"),
     "phases": ("metrics", "phases"),
     "global_batch_size": ("metrics", "global_batch_size"),
+    "precision": ("config", "precision"),
+    "channels_last": ("config", "channels_last"),
+    "compile": ("config", "compile"),
+    "compile_s": ("metrics", "compile", "compile_s"),
+    "peak_memory_gib": ("metrics", "peak_memory_gib"),
+    "peak_memory_kind": ("metrics", "peak_memory_kind"),
+    "flops_per_sample": ("workload", "flops_per_sample"),
+    "tflops_per_device": ("metrics", "tflops_per_device"),
+    "mfu": ("metrics", "mfu"),
+    "mfu_peak_tflops": ("metrics", "mfu_peak_tflops"),
+    "mfu_note": ("metrics", "mfu_note"),
+    "energy_j_per_sample": ("metrics", "energy_j_per_sample"),
+    "power_w_per_counter": ("metrics", "power_w_per_counter"),
+    "energy_method": ("metrics", "energy_method"),
+    "energy_note": ("metrics", "energy_note"),
     "gradient_bytes_per_step": ("workload", "gradient_bytes_per_step"),
     "sample_unit": ("workload", "sample_unit"),
     "cpu_model": ("provenance", "cpu_model"),
@@ -82,6 +97,10 @@ def runs_frame(found: list[tuple[Path, dict]], *, include_failed: bool = False) 
     ]
     frame = pd.DataFrame(rows, columns=[*COLUMNS, "rank_hosts", "path"])
     frame["num_nodes"] = frame["num_nodes"].fillna(1).astype(int)
+    # Runs recorded before --precision, --channels-last and --compile ran fp32, NCHW, eager.
+    frame["precision"] = frame["precision"].fillna("fp32")
+    for column in ("channels_last", "compile"):
+        frame[column] = frame[column].fillna(False).astype(bool)
     frame["procs_per_node"] = frame["world_size"] // frame["num_nodes"]
     return frame
 

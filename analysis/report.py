@@ -18,6 +18,7 @@ from hpcbench.files import write_atomic
 from hpcbench.analysis import plots
 from hpcbench.analysis.breakdown import phase_table, straggler_table
 from hpcbench.analysis.comm import communication_table, netbench_frame
+from hpcbench.analysis.efficiency import efficiency_table, peaks_frame, precision_table
 from hpcbench.analysis.load import read_valid, runs_frame
 from hpcbench.analysis.scaling import amdahl_fits, scaling_table
 
@@ -35,6 +36,8 @@ class Section:
     comm: pd.DataFrame
     stragglers: pd.DataFrame
     phases: pd.DataFrame
+    efficiency: pd.DataFrame
+    precisions: pd.DataFrame
     images: dict[str, bytes]
 
     @property
@@ -62,6 +65,8 @@ def build_report(paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, 
     comm = communication_table(weak, runs, netbench)
     stragglers = straggler_table(runs)
     phases = phase_table(runs)
+    efficiency = efficiency_table(runs, peaks_frame(found))
+    precisions = precision_table(runs)
 
     systems = sorted({*zip(runs["system_name"], runs["system_id"]), *zip(netbench["system_name"], netbench["system_id"])})
     sections = []
@@ -74,7 +79,8 @@ def build_report(paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, 
         figures = _figures(mine(weak), mine(strong), mine(runs), mine(netbench), mine(comm))
         images = {fig_name: _save(fig, folder / fig_name) for fig_name, fig in figures.items() if fig is not None}
         sections.append(Section(name, system_id, _describe(mine(runs), mine(netbench)), mine(weak), mine(strong),
-                                mine(fits), mine(comm), mine(stragglers), mine(phases), images))
+                                mine(fits), mine(comm), mine(stragglers), mine(phases), mine(efficiency),
+                                mine(precisions), images))
 
     tables = pd.concat([weak.assign(mode="weak"), strong.assign(mode="strong")], ignore_index=True)
     written = {"csv": out / "scaling.csv", "markdown": out / "report.md", "html": out / "report.html"}
@@ -146,6 +152,10 @@ def _summary_lines(runs: pd.DataFrame, netbench: pd.DataFrame) -> list[str]:
     ]
 
 
+EFFICIENCY_HEADING = ("Memory, FLOPs and energy per run (MFU: achieved TFLOP/s per device over the datasheet's dense "
+                      "peak, and over the rate `hpcbench peak` measured; null where unknown, with the reason)")
+PRECISION_HEADING = "Precision side by side (the same work, medians over runs)"
+
 SHOWN = ["workload", "experiment_label", "batch_size", "global_batch_size", "num_nodes", "world_size", "num_runs",
          "samples_per_s", "ci95_low", "ci95_high", "cv", "speedup", "efficiency", "exposed_comm_share", "karp_flatt",
          "baseline_runs"]
@@ -175,7 +185,9 @@ def _markdown(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFram
                   _markdown_table(section.comm.round(6)),
                   "### Stragglers", "", _markdown_table(section.stragglers.round(4)),
                   "### Step phases (--phases: synchronised between phases, so overlap is lost)", "",
-                  _markdown_table(section.phases.round(4))]
+                  _markdown_table(section.phases.round(4)),
+                  f"### {EFFICIENCY_HEADING}", "", _markdown_table(section.efficiency.round(4)),
+                  f"### {PRECISION_HEADING}", "", _markdown_table(section.precisions.round(4))]
     return "\n".join(parts)
 
 
@@ -199,6 +211,8 @@ def _html(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFrame) -
         f"<h3>Communication: exposed (measured) and the all-reduce bound (predicted)</h3>{table(s.comm.round(6))}"
         f"<h3>Stragglers</h3>{table(s.stragglers.round(4))}"
         f"<h3>Step phases (--phases: synchronised between phases, so overlap is lost)</h3>{table(s.phases.round(4))}"
+        f"<h3>{html.escape(EFFICIENCY_HEADING)}</h3>{table(s.efficiency.round(4))}"
+        f"<h3>{html.escape(PRECISION_HEADING)}</h3>{table(s.precisions.round(4))}"
         for s in sections
     )
     summary = "".join(f"<p>{html.escape(line)}</p>" for line in _summary_lines(runs, netbench))

@@ -111,6 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
     netbench.add_argument("--timeout", type=float, default=120.0, help="collective timeout in seconds")
     netbench.add_argument("--out", default="results", help="folder for the records")
 
+    peak = commands.add_parser("peak", help="achievable matmul TFLOP/s of this device (a MAMF-style sweep), as a record: "
+                               "the measured denominator for MFU")
+    peak.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    peak.add_argument("--precision", default="fp32", help="fp32, tf32, bf16 or fp16 (tf32 and fp16: cuda only)")
+    peak.add_argument("--sizes", default=None, help="comma-separated square matmul sizes (default: cpu 256..2048, "
+                      "cuda 4096..16384)")
+    peak.add_argument("-n", "--iters", type=int, default=10, help="timed multiplications per size (default 10)")
+    peak.add_argument("-w", "--warmup", type=int, default=3, help="untimed multiplications first (default 3)")
+    peak.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    peak.add_argument("--out", default="results", help="folder for the record")
+
     report = commands.add_parser("report", help="records -> HTML report with plots, Markdown summary, CSV table")
     report.add_argument("paths", nargs="+", metavar="RESULTS", help="record files or folders (searched recursively)")
     report.add_argument("-o", "--out", required=True, help="folder for report.html, report.md, scaling.csv, plots/")
@@ -142,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_status(args)
         if args.command == "netbench":
             return cmd_netbench(args)
+        if args.command == "peak":
+            return cmd_peak(args)
         if args.command == "report":
             return cmd_report(args)
         if args.command == "compare":
@@ -274,6 +287,21 @@ def cmd_status(args: argparse.Namespace) -> int:
     for row in rows:
         print(f"{row['job_id']:>12}  {row['state']:8s} {row['script']}")
     return 1 if any(row["state"] in ("failed", "blocked") for row in rows) else 0
+
+
+def cmd_peak(args: argparse.Namespace) -> int:
+    from hpcbench.peak import run_peak
+
+    sizes = _int_list("sizes", args.sizes) if args.sizes else None
+    record, path = run_peak(args.device, args.precision, args.out, sizes, args.iters, args.warmup, args.threads)
+    m = record["metrics"]
+    for row in m["shapes"]:
+        print(f"  {row['m']:>6} x {row['n']} x {row['k']}: {row['tflops']:.3f} TFLOP/s")
+    datasheet = (f"{m['achievable_share_of_datasheet']:.0%} of the datasheet's {m['datasheet_tflops']} TFLOP/s"
+                 if m["datasheet_tflops"] else f"no datasheet peak: {m['datasheet_note']}")
+    print(f"hpcbench peak: {args.precision} on {args.device}: {m['achievable_tflops']:.3f} TFLOP/s achievable "
+          f"({datasheet}) -> {path}")
+    return 0
 
 
 def cmd_netbench(args: argparse.Namespace) -> int:

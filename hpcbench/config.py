@@ -17,10 +17,15 @@ from hpcbench.errors import ConfigError, check_at_least, check_choice, check_in_
 DEVICES = ("auto", "cpu", "cuda")
 DATA_SOURCES = ("synthetic", "real")
 SCALINGS = ("weak", "strong")
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+"""fp32: IEEE fp32 everywhere (TF32 off, also cuDNN's); tf32: TF32 tensor-core matmuls and convolutions;
+bf16, fp16: autocast around forward and loss (fp16 with a gradient scaler)."""
+CUDA_ONLY_PRECISIONS = ("tf32", "fp16")
 MAX_TIMEOUT_S = 7 * 24 * 3600
 """A week: longer than any batch allocation, and finite (a timeout of inf or NaN would never fire)."""
 
-__all__ = ["ConfigError", "RunConfig", "check_at_least", "check_choice", "flag_fields", "DEVICES", "MAX_TIMEOUT_S"]
+__all__ = ["ConfigError", "RunConfig", "check_at_least", "check_choice", "flag_fields", "CUDA_ONLY_PRECISIONS", "DEVICES",
+           "MAX_TIMEOUT_S", "PRECISIONS"]
 
 
 def _opt(flag: str, help: str, default: Any = None, **kwargs: Any) -> Any:
@@ -55,6 +60,12 @@ class RunConfig:
     phases: bool = _opt("--phases", "time one more window with a device sync between data, forward, backward and "
                         "optimizer step: seconds and shares per phase (the syncs perturb overlap, hence its own window)",
                         False)
+    precision: str = _opt("--precision", f"arithmetic: {', '.join(PRECISIONS)} (tf32 and fp16 on cuda only; bf16 and fp16 "
+                          "autocast forward and loss, fp16 with a gradient scaler)", "fp32")
+    channels_last: bool = _opt("--channels-last", "NHWC memory format for the model and its image batches (image "
+                               "workloads)", False)
+    compile: bool = _opt("--compile", "torch.compile the model; compiling happens in warm-up (extended until nothing "
+                         "new compiles) and its seconds are recorded as compile_s, outside every timed window", False)
     system: str | None = _opt("--system", "name of the machine or cluster in reports (default: the profile's `system`, "
                               "else the host name without domain and trailing digits)")
     options: dict[str, Any] = field(default_factory=dict, metadata={"help": "workload options, resolved"})
@@ -80,9 +91,10 @@ class RunConfig:
         check_at_least("nproc", self.num_procs, 1)
         if self.batch_size is not None:
             check_at_least("batch-size", self.batch_size, 1)
-        for name in ("breakdown", "phases"):
+        check_choice("precision", self.precision, PRECISIONS)
+        for name in ("breakdown", "phases", "channels_last", "compile"):
             if not isinstance(getattr(self, name), bool):
-                raise ConfigError(name, f"must be true or false, got {getattr(self, name)!r}")
+                raise ConfigError(_flag_name(name), f"must be true or false, got {getattr(self, name)!r}")
         check_at_least("seed", self.seed, 0)
         check_at_least("steps", self.num_steps, 1)
         check_at_least("warmup", self.num_warmup_steps, 0)

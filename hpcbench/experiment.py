@@ -16,6 +16,8 @@ from typing import Any
 
 WORK_FIELDS = ("workload", "options", "data", "num_data_workers", "num_threads", "device", "engine", "engine_options")
 """Config fields that change the work per sample or how it is done. The scale-fixed batch joins by mode."""
+STEP_FIELDS = {"precision": "fp32", "channels_last": False, "compile": False}
+"""How a step computes (added later): part of the experiment when not at the default every older record ran."""
 HARDWARE_FIELDS = ("cpu_model", "cores_per_node", "memory_gib_per_node", "gpu_model", "gpus_per_node")
 SOFTWARE_FIELDS = ("torch", "cuda", "nccl", "engine_libraries")
 """engine_libraries: the installed version of each engine's own library ({name: version}), whichever engine ran."""
@@ -36,6 +38,8 @@ def experiment_block(config: dict[str, Any]) -> dict[str, Any]:
     for name in ("options", "engine_options"):
         if fields[name] is None:
             fields[name] = {}
+    for name, default in STEP_FIELDS.items():
+        fields[name] = config.get(name, default)
     scaling = config.get("scaling") or "weak"
     fields["scaling"] = scaling
     if scaling == "strong":
@@ -43,19 +47,31 @@ def experiment_block(config: dict[str, Any]) -> dict[str, Any]:
     else:
         fields["batch_size"] = config.get("batch_size")
     same_work = {k: v for k, v in fields.items() if k not in ("engine", "engine_options")}
-    return {**fields, "experiment_id": short_hash(fields), "work_id": short_hash(same_work),
+    return {**fields, "experiment_id": short_hash(identity(fields)), "work_id": short_hash(identity(same_work)),
             "label": experiment_label(fields)}
+
+
+def identity(fields: dict[str, Any]) -> dict[str, Any]:
+    """What the ids hash: options that arrived later count only when not at their default, so runs
+    recorded before them keep their ids (engine options at "off", and fp32 eager NCHW, change nothing)."""
+    hashed = {k: v for k, v in fields.items() if k not in STEP_FIELDS or v != STEP_FIELDS[k]}
+    if "engine_options" in hashed:
+        hashed["engine_options"] = {k: v for k, v in hashed["engine_options"].items() if v not in (None, False, "none")}
+    return hashed
 
 
 def experiment_label(fields: dict[str, Any]) -> str:
     """One line a person can read: `mlp hidden_size=1024 num_layers=2 synthetic ddp cpu b128/proc`."""
     options = " ".join(f"{k}={v}" for k, v in sorted((fields.get("options") or {}).items()) if v is not None)
     engine_options = " ".join(f"{k}={v}" for k, v in sorted((fields.get("engine_options") or {}).items())
-                              if v is not None and v != "none")
+                              if v not in (None, False, "none"))
     threads = f"{fields['num_threads']}thr" if fields.get("num_threads") else ""
     batch = (f"B{fields.get('global_batch_size')} global" if fields.get("scaling") == "strong"
              else f"b{fields.get('batch_size')}/proc")
-    parts = [fields.get("workload"), options, fields.get("data"), fields.get("engine"), engine_options,
+    step = " ".join(name.replace("_", "-") if value is True else str(value)
+                    for name, value in ((n, fields.get(n)) for n in STEP_FIELDS)
+                    if value is not None and value != STEP_FIELDS[name])  # fp32 eager NCHW goes unsaid
+    parts = [fields.get("workload"), options, fields.get("data"), step, fields.get("engine"), engine_options,
              fields.get("device"), threads, batch]
     return " ".join(str(part) for part in parts if part)
 

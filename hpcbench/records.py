@@ -27,8 +27,9 @@ SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)
 """Schema 2 added `experiment` and `system`; schema 1 records are upgraded when read."""
 STATUSES = ("ok", "failed", "interrupted")
-KINDS = ("train", "netbench")
-"""What a record measured: a training run, or all-reduce bandwidth. Records without `kind` are training runs."""
+KINDS = ("train", "netbench", "peak")
+"""What a record measured: a training run, collective bandwidth, or a device's achievable matmul rate (`hpcbench
+peak`). Records without `kind` are training runs."""
 
 MIN_FREE_BYTES = 64 * 2**20
 """A record is kilobytes to a few megabytes (every step time of every rank); keep a margin."""
@@ -202,6 +203,10 @@ def record_problem(record: dict[str, Any]) -> str | None:
         return None
     if kind == "netbench":
         return _netbench_problem(record)
+    if kind == "peak":
+        rate = (record.get("metrics") or {}).get("achievable_tflops")
+        ok = isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0 < rate < math.inf
+        return None if ok else f"metrics.achievable_tflops must be a positive finite number, got {rate!r}"
     config, metrics, prov = record["config"], record.get("metrics"), record["provenance"]
     for key in ("workload", "engine", "device"):
         if not isinstance(config.get(key), str):

@@ -17,11 +17,13 @@ from hpcbench.plugins import resolve_options
 from hpcbench.workloads import get_workload
 
 
-def resolve(cfg: RunConfig, *, sweep_max_procs: int | None = None, world_size: int | None = None) -> RunConfig:
+def resolve(cfg: RunConfig, *, sweep_max_procs: int | None = None, world_size: int | None = None,
+            node_device: str | None = None) -> RunConfig:
     """Fill in and check the workload's and the engine's options, the batch size, threads and device.
 
     `world_size` is the job's process count where it differs from this node's (cluster jobs);
-    strong scaling splits the global batch over it.
+    strong scaling splits the global batch over it. `node_device` is the compute nodes' device when
+    this is a login node (cluster jobs): precision and the like are checked against it.
     """
     engine = ENGINES.get(cfg.engine)
     engine.check_available()
@@ -32,9 +34,12 @@ def resolve(cfg: RunConfig, *, sweep_max_procs: int | None = None, world_size: i
         cfg.batch_size or workload.default_batch_size)
     workload.check_run(workload.options(options), batch_size, cfg.data, cfg.data_dir)
     threads = cfg.num_threads or max(1, (os.cpu_count() or 1) // max(cfg.num_procs, sweep_max_procs or 1))
+    device = resolve_device(cfg.device, cfg.num_procs)
+    workload.check_training(cfg.precision, cfg.channels_last, cfg.compile, node_device or device)
+    engine.check_training(engine.Options(**engine_options), cfg.precision, node_device or device)
     return dataclasses.replace(
         cfg,
-        device=resolve_device(cfg.device, cfg.num_procs),
+        device=device,
         options=options,
         engine_options=engine_options,
         batch_size=batch_size,

@@ -8,6 +8,7 @@ measures is gathered to rank 0, which alone writes the record.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import time
@@ -24,9 +25,11 @@ from hpcbench.config import RunConfig
 from hpcbench.engines import Engine, Placement, engine_libraries, start_engine
 from hpcbench.guard import StepWatchdog, StopSignals, injected_fault
 from hpcbench.measurements import COMPUTE_ONLY, PHASES_WINDOW, THROUGHPUT, Meters, RankContext, RunFacts, merge_metrics
+from hpcbench.peaks import flop_metrics
 from hpcbench.progress import RunProgress, progress_mode
 from hpcbench.provenance import host_facts, provenance
 from hpcbench.timing import PhaseTimer, phase_metrics
+from hpcbench.training import Arithmetic, CompileWatch, channels_last
 from hpcbench.workloads import DataContext, get_workload
 from hpcbench.workloads.base import to_device
 
@@ -128,9 +131,15 @@ def measure(cfg: RunConfig, engine: Engine, clock: Callable[[], float], stop: St
     rank = engine.placement.rank
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank (engines also broadcast them)
     local_model = workload.build_model(options).to(device)
+    if cfg.channels_last:
+        local_model = local_model.to(memory_format=torch.channels_last)
+    arithmetic = Arithmetic(cfg.precision, device)
     description = describe_model(workload, options, local_model, device)  # before wrapping: DDP's hooks would all-reduce
-    model = engine.wrap_model(local_model)
-    optimizer = engine.wrap_optimizer(workload.optimizer(model.parameters(), options), model)
+    description["arithmetic"] = arithmetic.settings()
+    wrapped = engine.wrap_model(local_model)
+    optimizer = engine.wrap_optimizer(workload.optimizer(wrapped.parameters(), options), wrapped)
+    # Compiled around the engine's wrapper: DDP's bucket boundaries split the graph, so all-reduces still overlap backward.
+    model = torch.compile(wrapped) if cfg.compile else wrapped
     batches = workload.batches(
         options,
         DataContext(
@@ -139,6 +148,8 @@ def measure(cfg: RunConfig, engine: Engine, clock: Callable[[], float], stop: St
             num_data_workers=cfg.num_data_workers, model=local_model,
         ),
     )
+    if cfg.channels_last:
+        batches = channels_last(batches)
     fault = injected_fault()
     steps_done = 0
 
@@ -153,12 +164,13 @@ def measure(cfg: RunConfig, engine: Engine, clock: Callable[[], float], stop: St
         inputs, targets = next(batches)
         mark("data")
         optimizer.zero_grad()  # set_to_none by default since torch 2.0 (Horovod's wrapper takes no argument)
-        output = model(inputs)
-        loss = workload.loss(output, targets)
+        with arithmetic.autocast():  # bf16/fp16: forward and loss only, as torch.amp prescribes
+            output = model(inputs)
+            loss = workload.loss(output, targets)
         mark("forward")
-        engine.backward(loss)  # loss.backward(); DDP all-reduces gradients inside it
+        engine.backward(loss, arithmetic.scaler)  # loss.backward(); DDP all-reduces gradients inside it
         mark("backward")
-        engine.step(optimizer)  # optimizer.step(); Horovod waits for its all-reduces here
+        engine.step(optimizer, arithmetic.scaler)  # optimizer.step(); Horovod waits for its all-reduces here
         mark("optimizer")
         steps_done += 1
         return loss.detach()  # no .item() here: that would be a host-device sync inside the timed window
@@ -186,16 +198,23 @@ def measure(cfg: RunConfig, engine: Engine, clock: Callable[[], float], stop: St
     repeats_done = 0
     progress = RunProgress(cfg.num_warmup_steps, cfg.num_repeats, cfg.num_steps, progress_mode() if rank == 0 else "off",
                            extra_steps=cfg.num_steps * (cfg.breakdown + cfg.phases))
+    compile_watch = CompileWatch(device, engine.all_reduce_max, clock) if cfg.compile else None
+    compile_result = None
     with StepWatchdog(cfg.timeout_s) as watchdog:
         stopped = False
-        for _ in range(cfg.num_warmup_steps):
+        warmup_steps = 0
+        while compile_watch.wants_more(cfg.num_warmup_steps) if compile_watch else warmup_steps < cfg.num_warmup_steps:
             if stopped := agreed.poll():
                 break
-            train_step()
+            with compile_watch.step() if compile_watch else contextlib.nullcontext():
+                train_step()
+            warmup_steps += 1
             progress.step()
+        if compile_watch:
+            compile_watch.warmup_done()
 
         if not stopped:  # for whoever watches (and the fault tests)
-            progress.note(f"hpcbench: warm-up done ({cfg.num_warmup_steps} steps); timing {cfg.num_repeats} x "
+            progress.note(f"hpcbench: warm-up done ({warmup_steps} steps); timing {cfg.num_repeats} x "
                           f"{cfg.num_steps} steps on {engine.placement.world_size} rank(s)")
         for _ in range(0 if stopped else cfg.num_repeats):
             progress.repeat_started()
@@ -204,9 +223,11 @@ def measure(cfg: RunConfig, engine: Engine, clock: Callable[[], float], stop: St
                 break  # a partial repeat is not a measurement; its steps still count as done
             progress.repeat_done(clock() - started)
             repeats_done += 1
+        if compile_watch:
+            compile_result = compile_watch.result(cfg.num_warmup_steps)
         # Before the compute-only window: its unsynchronised steps let the replicas drift apart.
-        digest = engine.replica_digest(model)
-        counters = engine.counters(model)  # the library's own view of the synchronised steps
+        digest = engine.replica_digest(wrapped)
+        counters = engine.counters(wrapped)  # the library's own view of the synchronised steps
         phase_times = None
         if cfg.phases and not stopped:
             phase_timer = PhaseTimer(device, clock)
@@ -222,7 +243,7 @@ def measure(cfg: RunConfig, engine: Engine, clock: Callable[[], float], stop: St
             breakdown_note = "not measured: the run was stopped first"
         else:
             try:
-                unsynchronised = engine.no_sync(model)
+                unsynchronised = engine.no_sync(wrapped)
             except NotImplementedError as exc:
                 breakdown_note = f"not measured: {exc}"
             else:
@@ -251,6 +272,7 @@ def measure(cfg: RunConfig, engine: Engine, clock: Callable[[], float], stop: St
         "breakdown_note": breakdown_note,
         "engine_counters": counters,
         "phase_times_s": phase_times,
+        "compile": compile_result,
         "workload": description,
         "extra_metrics": workload.extra_metrics(),
     }
@@ -273,6 +295,7 @@ def build_record(cfg: RunConfig, run_id: str, ranks: list[dict[str, Any]], engin
     metrics = None
     if ranks[0]["repeats_done"]:  # at least one whole timed repeat
         run = RunFacts(global_batch_size=cfg.batch_size * len(ranks), world_size=len(ranks),
+                       timed_samples=cfg.batch_size * len(ranks) * cfg.num_steps * ranks[0]["repeats_done"],
                        breakdown_note=ranks[0]["breakdown_note"])
         metrics = merge_metrics([r["measured"] for r in ranks], run)
         metrics["loss_first"] = records.finite_or_none(ranks[0]["loss_first"])
@@ -283,6 +306,10 @@ def build_record(cfg: RunConfig, run_id: str, ranks: list[dict[str, Any]], engin
         phases = [r["phase_times_s"] for r in ranks]
         metrics["phases"] = phase_metrics(phases) if all(phases) else None
         metrics.update(mean_over_ranks([r["extra_metrics"] for r in ranks]))
+        metrics.update(flop_metrics(ranks[0]["workload"]["flops_per_sample"], metrics["samples_per_s"], len(ranks),
+                                    cfg.precision, [r["gpu_model"] if r["device"].startswith("cuda") else None
+                                                    for r in ranks]))
+        metrics["compile"] = compile_metrics([r["compile"] for r in ranks])
 
     reasons = []
     signum = stop_signal(ranks)
@@ -313,6 +340,15 @@ def build_record(cfg: RunConfig, run_id: str, ranks: list[dict[str, Any]], engin
         run_id=run_id, status=status, reason="; ".join(reasons) or None,
         config=cfg.to_dict(), workload=ranks[0]["workload"], metrics=metrics, ranks=per_rank, provenance=prov,
     )
+
+
+def compile_metrics(per_rank: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """--compile: the slowest rank's compile seconds; the warm-up every rank ran (they agree on it)."""
+    if not all(per_rank):
+        return None
+    first = per_rank[0]
+    return {**first, "compile_s": max(r["compile_s"] for r in per_rank),
+            "graphs_compiled_in_timed_repeats": max(r["graphs_compiled_in_timed_repeats"] or 0 for r in per_rank)}
 
 
 def mean_over_ranks(per_rank: list[dict[str, Any]]) -> dict[str, Any]:

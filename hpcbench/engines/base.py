@@ -63,6 +63,10 @@ class Engine:
         return None
 
     @classmethod
+    def check_training(cls, options: Any, precision: str, device_type: str) -> None:
+        """Raise a ConfigError when these engine options cannot run with this precision on this device."""
+
+    @classmethod
     def backend_for(cls, device_type: str) -> str:
         """The backend a rank on this device type will use (known before any rank starts)."""
         raise NotImplementedError
@@ -74,11 +78,16 @@ class Engine:
     def wrap_optimizer(self, optimizer: torch.optim.Optimizer, model: nn.Module) -> torch.optim.Optimizer:
         return optimizer
 
-    def backward(self, loss: torch.Tensor) -> None:
-        loss.backward()
+    def backward(self, loss: torch.Tensor, scaler: torch.amp.GradScaler | None = None) -> None:
+        (scaler.scale(loss) if scaler else loss).backward()
 
-    def step(self, optimizer: torch.optim.Optimizer) -> None:
-        optimizer.step()
+    def step(self, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None) -> None:
+        """With fp16's scaler: unscale, skip the step on inf/NaN gradients, adjust the scale."""
+        if scaler:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
 
     def no_sync(self, model: nn.Module) -> contextlib.AbstractContextManager[None]:
         """Steps inside skip gradient synchronisation: a compute-only window's steps."""
@@ -142,7 +151,7 @@ def parameter_digest(model: nn.Module) -> str:
     digest = hashlib.sha256()
     for name, param in sorted(model.named_parameters()):
         digest.update(name.encode())
-        digest.update(param.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        digest.update(param.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 

@@ -7,6 +7,7 @@ import datetime
 import os
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -17,6 +18,11 @@ from torch.nn.parallel import DistributedDataParallel
 from hpcbench.engines.base import Engine, register
 from hpcbench.engines.discovery import Placement
 from hpcbench.engines.mpi import INSTALL_HINT as MPI_INSTALL_HINT
+from hpcbench.errors import ConfigError, check_at_least, check_choice, check_in_range
+
+COMM_HOOKS = ("none", "fp16", "bf16", "powersgd")
+POWERSGD_START_ITER = 2
+"""PowerSGD compresses from this iteration on (DDP's first two all-reduce plainly: buckets are rebuilt after the first)."""
 
 
 DDP_COUNTERS = {
@@ -50,6 +56,48 @@ def rendezvous_over_mpi(placement: Placement) -> dict[str, str]:
     return {"MASTER_ADDR": host, "MASTER_PORT": str(port)}
 
 
+@dataclass(kw_only=True)
+class DdpOptions:
+    bucket_cap_mb: float | None = None
+    """gradient bucket size in MiB (DDP's default: 25)"""
+    static_graph: bool = False
+    """the graph is the same every step: DDP may reorder buckets and skip its per-step graph checks"""
+    gradient_as_bucket_view: bool = False
+    """gradients are views into the all-reduce buckets: no copy between them, less memory"""
+    comm_hook: str = "none"
+    """gradient communication hook: none, fp16 or bf16 (gradients cast for the all-reduce), powersgd (low rank)"""
+    powersgd_rank: int | None = None
+    """PowerSGD's matrix approximation rank (with --ddp-comm-hook powersgd; default 1)"""
+
+    def __post_init__(self) -> None:
+        check_choice("ddp-comm-hook", self.comm_hook, COMM_HOOKS)
+        for flag, value in (("ddp-static-graph", self.static_graph),
+                            ("ddp-gradient-as-bucket-view", self.gradient_as_bucket_view)):
+            if not isinstance(value, bool):
+                raise ConfigError(flag, f"must be true or false, got {value!r}")
+        if self.bucket_cap_mb is not None:
+            check_in_range("ddp-bucket-cap-mb", self.bucket_cap_mb, 0, 1e6)
+        if self.comm_hook == "powersgd":
+            self.powersgd_rank = 1 if self.powersgd_rank is None else self.powersgd_rank
+            check_at_least("ddp-powersgd-rank", self.powersgd_rank, 1)
+        elif self.powersgd_rank is not None:
+            raise ConfigError("ddp-powersgd-rank", "applies with --ddp-comm-hook powersgd only")
+
+
+def register_comm_hook(model: DistributedDataParallel, hook: str, powersgd_rank: int | None) -> None:
+    """DDP's stock hooks (torch.distributed.algorithms.ddp_comm_hooks), the counterpart of Horovod's compression."""
+    from torch.distributed.algorithms.ddp_comm_hooks import default_hooks, powerSGD_hook
+
+    if hook == "fp16":
+        model.register_comm_hook(None, default_hooks.fp16_compress_hook)
+    elif hook == "bf16":
+        model.register_comm_hook(None, default_hooks.bf16_compress_hook)
+    elif hook == "powersgd":
+        state = powerSGD_hook.PowerSGDState(process_group=None, matrix_approximation_rank=powersgd_rank,
+                                            start_powerSGD_iter=POWERSGD_START_ITER)
+        model.register_comm_hook(state, powerSGD_hook.powerSGD_hook)
+
+
 @register
 class DdpEngine(Engine):
     """gloo on CPU, NCCL on CUDA; one device per process, pinned by local rank."""
@@ -57,9 +105,12 @@ class DdpEngine(Engine):
     name = "ddp"
     description = "PyTorch DistributedDataParallel: gradients all-reduced in buckets during backward()"
     order = 10
+    Options = DdpOptions
+    flag_prefix = "ddp"
 
-    def __init__(self, placement: Placement, device_type: str, timeout_s: float, options: Any = None) -> None:
+    def __init__(self, placement: Placement, device_type: str, timeout_s: float, options: DdpOptions | None = None) -> None:
         self.placement = placement
+        self.options = options or DdpOptions()
         self.backend = self.backend_for(device_type)
         if device_type == "cuda":
             self.device = torch.device("cuda", placement.local_rank)
@@ -90,7 +141,11 @@ class DdpEngine(Engine):
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
         device_ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=device_ids)
+        tuning = {"bucket_cap_mb": self.options.bucket_cap_mb} if self.options.bucket_cap_mb is not None else {}
+        wrapped = DistributedDataParallel(model, device_ids=device_ids, static_graph=self.options.static_graph,
+                                          gradient_as_bucket_view=self.options.gradient_as_bucket_view, **tuning)
+        register_comm_hook(wrapped, self.options.comm_hook, self.options.powersgd_rank)
+        return wrapped
 
     def no_sync(self, model: nn.Module) -> contextlib.AbstractContextManager[None]:
         return model.no_sync()  # DDP's own: backward() accumulates locally, no all-reduce

@@ -42,6 +42,8 @@ class RunFacts:
 
     global_batch_size: int
     world_size: int
+    timed_samples: int = 0
+    """Samples over every rank and every complete timed repeat."""
     breakdown_note: str | None = None
     """Why there is no compute-only window (--no-breakdown, an engine without one), if there is none."""
 

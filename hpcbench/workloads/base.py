@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from hpcbench.config import CUDA_ONLY_PRECISIONS, PRECISIONS
 from hpcbench.errors import ConfigError
 from hpcbench.plugins import Registry, resolve_options
 
@@ -55,6 +56,12 @@ class Workload:
     real_data: ClassVar[str]
     """How --data real is served, for `hpcbench list`."""
     Options: ClassVar[type] = NoOptions
+    precisions: ClassVar[tuple[str, ...]] = PRECISIONS
+    """The --precision values it trains in (e.g. no bf16 for an LSTM: oneDNN has no bf16 LSTM on CPU)."""
+    convolutional: ClassVar[bool] = False
+    """Image batches through convolutions: --channels-last applies."""
+    compilable: ClassVar[bool] = True
+    """--compile applies (not where the step is mostly outside the model)."""
 
     def build_model(self, options: Any) -> nn.Module:
         raise NotImplementedError
@@ -74,6 +81,20 @@ class Workload:
 
     def check_run(self, options: Any, batch_size: int, data: str, data_dir: str | None) -> None:
         """Reject run settings this workload cannot serve, before any process starts."""
+
+    def check_training(self, precision: str, channels_last: bool, compile: bool, device: str) -> None:
+        """An option that does not apply to this workload or device is an error, never ignored."""
+        if precision not in self.precisions:
+            raise ConfigError("precision", f"{precision} does not apply to workload {self.name!r} "
+                              f"(it trains in: {', '.join(self.precisions)})")
+        if precision in CUDA_ONLY_PRECISIONS and device != "cuda":
+            supported = ", ".join(p for p in self.precisions if p not in CUDA_ONLY_PRECISIONS)
+            raise ConfigError("precision", f"{precision} needs --device cuda (this run's device: {device}); "
+                              f"on {device}: {supported}")
+        if channels_last and not self.convolutional:
+            raise ConfigError("channels-last", f"applies to the convolutional workloads only, not {self.name!r}")
+        if compile and not self.compilable:
+            raise ConfigError("compile", f"does not apply to workload {self.name!r} (its step is mostly outside the model)")
 
     def describe(self, options: Any) -> dict[str, Any]:
         """Workload facts for the record beyond the generic ones (e.g. where weights came from)."""

@@ -78,6 +78,7 @@ class Cnn(Workload):
     default_batch_size = 32
     real_data = "CIFAR-10 from --data-dir (torchvision layout: cifar-10-batches-py/)"
     Options = CnnOptions
+    convolutional = True
 
     def build_model(self, options: CnnOptions) -> nn.Module:
         if options.model == "convnet":

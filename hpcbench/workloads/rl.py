@@ -100,6 +100,8 @@ class Rl(Workload):
     default_batch_size = 512
     real_data = "none: the CartPole environment is the data source"
     Options = RlOptions
+    precisions = ("fp32",)  # a 4-in, 2-out policy: the environment, not its arithmetic, bounds a step
+    compilable = False
 
     def __init__(self) -> None:
         self.rollouts: Rollouts | None = None

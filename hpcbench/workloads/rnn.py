@@ -91,6 +91,7 @@ class Rnn(Workload):
     default_batch_size = 32
     real_data = "character-level text: a .txt file or a folder of them as --data-dir"
     Options = RnnOptions
+    precisions = ("fp32", "tf32", "fp16")  # oneDNN has no bf16 LSTM on CPU
 
     def build_model(self, options: RnnOptions) -> nn.Module:
         return LanguageModel(options)

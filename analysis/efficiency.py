@@ -1,0 +1,68 @@
+"""What GPU clusters compare: precision side by side, peak memory, achieved TFLOP/s, MFU against
+the datasheet peak (from the record) and against this device's measured one (`hpcbench peak`),
+and energy per sample. Every number comes from a record; a null stays null, with its reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from hpcbench.analysis.curves import SYSTEM_COLUMNS
+
+PEAK_MATCH = ["system_name", "cpu_model", "gpu_model", "device", "precision"]
+"""A measured peak belongs to runs on the same named system and processor, in the same precision."""
+PEAK_COLUMNS = [*PEAK_MATCH, "achievable_tflops", "run_id"]
+EFFICIENCY_COLUMNS = [*SYSTEM_COLUMNS, "experiment_label", "precision", "channels_last", "compile", "world_size",
+                      "samples_per_s", "peak_memory_gib", "tflops_per_device", "mfu", "mfu_peak_tflops",
+                      "achievable_tflops", "mfu_measured_peak", "energy_j_per_sample", "power_w_per_counter",
+                      "compile_s", "note"]
+SIDE_BY_SIDE = ["samples_per_s", "peak_memory_gib", "mfu", "energy_j_per_sample"]
+SAME_WORK_BUT_PRECISION = [*SYSTEM_COLUMNS, "workload", "engine", "device", "batch_size", "channels_last", "compile",
+                           "world_size"]
+
+
+def peaks_frame(found: list[tuple[Path, dict]]) -> pd.DataFrame:
+    """One row per `hpcbench peak` record; the best measured rate per system, processor and precision."""
+    rows = []
+    for _, record in found:
+        if record.get("kind") != "peak" or record["status"] != "ok":
+            continue
+        prov, config = record["provenance"], record["config"]
+        rows.append({"system_name": record["system"]["name"], "cpu_model": prov.get("cpu_model"),
+                     "gpu_model": prov.get("gpu_model") if config.get("device") == "cuda" else None,
+                     "device": config.get("device"), "precision": config.get("precision"),
+                     "achievable_tflops": record["metrics"]["achievable_tflops"], "run_id": record["run_id"]})
+    frame = pd.DataFrame(rows, columns=PEAK_COLUMNS)
+    if frame.empty:
+        return frame
+    best = frame.groupby(PEAK_MATCH, dropna=False)["achievable_tflops"].idxmax()
+    return frame.loc[best].reset_index(drop=True)
+
+
+def efficiency_table(runs: pd.DataFrame, peaks: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: memory, TFLOP/s, MFU against both peaks, energy; `note` says why a value is missing."""
+    if runs.empty:
+        return pd.DataFrame(columns=EFFICIENCY_COLUMNS)
+    table = runs.assign(gpu_model=runs["gpu_model"].where(runs["device"] == "cuda"))
+    if not peaks.empty:
+        table = table.merge(peaks[[*PEAK_MATCH, "achievable_tflops"]], on=PEAK_MATCH, how="left")
+    else:
+        table = table.assign(achievable_tflops=float("nan"))
+    table["mfu_measured_peak"] = table["tflops_per_device"] / table["achievable_tflops"]
+    energy_note = table["energy_note"].where(table["energy_j_per_sample"].isna()).fillna("")
+    notes = table["mfu_note"].fillna("") + energy_note.map(lambda note: f"; energy: {note}" if note else "")
+    table["note"] = notes.str.removeprefix("; ")
+    return table[EFFICIENCY_COLUMNS].sort_values([*SYSTEM_COLUMNS, "experiment_label", "world_size"],
+                                                  ignore_index=True)
+
+
+def precision_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """The same work in each precision side by side (medians over runs): throughput, memory, MFU, energy."""
+    if runs.empty or runs["precision"].nunique() < 2:
+        return pd.DataFrame()
+    medians = runs.groupby([*SAME_WORK_BUT_PRECISION, "precision"], dropna=False)[SIDE_BY_SIDE].median()
+    wide = medians.unstack("precision")
+    compared = wide["samples_per_s"].notna().sum(axis=1) >= 2  # work measured in one precision only has no pair
+    wide.columns = [f"{metric}_{precision}" for metric, precision in wide.columns]
+    return wide[compared].reset_index()
