@@ -53,7 +53,7 @@ def find_peak(gpu_model: str | None, precision: str) -> tuple[float | None, dict
     if not gpu_model:
         return None, {"reason": "no datasheet peak for CPUs in the table (`hpcbench peak` measures an achievable one)"}
     for pattern, peak in PEAKS:
-        if re.search(pattern, gpu_model):
+        if re.search(rf"(?<![A-Za-z0-9]){pattern}", gpu_model):  # "GH200" is not an "H200"
             if precision not in peak.tflops:
                 return None, {"reason": f"{peak.model} has no {precision} arithmetic in its datasheet",
                               "peak_model": peak.model, "source": peak.source}

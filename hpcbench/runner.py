@@ -168,9 +168,12 @@ def measure(cfg: RunConfig, engine: Engine, clock: Callable[[], float], stop: St
             output = model(inputs)
             loss = workload.loss(output, targets)
         mark("forward")
-        engine.backward(loss, arithmetic.scaler)  # loss.backward(); DDP all-reduces gradients inside it
+        engine.backward(arithmetic.scaled(loss))  # loss.backward(); DDP all-reduces gradients inside it
         mark("backward")
-        engine.step(optimizer, arithmetic.scaler)  # optimizer.step(); Horovod waits for its all-reduces here
+        if arithmetic.scaler:  # fp16: unscale, skip a step with inf/NaN gradients, adjust the scale
+            engine.scaled_step(optimizer, arithmetic.scaler)
+        else:
+            engine.step(optimizer)  # optimizer.step(); Horovod waits for its all-reduces here
         mark("optimizer")
         steps_done += 1
         return loss.detach()  # no .item() here: that would be a host-device sync inside the timed window

@@ -34,6 +34,10 @@ class Arithmetic:
         dtype = AUTOCAST_DTYPES.get(self.precision)
         return torch.autocast(self.device.type, dtype=dtype) if dtype else contextlib.nullcontext()
 
+    def scaled(self, loss: torch.Tensor) -> torch.Tensor:
+        """fp16: the loss times the scaler's scale, so small gradients survive in fp16."""
+        return self.scaler.scale(loss) if self.scaler else loss
+
     def settings(self) -> dict[str, Any]:
         """What the record says about the arithmetic: enough to redo it and to pick the peak it ran against."""
         dtype = AUTOCAST_DTYPES.get(self.precision)

@@ -15,18 +15,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    # 0: shared by everything: errors and checks, atomic files, signals, device timing, progress
-    ("hpcbench", "hpcbench.errors", "hpcbench.files", "hpcbench.guard", "hpcbench.timing", "hpcbench.progress"),
+    # 0: shared by everything: errors and checks, atomic files, signals, device timing, progress, datasheet peaks
+    ("hpcbench", "hpcbench.errors", "hpcbench.files", "hpcbench.guard", "hpcbench.timing", "hpcbench.progress",
+     "hpcbench.peaks"),
     # 1: what a run is and where it runs: the config, the scheduler environments, the rank table
     ("hpcbench.config", "hpcbench.launch.schedulers", "hpcbench.engines.discovery"),
     # 2: the record format and its provenance
     ("hpcbench.provenance", "hpcbench.records"),
     # 3: the plug-ins the loop is made of
-    ("hpcbench.engines", "hpcbench.workloads", "hpcbench.measurements"),
+    ("hpcbench.engines", "hpcbench.workloads", "hpcbench.measurements", "hpcbench.training"),
     # 4: config resolution, flags and sweep matrices, which need the plug-ins' options and defaults
     ("hpcbench.resolve", "hpcbench.flags", "hpcbench.matrix"),
     # 5: the programs a rank runs, and the read side
-    ("hpcbench.runner", "hpcbench.netbench", "hpcbench.analysis"),
+    ("hpcbench.runner", "hpcbench.netbench", "hpcbench.peak", "hpcbench.analysis"),
     # 6: starting them: local processes, job scripts, sweeps, the worker entry point
     ("hpcbench.worker", "hpcbench.launch", "hpcbench.sweep"),
     # 7: the command line

@@ -144,8 +144,9 @@ class WindowLog(Measurement):
 
 
 def test_a_new_measurement_is_taken_around_every_window_and_merged_into_the_record():
-    cfg = resolve(RunConfig(workload="mlp", device="cpu", batch_size=8, num_steps=3, num_warmup_steps=1, num_repeats=2))
     with registered(ENGINES, SoloEngine), registered(MEASUREMENTS, WindowLog):
+        cfg = resolve(RunConfig(workload="mlp", engine="solo", device="cpu", batch_size=8, num_steps=3,
+                                num_warmup_steps=1, num_repeats=2))
         _, record = solo_run(cfg)
     [rank] = record["ranks"]
     assert rank["window_events"] == [("start", THROUGHPUT), ("stop", THROUGHPUT, True)] * 2

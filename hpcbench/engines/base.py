@@ -78,16 +78,17 @@ class Engine:
     def wrap_optimizer(self, optimizer: torch.optim.Optimizer, model: nn.Module) -> torch.optim.Optimizer:
         return optimizer
 
-    def backward(self, loss: torch.Tensor, scaler: torch.amp.GradScaler | None = None) -> None:
-        (scaler.scale(loss) if scaler else loss).backward()
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
 
-    def step(self, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None) -> None:
-        """With fp16's scaler: unscale, skip the step on inf/NaN gradients, adjust the scale."""
-        if scaler:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        optimizer.step()
+
+    def scaled_step(self, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
+        """fp16's step (the loss was scaled before backward): unscale, skip the step on inf/NaN
+        gradients, adjust the scale. An engine that reduces gradients in step() unscales after that."""
+        scaler.step(optimizer)
+        scaler.update()
 
     def no_sync(self, model: nn.Module) -> contextlib.AbstractContextManager[None]:
         """Steps inside skip gradient synchronisation: a compute-only window's steps."""

@@ -139,17 +139,22 @@ class HorovodEngine(Engine):
                                                         compression=self._compression)
         return self._optimizer
 
-    def step(self, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None) -> None:
-        """With fp16's scaler, Horovod's recipe: finish the all-reduces, unscale the averaged
-        gradients, then step without synchronising again."""
-        if self._syncing and scaler is None:
-            optimizer.step()  # synchronises, then steps
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self._syncing:
+            optimizer.step()
             return
+        with optimizer.skip_synchronize():
+            optimizer.step()
+        optimizer._handles.clear()  # the hooks' no-op entries; zero_grad() refuses to run while any are left
+
+    def scaled_step(self, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
+        """Horovod's recipe for a GradScaler: finish the all-reduces, unscale the averaged gradients,
+        then step without synchronising again."""
         if self._syncing:
             optimizer.synchronize()
             scaler.unscale_(optimizer)
         with optimizer.skip_synchronize():
-            super().step(optimizer, scaler)
+            super().scaled_step(optimizer, scaler)
         if not self._syncing:
             optimizer._handles.clear()  # the hooks' no-op entries; zero_grad() refuses to run while any are left
 
