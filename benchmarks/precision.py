@@ -26,6 +26,11 @@ SIDES = {"fp32": {}, "bf16": {"precision": "bf16"}, "compiled": {"compile": True
 """Each side's change from fp32 eager; compiled is fp32 too, so compiled / fp32 is the compile speedup alone."""
 
 
+COMPILE_TIMEOUT_S = 900.0
+"""A compiling step can outlast the default 120 s collective timeout (resnet18, 2 processes on 2 cores: more
+than that while the other rank waits in the all-reduce), so every side gets this one (it changes no timing)."""
+
+
 def measure(cfg: RunConfig, found: dict[str, float]) -> float:
     record = records.load(run_local(cfg))
     if cfg.compile:
@@ -48,7 +53,8 @@ def main() -> None:
               f"{'compiled/eager':>22s} {'compile s':>10s}")
         for workload in args.workloads.split(","):
             base = RunConfig(workload=workload, num_procs=args.nproc, device="cpu", num_steps=args.steps,
-                             num_warmup_steps=args.warmup, num_repeats=args.repeats, out_dir=out, breakdown=False)
+                             num_warmup_steps=args.warmup, num_repeats=args.repeats, out_dir=out, breakdown=False,
+                             timeout_s=COMPILE_TIMEOUT_S)
             found: dict[str, float] = {}
             configs = {side: resolve(dataclasses.replace(base, **change)) for side, change in SIDES.items()}
             measured = interleaved({side: (lambda c=cfg: measure(c, found)) for side, cfg in configs.items()},
