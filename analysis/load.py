@@ -37,6 +37,21 @@ COLUMNS = {
     "stragglers": ("metrics", "stragglers"),
     "phases": ("metrics", "phases"),
     "global_batch_size": ("metrics", "global_batch_size"),
+    "mode": ("config", "mode"),
+    "seed": ("config", "seed"),
+    "lr_scaling": ("config", "lr_scaling"),
+    "lr_warmup_steps": ("config", "lr_warmup_steps"),
+    "quality_metric": ("metrics", "tta", "metric"),
+    "target": ("metrics", "tta", "target"),
+    "higher_is_better": ("metrics", "tta", "higher_is_better"),
+    "reached": ("metrics", "tta", "reached"),
+    "time_to_target_s": ("metrics", "tta", "time_to_target_s"),
+    "steps_to_target": ("metrics", "tta", "steps_to_target"),
+    "epochs_to_target": ("metrics", "tta", "epochs_to_target"),
+    "samples_to_target": ("metrics", "tta", "samples_to_target"),
+    "best_quality": ("metrics", "tta", "best_quality"),
+    "tta_eval_s": ("metrics", "tta", "eval_s"),
+    "quality_curve": ("metrics", "tta", "curve"),
     "precision": ("config", "precision"),
     "channels_last": ("config", "channels_last"),
     "compile": ("config", "compile"),
@@ -99,6 +114,7 @@ def runs_frame(found: list[tuple[Path, dict]], *, include_failed: bool = False) 
     frame["num_nodes"] = frame["num_nodes"].fillna(1).astype(int)
     # Runs recorded before --precision, --channels-last and --compile ran fp32, NCHW, eager.
     frame["precision"] = frame["precision"].fillna("fp32")
+    frame["mode"] = frame["mode"].fillna("throughput")  # runs recorded before --mode measured throughput
     for column in ("channels_last", "compile"):
         frame[column] = frame[column].fillna(False).astype(bool)
     frame["procs_per_node"] = frame["world_size"] // frame["num_nodes"]

@@ -18,6 +18,7 @@ from hpcbench.files import write_atomic
 from hpcbench.analysis import plots
 from hpcbench.analysis.breakdown import phase_table, straggler_table
 from hpcbench.analysis.comm import communication_table, netbench_frame
+from hpcbench.analysis.convergence import quality_figure, tta_table
 from hpcbench.analysis.efficiency import efficiency_table, peaks_frame, precision_table
 from hpcbench.analysis.load import read_valid, runs_frame
 from hpcbench.analysis.scaling import amdahl_fits, scaling_table
@@ -38,6 +39,7 @@ class Section:
     phases: pd.DataFrame
     efficiency: pd.DataFrame
     precisions: pd.DataFrame
+    tta: pd.DataFrame
     images: dict[str, bytes]
 
     @property
@@ -67,6 +69,7 @@ def build_report(paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, 
     phases = phase_table(runs)
     efficiency = efficiency_table(runs, peaks_frame(found))
     precisions = precision_table(runs)
+    tta = tta_table(runs)
 
     systems = sorted({*zip(runs["system_name"], runs["system_id"]), *zip(netbench["system_name"], netbench["system_id"])})
     sections = []
@@ -80,11 +83,14 @@ def build_report(paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, 
         images = {fig_name: _save(fig, folder / fig_name) for fig_name, fig in figures.items() if fig is not None}
         sections.append(Section(name, system_id, _describe(mine(runs), mine(netbench)), mine(weak), mine(strong),
                                 mine(fits), mine(comm), mine(stragglers), mine(phases), mine(efficiency),
-                                mine(precisions), images))
+                                mine(precisions), mine(tta), images))
 
     tables = pd.concat([weak.assign(mode="weak"), strong.assign(mode="strong")], ignore_index=True)
     written = {"csv": out / "scaling.csv", "markdown": out / "report.md", "html": out / "report.html"}
     write_atomic(written["csv"], tables.to_csv(index=False))
+    if not tta.empty:
+        written["tta_csv"] = out / "time_to_accuracy.csv"
+        write_atomic(written["tta_csv"], tta.to_csv(index=False))
     write_atomic(written["markdown"], _markdown(sections, runs, netbench))
     write_atomic(written["html"], _html(sections, runs, netbench))
     return written
@@ -102,6 +108,7 @@ def _figures(weak: pd.DataFrame, strong: pd.DataFrame, runs: pd.DataFrame, netbe
             figures["strong_efficiency"] = plots.efficiency_figure(strong, runs, "strong")
         figures["step_times_per_rank"] = plots.step_time_figure(runs)
         figures["engines"] = plots.engines_figure(weak, runs)
+        figures["time_to_accuracy"] = quality_figure(runs)
     if not netbench.empty:
         figures["busbw"] = plots.busbw_figure(netbench)
     return figures
@@ -155,6 +162,9 @@ def _summary_lines(runs: pd.DataFrame, netbench: pd.DataFrame) -> list[str]:
 EFFICIENCY_HEADING = ("Memory, FLOPs and energy per run (MFU: achieved TFLOP/s per device over the datasheet's dense "
                       "peak, and over the rate `hpcbench peak` measured; null where unknown, with the reason)")
 PRECISION_HEADING = "Precision side by side (the same work, medians over runs)"
+TTA_HEADING = ("Time to accuracy (--mode tta): olympic mean over the seeds that reached the target, beside the "
+               "throughput speedup of the same runs")
+TTA_HIDDEN = ["system_name", "system_id", "experiment_id"]
 
 SHOWN = ["workload", "experiment_label", "batch_size", "global_batch_size", "num_nodes", "world_size", "num_runs",
          "samples_per_s", "ci95_low", "ci95_high", "cv", "speedup", "efficiency", "exposed_comm_share", "karp_flatt",
@@ -187,7 +197,8 @@ def _markdown(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFram
                   "### Step phases (--phases: synchronised between phases, so overlap is lost)", "",
                   _markdown_table(section.phases.round(4)),
                   f"### {EFFICIENCY_HEADING}", "", _markdown_table(section.efficiency.round(4)),
-                  f"### {PRECISION_HEADING}", "", _markdown_table(section.precisions.round(4))]
+                  f"### {PRECISION_HEADING}", "", _markdown_table(section.precisions.round(4)),
+                  f"### {TTA_HEADING}", "", _markdown_table(section.tta.drop(columns=TTA_HIDDEN).round(4))]
     return "\n".join(parts)
 
 
@@ -213,6 +224,7 @@ def _html(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFrame) -
         f"<h3>Step phases (--phases: synchronised between phases, so overlap is lost)</h3>{table(s.phases.round(4))}"
         f"<h3>{html.escape(EFFICIENCY_HEADING)}</h3>{table(s.efficiency.round(4))}"
         f"<h3>{html.escape(PRECISION_HEADING)}</h3>{table(s.precisions.round(4))}"
+        f"<h3>{html.escape(TTA_HEADING)}</h3>{table(s.tta.drop(columns=TTA_HIDDEN).round(4))}"
         for s in sections
     )
     summary = "".join(f"<p>{html.escape(line)}</p>" for line in _summary_lines(runs, netbench))

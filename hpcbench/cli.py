@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--nproc", dest="nproc_list", default=None, help="comma-separated process counts (default: 1,2,4,… up to the cores)")
     sweep.add_argument("--engine", default=None,
                        help=f"comma-separated engines, each a curve of its own: {', '.join(ENGINES.names())} (default: {RunConfig.engine})")
+    sweep.add_argument("--seeds", type=int, default=None, help="runs per point with seeds --seed, --seed + 1, … "
+                       "(default 1; time to accuracy reports all and their olympic mean)")
     add_run_arguments(sweep, skip=("workload", "num_procs", "engine"))
 
     listing = commands.add_parser("list", help="list the workloads (defaults, real data), or the engines (options)")
@@ -209,6 +211,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                           args.engine and _name_list("engine", args.engine))
     if args.nproc_list:
         matrix.process_counts = _int_list("nproc", args.nproc_list)
+    if args.seeds is not None:
+        matrix.seeds = args.seeds
     grid = plan_grid(matrix)
     check_out_dir(grid[0].out_dir)
     outcome = run_grid(grid)
@@ -219,6 +223,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for mode in dict.fromkeys(cfg.scaling for cfg in grid):
         print(f"{mode} scaling:")
         print(format_scaling_table(scaling_table(runs, mode), compact=True))
+    if any(cfg.mode == "tta" for cfg in grid):
+        from hpcbench.analysis.convergence import format_tta_table, tta_table
+
+        print("\ntime to accuracy (seconds from the first step, evaluations included; speedups against the fewest "
+              "processes):")
+        print(format_tta_table(tta_table(runs)))
     print(f"\n{len(outcome.paths)} record(s) in {out}; threads per process: {grid[0].num_threads}")
     print(f"plots and report: hpcbench report {out} -o {out / 'report'}")
     for failure in outcome.failures:
@@ -241,6 +251,9 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     if not SAFE_PATH.match(str(sweep_dir)):
         raise ConfigError("sweep-dir", f"{str(sweep_dir)!r} may only contain letters, digits and . _ / + - (it reaches scheduler directives)")
     matrix = sweep_matrix(args, args.workload and [args.workload], args.engine and [args.engine])
+    if matrix.seeds != 1:
+        raise ConfigError("seeds", "applies to local sweeps (`hpcbench sweep`) only; a cluster sweep runs one seed "
+                          "(--seed) per job")
     experiments = matrix.experiments()
     node_counts = _int_list("nodes", args.nodes) if args.nodes else matrix.node_counts or [1, 2]
     specs = []

@@ -15,13 +15,22 @@ from typing import Any
 from hpcbench.errors import ConfigError, check_at_least, check_choice, check_in_range
 
 DEVICES = ("auto", "cpu", "cuda")
-DATA_SOURCES = ("synthetic", "real")
+DATA_SOURCES = ("synthetic", "real", "bundled")
+"""synthetic: one generated batch; real: a dataset from --data-dir; bundled: real data shipped inside an installed
+package (scikit-learn's digits, CPython's pydoc text), so a run needs no download."""
+MODES = ("throughput", "tta")
+"""throughput: timed windows of a fixed number of steps; tta: train until a held-out quality target (time to accuracy)."""
+LR_SCALINGS = ("none", "linear", "sqrt")
+"""How the learning rate grows with the global batch (Goyal et al. 2017: linear, with a gradual warm-up)."""
+TTA_FIELDS = ("target", "max_epochs", "max_time_s", "eval_every")
 SCALINGS = ("weak", "strong")
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 """fp32: IEEE fp32 everywhere (TF32 off, also cuDNN's); tf32: TF32 tensor-core matmuls and convolutions;
 bf16, fp16: autocast around forward and loss (fp16 with a gradient scaler)."""
 CUDA_ONLY_PRECISIONS = ("tf32", "fp16")
 MAX_TIMEOUT_S = 7 * 24 * 3600
+TTA_DEFAULT_MAX_TIME_S = 1800.0
+"""Half an hour: a time-to-accuracy run that has not reached its target by then says so."""
 """A week: longer than any batch allocation, and finite (a timeout of inf or NaN would never fire)."""
 
 __all__ = ["ConfigError", "RunConfig", "check_at_least", "check_choice", "flag_fields", "CUDA_ONLY_PRECISIONS", "DEVICES",
@@ -45,7 +54,8 @@ class RunConfig:
     num_warmup_steps: int = _opt("--warmup", "untimed warm-up steps before the first repeat", 5)
     num_repeats: int = _opt("--repeats", "timed repeats (the record keeps each)", 3)
     seed: int = _opt("--seed", "seed for model init and synthetic data", 0)
-    data: str = _opt("--data", f"data source: {', '.join(DATA_SOURCES)}", "synthetic")
+    data: str | None = _opt("--data", f"data source: {', '.join(DATA_SOURCES)} (default: synthetic; with --mode tta the "
+                            "workload's held-out data, bundled where it has some)")
     data_dir: str | None = _opt("--data-dir", "directory holding the real dataset (torchvision layout)")
     num_data_workers: int = _opt("--data-workers", "DataLoader worker processes per rank for --data real", 0)
     num_threads: int | None = _opt("--threads", "CPU threads per process; default: cores / largest process count")
@@ -66,6 +76,20 @@ class RunConfig:
                                "workloads)", False)
     compile: bool = _opt("--compile", "torch.compile the model; compiling happens in warm-up (extended until nothing "
                          "new compiles) and its seconds are recorded as compile_s, outside every timed window", False)
+    mode: str = _opt("--mode", f"what is measured: {', '.join(MODES)} (tta: train until the workload's held-out "
+                     "quality target or a budget; time, steps and samples to target)", "throughput")
+    target: float | None = _opt("--target", "with --mode tta: the held-out quality to reach (default: the workload's "
+                                "for its data; `hpcbench list` shows them)")
+    max_epochs: int | None = _opt("--max-epochs", "with --mode tta: stop after this many epochs without reaching the "
+                                  "target (no epoch limit by default)")
+    max_time_s: float | None = _opt("--max-time", "with --mode tta: stop after this many seconds without reaching the "
+                                    f"target (default: {TTA_DEFAULT_MAX_TIME_S:.0f})")
+    eval_every: int | None = _opt("--eval-every", "with --mode tta: training steps between held-out evaluations "
+                                  "(default: one epoch; the workload's cadence where it has no epochs)")
+    lr_scaling: str = _opt("--lr-scaling", f"learning rate x k for a global batch k times the 1-process one: "
+                           f"{', '.join(LR_SCALINGS)} (k = processes under weak scaling, 1 under strong)", "none")
+    lr_warmup_steps: int = _opt("--lr-warmup-steps", "steps over which the learning rate rises linearly from the "
+                                "1-process rate to the scaled one (Goyal et al.'s gradual warm-up)", 0)
     system: str | None = _opt("--system", "name of the machine or cluster in reports (default: the profile's `system`, "
                               "else the host name without domain and trailing digits)")
     options: dict[str, Any] = field(default_factory=dict, metadata={"help": "workload options, resolved"})
@@ -80,7 +104,12 @@ class RunConfig:
             if not isinstance(getattr(self, name), dict):
                 raise ConfigError(name, f"must be a mapping of option names to values, got {getattr(self, name)!r}")
         check_choice("device", self.device, DEVICES)
-        check_choice("data", self.data, DATA_SOURCES)
+        if self.data is not None:
+            check_choice("data", self.data, DATA_SOURCES)
+        check_choice("mode", self.mode, MODES)
+        check_choice("lr-scaling", self.lr_scaling, LR_SCALINGS)
+        check_at_least("lr-warmup-steps", self.lr_warmup_steps, 0)
+        self._check_tta_fields()
         check_choice("scaling", self.scaling, SCALINGS)
         if self.global_batch_size is not None:
             check_at_least("global-batch-size", self.global_batch_size, 1)
@@ -105,6 +134,22 @@ class RunConfig:
         check_in_range("timeout", self.timeout_s, 0, MAX_TIMEOUT_S, "seconds")
         if self.data == "real" and not self.data_dir:
             raise ConfigError("data-dir", "required with --data real (a folder in torchvision's layout)")
+
+    def _check_tta_fields(self) -> None:
+        given = [name for name in TTA_FIELDS if getattr(self, name) is not None]
+        if self.mode != "tta" and given:
+            raise ConfigError(_flag_name(given[0]), "applies to --mode tta only")
+        if self.max_epochs is not None:
+            check_at_least("max-epochs", self.max_epochs, 1)
+        if self.eval_every is not None:
+            check_at_least("eval-every", self.eval_every, 1)
+        if self.max_time_s is not None:
+            check_in_range("max-time", self.max_time_s, 0, MAX_TIMEOUT_S, "seconds")
+        if self.target is not None and (isinstance(self.target, bool) or not isinstance(self.target, (int, float))
+                                        or self.target != self.target or abs(self.target) == float("inf")):
+            raise ConfigError("target", f"must be a finite number, got {self.target!r}")
+        if self.mode == "tta" and self.phases:
+            raise ConfigError("phases", "applies to --mode throughput only (a time-to-accuracy run times training as it is)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

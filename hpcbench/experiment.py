@@ -16,8 +16,12 @@ from typing import Any
 
 WORK_FIELDS = ("workload", "options", "data", "num_data_workers", "num_threads", "device", "engine", "engine_options")
 """Config fields that change the work per sample or how it is done. The scale-fixed batch joins by mode."""
-STEP_FIELDS = {"precision": "fp32", "channels_last": False, "compile": False}
-"""How a step computes (added later): part of the experiment when not at the default every older record ran."""
+STEP_FIELDS = {"precision": "fp32", "channels_last": False, "compile": False, "mode": "throughput", "target": None,
+               "eval_every": None, "lr_scaling": "none", "lr_warmup_steps": 0}
+"""How a step computes and what a run measures (added later): part of the experiment when not at the default
+every older record ran. A time-to-accuracy run's seed and budget are not: seeds pool, a budget only cuts a run."""
+NAMED_BY_VALUE = ("precision", "mode")
+"""Step fields a label shows by value alone (`bf16`, `tta`); booleans show their name, the rest name=value."""
 HARDWARE_FIELDS = ("cpu_model", "cores_per_node", "memory_gib_per_node", "gpu_model", "gpus_per_node")
 SOFTWARE_FIELDS = ("torch", "cuda", "nccl", "engine_libraries")
 """engine_libraries: the installed version of each engine's own library ({name: version}), whichever engine ran."""
@@ -68,9 +72,10 @@ def experiment_label(fields: dict[str, Any]) -> str:
     threads = f"{fields['num_threads']}thr" if fields.get("num_threads") else ""
     batch = (f"B{fields.get('global_batch_size')} global" if fields.get("scaling") == "strong"
              else f"b{fields.get('batch_size')}/proc")
-    step = " ".join(name.replace("_", "-") if value is True else str(value)
+    step = " ".join(name.replace("_", "-") if value is True else str(value) if name in NAMED_BY_VALUE
+                    else f"{name.replace('_', '-')}={value:g}" if isinstance(value, float) else f"{name.replace('_', '-')}={value}"
                     for name, value in ((n, fields.get(n)) for n in STEP_FIELDS)
-                    if value is not None and value != STEP_FIELDS[name])  # fp32 eager NCHW goes unsaid
+                    if value is not None and value != STEP_FIELDS[name])  # fp32 eager NCHW throughput goes unsaid
     parts = [fields.get("workload"), options, fields.get("data"), step, fields.get("engine"), engine_options,
              fields.get("device"), threads, batch]
     return " ".join(str(part) for part in parts if part)

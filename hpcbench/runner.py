@@ -17,19 +17,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from hpcbench import records
 from hpcbench.config import RunConfig
+from hpcbench.convergence import TargetWatch
 from hpcbench.engines import Engine, Placement, engine_libraries, start_engine
 from hpcbench.guard import StepWatchdog, StopSignals, injected_fault
 from hpcbench.measurements import COMPUTE_ONLY, PHASES_WINDOW, THROUGHPUT, Meters, RankContext, RunFacts, merge_metrics
 from hpcbench.peaks import flop_metrics
 from hpcbench.progress import RunProgress, progress_mode
 from hpcbench.provenance import host_facts, provenance
-from hpcbench.timing import PhaseTimer, phase_metrics
-from hpcbench.training import Arithmetic, CompileWatch, channels_last
+from hpcbench.timing import PhaseTimer, phase_metrics, sync
+from hpcbench.training import Arithmetic, CompileWatch, LrSchedule, channels_last
 from hpcbench.workloads import DataContext, get_workload
 from hpcbench.workloads.base import to_device
 
@@ -138,16 +140,17 @@ def measure(cfg: RunConfig, engine: Engine, clock: Callable[[], float], stop: St
     description["arithmetic"] = arithmetic.settings()
     wrapped = engine.wrap_model(local_model)
     optimizer = engine.wrap_optimizer(workload.optimizer(wrapped.parameters(), options), wrapped)
+    world_size = engine.placement.world_size
+    # k: the global batch over the 1-process one of the same curve (weak scaling grows it, strong keeps it)
+    schedule = LrSchedule(optimizer, cfg.lr_scaling, cfg.lr_warmup_steps, k=world_size if cfg.scaling == "weak" else 1)
+    description["learning_rate"] = schedule.settings()
     # Compiled around the engine's wrapper: DDP's bucket boundaries split the graph, so all-reduces still overlap backward.
     model = torch.compile(wrapped) if cfg.compile else wrapped
-    batches = workload.batches(
-        options,
-        DataContext(
-            device=device, batch_size=cfg.batch_size, seed=cfg.seed, rank=rank,
-            world_size=engine.placement.world_size, data=cfg.data, data_dir=cfg.data_dir,
-            num_data_workers=cfg.num_data_workers, model=local_model,
-        ),
+    data = DataContext(
+        device=device, batch_size=cfg.batch_size, seed=cfg.seed, rank=rank, world_size=world_size, data=cfg.data,
+        data_dir=cfg.data_dir, num_data_workers=cfg.num_data_workers, model=local_model,
     )
+    batches = workload.batches(options, data)
     if cfg.channels_last:
         batches = channels_last(batches)
     fault = injected_fault()
@@ -163,6 +166,7 @@ def measure(cfg: RunConfig, engine: Engine, clock: Callable[[], float], stop: St
         mark("start")
         inputs, targets = next(batches)
         mark("data")
+        schedule.set(steps_done)  # --lr-scaling/--lr-warmup-steps; nothing at their defaults
         optimizer.zero_grad()  # set_to_none by default since torch 2.0 (Horovod's wrapper takes no argument)
         with arithmetic.autocast():  # bf16/fp16: forward and loss only, as torch.amp prescribes
             output = model(inputs)
@@ -199,14 +203,60 @@ def measure(cfg: RunConfig, engine: Engine, clock: Callable[[], float], stop: St
         return stopped
 
     repeats_done = 0
-    progress = RunProgress(cfg.num_warmup_steps, cfg.num_repeats, cfg.num_steps, progress_mode() if rank == 0 else "off",
-                           extra_steps=cfg.num_steps * (cfg.breakdown + cfg.phases))
+    progress_shown = progress_mode() if rank == 0 else "off"
+    if cfg.mode == "tta":  # no known end: a line per evaluation instead of a bar
+        progress = RunProgress(0, 0, 0, "off" if progress_shown == "off" else "lines")
+    else:
+        progress = RunProgress(cfg.num_warmup_steps, cfg.num_repeats, cfg.num_steps, progress_shown,
+                               extra_steps=cfg.num_steps * (cfg.breakdown + cfg.phases))
+
+    def train_to_target() -> tuple[bool, TargetWatch, int]:
+        """--mode tta: windows of training steps, each followed by a held-out evaluation on every rank,
+        until the target is met or the budget is spent; (stopped by a signal, the curve, steps per window)."""
+        nonlocal repeats_done
+        quality = workload.quality(options, cfg.data)
+        per_epoch = workload.steps_per_epoch(options, data)
+        eval_every = cfg.eval_every or per_epoch or 1
+        watch = TargetWatch(metric=quality.metric, higher_is_better=quality.higher_is_better, target=cfg.target,
+                            min_count=quality.min_count, max_epochs=cfg.max_epochs, max_time_s=cfg.max_time_s,
+                            global_batch_size=cfg.batch_size * world_size, steps_per_epoch=per_epoch)
+        engine.barrier()
+        started = clock()
+        while True:
+            if window(THROUGHPUT, eval_every):
+                return True, watch, eval_every
+            repeats_done += 1
+            sync(device)
+            eval_started = clock()
+            local_model.eval()  # the module itself: a wrapper's forward could start collectives
+            total, count = workload.heldout_score(options, data, local_model)
+            local_model.train()
+            sums = engine.buffer(np.array([total, count], dtype=np.float64))
+            engine.all_reduce_sum_(sums)
+            total, count = engine.to_host(sums).tolist()
+            seconds, eval_s = engine.all_reduce_max_async([clock() - started, clock() - eval_started])()
+            ended = watch.evaluated(step=repeats_done * eval_every, seconds=seconds, eval_s=eval_s, total=total,
+                                    count=int(count))
+            point = watch.curve[-1]
+            shown = "n/a" if point["quality"] is None else f"{point['quality']:.4g}"
+            progress.note(f"hpcbench: step {point['step']}: {quality.metric} {shown} (target {cfg.target:g}) "
+                          f"at {seconds:.1f} s")
+            if ended:
+                return False, watch, eval_every
+
     compile_watch = CompileWatch(device, engine.all_reduce_max, clock) if cfg.compile else None
     compile_result = None
+    tta = None
+    window_steps = cfg.num_steps
     with StepWatchdog(cfg.timeout_s) as watchdog:
         stopped = False
+        if cfg.mode == "tta":
+            stopped, watch, window_steps = train_to_target()
+            tta = watch.result(train_s=sum(meters.rank_results()["elapsed_s"]),
+                               eval_s_total=sum(point["eval_s"] for point in watch.curve))
         warmup_steps = 0
-        while compile_watch.wants_more(cfg.num_warmup_steps) if compile_watch else warmup_steps < cfg.num_warmup_steps:
+        while not tta and (compile_watch.wants_more(cfg.num_warmup_steps) if compile_watch
+                           else warmup_steps < cfg.num_warmup_steps):
             if stopped := agreed.poll():
                 break
             with compile_watch.step() if compile_watch else contextlib.nullcontext():
@@ -216,10 +266,10 @@ def measure(cfg: RunConfig, engine: Engine, clock: Callable[[], float], stop: St
         if compile_watch:
             compile_watch.warmup_done()
 
-        if not stopped:  # for whoever watches (and the fault tests)
+        if not stopped and not tta:  # for whoever watches (and the fault tests)
             progress.note(f"hpcbench: warm-up done ({warmup_steps} steps); timing {cfg.num_repeats} x "
                           f"{cfg.num_steps} steps on {engine.placement.world_size} rank(s)")
-        for _ in range(0 if stopped else cfg.num_repeats):
+        for _ in range(0 if stopped or tta else cfg.num_repeats):
             progress.repeat_started()
             started = clock()
             if stopped := window(THROUGHPUT, cfg.num_steps):
@@ -265,6 +315,8 @@ def measure(cfg: RunConfig, engine: Engine, clock: Callable[[], float], stop: St
         "gpu_model": facts["gpu_model"],
         "steps_done": steps_done,
         "repeats_done": repeats_done,
+        "window_steps": window_steps,
+        "tta": tta,
         "measured": meters.rank_results(),
         "loss_per_step": [float(loss) for loss in losses],
         "loss_first": float(losses[0]) if losses else None,
@@ -298,7 +350,7 @@ def build_record(cfg: RunConfig, run_id: str, ranks: list[dict[str, Any]], engin
     metrics = None
     if ranks[0]["repeats_done"]:  # at least one whole timed repeat
         run = RunFacts(global_batch_size=cfg.batch_size * len(ranks), world_size=len(ranks),
-                       timed_samples=cfg.batch_size * len(ranks) * cfg.num_steps * ranks[0]["repeats_done"],
+                       timed_samples=cfg.batch_size * len(ranks) * ranks[0]["window_steps"] * ranks[0]["repeats_done"],
                        breakdown_note=ranks[0]["breakdown_note"])
         metrics = merge_metrics([r["measured"] for r in ranks], run)
         metrics["loss_first"] = records.finite_or_none(ranks[0]["loss_first"])
@@ -313,10 +365,14 @@ def build_record(cfg: RunConfig, run_id: str, ranks: list[dict[str, Any]], engin
                                     cfg.precision, [r["gpu_model"] if r["device"].startswith("cuda") else None
                                                     for r in ranks]))
         metrics["compile"] = compile_metrics([r["compile"] for r in ranks])
+        metrics["tta"] = tta_metrics([r["tta"] for r in ranks])
 
     reasons = []
     signum = stop_signal(ranks)
-    if signum is not None:
+    if signum is not None and cfg.mode == "tta":
+        reasons.append(f"interrupted by {signal.Signals(signum).name} after {ranks[0]['steps_done']} steps of a "
+                       "time-to-accuracy run")
+    elif signum is not None:
         planned = cfg.num_warmup_steps + (cfg.num_repeats + cfg.breakdown + cfg.phases) * cfg.num_steps
         reasons.append(
             f"interrupted by {signal.Signals(signum).name} after {ranks[0]['steps_done']} of {planned} steps "
@@ -343,6 +399,13 @@ def build_record(cfg: RunConfig, run_id: str, ranks: list[dict[str, Any]], engin
         run_id=run_id, status=status, reason="; ".join(reasons) or None,
         config=cfg.to_dict(), workload=ranks[0]["workload"], metrics=metrics, ranks=per_rank, provenance=prov,
     )
+
+
+def tta_metrics(per_rank: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """--mode tta: the curve every rank agrees on, with the slowest rank's training and evaluation seconds."""
+    if not all(per_rank):
+        return None
+    return {**per_rank[0], "train_s": max(r["train_s"] for r in per_rank), "eval_s": max(r["eval_s"] for r in per_rank)}
 
 
 def compile_metrics(per_rank: list[dict[str, Any] | None]) -> dict[str, Any] | None:

@@ -30,12 +30,16 @@ def default_process_counts() -> list[int]:
 
 
 def plan_grid(matrix: SweepMatrix) -> list[RunConfig]:
-    """Every point of the sweep (each experiment at each process count), resolved before any of it runs."""
+    """Every point of the sweep (each experiment, each seed, at each process count), resolved before any of it runs.
+
+    A seed's points run one after the other, so each seed's curve comes from the same minutes."""
     counts = matrix.process_counts or default_process_counts()
     for count in counts:
         check_at_least("nproc", count, 1)
-    return [resolve(dataclasses.replace(experiment, num_procs=count), sweep_max_procs=max(counts))
-            for experiment in matrix.experiments() for count in counts]
+    check_at_least("seeds", matrix.seeds, 1)
+    return [resolve(dataclasses.replace(experiment, num_procs=count, seed=experiment.seed + offset),
+                    sweep_max_procs=max(counts))
+            for experiment in matrix.experiments() for offset in range(matrix.seeds) for count in counts]
 
 
 @dataclass

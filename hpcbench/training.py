@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from hpcbench.convergence import lr_factor, lr_multiplier
 from hpcbench.timing import sync
 from hpcbench.workloads.base import Batch
 
@@ -124,3 +125,26 @@ class CompileWatch:
         return {"compile_s": self.compile_s, "warmup_steps_done": self.steps,
                 "warmup_extended_by": max(0, self.steps - planned_steps),
                 "still_compiling_after_warmup": self.compiling, "graphs_compiled_in_timed_repeats": later}
+
+
+class LrSchedule:
+    """--lr-scaling and --lr-warmup-steps: each param group's rate is its workload's rate times
+    convergence.lr_multiplier, set before every optimizer step (Horovod's optimizer wraps the same groups)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, scaling: str, warmup_steps: int, k: float) -> None:
+        self.optimizer = optimizer
+        self.base = [group["lr"] for group in optimizer.param_groups]
+        self.factor = lr_factor(scaling, k)
+        self.warmup_steps = warmup_steps
+        self.active = self.factor != 1.0
+
+    def set(self, step: int) -> None:
+        if not self.active:
+            return
+        multiplier = lr_multiplier(step, self.factor, self.warmup_steps)
+        for group, base in zip(self.optimizer.param_groups, self.base):
+            group["lr"] = base * multiplier
+
+    def settings(self) -> dict[str, Any]:
+        return {"base_lr": self.base[0] if self.base else None, "factor": self.factor,
+                "peak_lr": self.base[0] * self.factor if self.base else None, "warmup_steps": self.warmup_steps}

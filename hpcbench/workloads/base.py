@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from hpcbench.config import CUDA_ONLY_PRECISIONS, PRECISIONS
 from hpcbench.errors import ConfigError
@@ -43,6 +43,26 @@ class DataContext:
     data_dir: str | None
     num_data_workers: int
     model: nn.Module
+
+
+@dataclass(frozen=True, kw_only=True)
+class Quality:
+    """What `--mode tta` trains to: a held-out metric, its direction and range, a default target and why."""
+
+    metric: str
+    """Its name in the record, with the unit where it has one (`heldout_accuracy`, `heldout_neg_elbo_nats`)."""
+    higher_is_better: bool
+    low: float
+    high: float
+    """The metric's range: a target outside it is an error."""
+    target: float
+    why: str
+    """Where the default target comes from."""
+    min_count: int = 1
+    """Scored items needed before the metric means anything (e.g. 100 episodes for CartPole's criterion)."""
+
+    def met(self, value: float, target: float) -> bool:
+        return value >= target if self.higher_is_better else value <= target
 
 
 class Workload:
@@ -96,6 +116,61 @@ class Workload:
         if compile and not self.compilable:
             raise ConfigError("compile", f"does not apply to workload {self.name!r} (its step is mostly outside the model)")
 
+    tta_data: ClassVar[str | None] = None
+    """The data --mode tta trains on by default (`bundled` where the workload has such data); None: none."""
+    eval_every_steps: ClassVar[int | None] = None
+    """--mode tta's default evaluation cadence where a workload has no epochs; None: once per epoch."""
+
+    def quality(self, options: Any, data: str) -> Quality | None:
+        """The held-out quality --mode tta trains to on `data`; None where this workload has none."""
+        return None
+
+    def bundled_dataset(self, options: Any, split: str) -> Dataset:
+        """`--data bundled`: a split ("train" or "heldout") of the data an installed package ships."""
+        raise ConfigError("data", f"workload {self.name!r} has no bundled data (its real data: {self.real_data})")
+
+    def real_heldout_dataset(self, options: Any, data_dir: str) -> Dataset:
+        """The held-out split of the --data real dataset (its test set)."""
+        raise NotImplementedError
+
+    def score(self, output: Any, targets: Any) -> tuple[torch.Tensor, int]:
+        """(sum of the quality metric over a held-out batch, items scored): ranks add both up."""
+        raise NotImplementedError
+
+    def dataset(self, options: Any, data: str, data_dir: str | None, split: str) -> Dataset:
+        """One split of the real or bundled data, loaded once per process."""
+        cache = self.__dict__.setdefault("_datasets", {})
+        if split not in cache:
+            if data == "bundled":
+                cache[split] = self.bundled_dataset(options, split)
+            else:
+                assert data_dir is not None
+                cache[split] = self.real_dataset(options, data_dir) if split == "train" else \
+                    self.real_heldout_dataset(options, data_dir)
+        return cache[split]
+
+    def steps_per_epoch(self, options: Any, ctx: DataContext) -> int | None:
+        """Steps in one pass over the training data by every rank (the last partial batch dropped)."""
+        if ctx.data == "synthetic":
+            return None
+        return len(self.dataset(options, ctx.data, ctx.data_dir, "train")) // (ctx.batch_size * ctx.world_size)
+
+    def heldout_score(self, options: Any, ctx: DataContext, model: nn.Module) -> tuple[float, int]:
+        """This rank's share of the held-out evaluation: every world_size-th item, none twice, none padded."""
+        loader = self.__dict__.get("_heldout")
+        if loader is None:
+            dataset = self.dataset(options, ctx.data, ctx.data_dir, "heldout")
+            shard = Subset(dataset, range(ctx.rank, len(dataset), ctx.world_size))
+            loader = self.__dict__["_heldout"] = DataLoader(shard, batch_size=max(ctx.batch_size, 256))
+        total, count = torch.zeros((), dtype=torch.float64, device=ctx.device), 0
+        with torch.no_grad():
+            for batch in loader:
+                inputs, targets = to_device(batch, ctx.device)
+                value, items = self.score(model(inputs), targets)
+                total += value.double()
+                count += items
+        return float(total), count
+
     def describe(self, options: Any) -> dict[str, Any]:
         """Workload facts for the record beyond the generic ones (e.g. where weights came from)."""
         return {}
@@ -118,13 +193,12 @@ class Workload:
         return self._real_batches(options, ctx)
 
     def _real_batches(self, options: Any, ctx: DataContext) -> Iterator[Batch]:
-        assert ctx.data_dir is not None
-        dataset = self.real_dataset(options, ctx.data_dir)
+        dataset = self.dataset(options, ctx.data, ctx.data_dir, "train")
         if len(dataset) < ctx.batch_size * ctx.world_size:
             raise ConfigError(
                 "batch-size",
                 f"{ctx.batch_size} x {ctx.world_size} ranks needs at least that many samples; "
-                f"{ctx.data_dir!r} holds {len(dataset)}",
+                f"the {ctx.data} data holds {len(dataset)}",
             )
         sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, seed=ctx.seed, drop_last=True)
         loader = DataLoader(
@@ -148,6 +222,11 @@ class Workload:
 
     def options(self, values: dict[str, Any]) -> Any:
         return self.Options(**values)
+
+
+def correct_predictions(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Classifiers' score: (correct predictions, items), so accuracy adds up over batches and ranks."""
+    return (logits.argmax(dim=1) == labels).sum(), labels.numel()
 
 
 def to_device(batch: Any, device: torch.device) -> Any:

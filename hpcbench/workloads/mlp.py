@@ -10,7 +10,8 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 from hpcbench.errors import check_at_least
-from hpcbench.workloads.base import Batch, Workload, register
+from hpcbench.workloads.base import Batch, Quality, Workload, correct_predictions, register
+from hpcbench.workloads.digits import digits_classification
 
 IMAGE_PIXELS = 28 * 28
 NUM_CLASSES = 10
@@ -39,12 +40,20 @@ def mlp(hidden_size: int, num_hidden_layers: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def mnist(data_dir: str) -> Dataset:
-    """torchvision's MNIST from `data_dir/MNIST/raw` (idx files); never downloads."""
+QUALITY = {
+    "bundled": Quality(metric="heldout_accuracy", higher_is_better=True, low=0.0, high=1.0, target=0.95,
+                       why="digits: a 3-layer MLP passes 95 % held-out accuracy within ~15 epochs at batch 128"),
+    "real": Quality(metric="heldout_accuracy", higher_is_better=True, low=0.0, high=1.0, target=0.98,
+                    why="MNIST test set: 98 %, what a plain MLP reaches in a few epochs"),
+}
+
+
+def mnist(data_dir: str, train: bool = True) -> Dataset:
+    """torchvision's MNIST (train or test split) from `data_dir/MNIST/raw` (idx files); never downloads."""
     from torchvision import datasets, transforms
 
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((MNIST_MEAN,), (MNIST_STD,))])
-    return datasets.MNIST(data_dir, train=True, download=False, transform=transform)
+    return datasets.MNIST(data_dir, train=train, download=False, transform=transform)
 
 
 @register
@@ -55,6 +64,7 @@ class Mlp(Workload):
     default_batch_size = 128
     real_data = "MNIST from --data-dir (torchvision layout: MNIST/raw/*-idx*-ubyte)"
     Options = MlpOptions
+    tta_data = "bundled"
 
     def build_model(self, options: MlpOptions) -> nn.Module:
         return mlp(options.hidden_size, options.num_hidden_layers)
@@ -66,6 +76,18 @@ class Mlp(Workload):
 
     def real_dataset(self, options: MlpOptions, data_dir: str) -> Dataset:
         return mnist(data_dir)
+
+    def real_heldout_dataset(self, options: MlpOptions, data_dir: str) -> Dataset:
+        return mnist(data_dir, train=False)
+
+    def bundled_dataset(self, options: MlpOptions, split: str) -> Dataset:
+        return digits_classification(split, size=28)
+
+    def quality(self, options: MlpOptions, data: str) -> Quality | None:
+        return QUALITY.get(data)
+
+    def score(self, output: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
+        return correct_predictions(output, targets)
 
     def loss(self, output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(output, targets)

@@ -17,12 +17,15 @@ from torch import nn
 from torch.nn import functional as F
 
 from hpcbench.errors import ConfigError, check_at_least
-from hpcbench.workloads.base import Batch, DataContext, Workload, register
+from hpcbench.workloads.base import Batch, DataContext, Quality, Workload, register
 
 ENV_ID = "CartPole-v1"
 OBSERVATION_SIZE, NUM_ACTIONS = 4, 2
 RETURN_WINDOW = 20
 """mean_episode_return averages each rank's last this-many finished episodes."""
+SOLVED = Quality(metric="mean_return_last_100", higher_is_better=True, low=0.0, high=500.0, target=475.0, min_count=100,
+                 why="CartPole-v1 is solved at a mean return >= 475 over the last 100 episodes (gymnasium's "
+                     "reward_threshold; v0's was 195 at a 200-step horizon)")
 
 
 @dataclass(kw_only=True)
@@ -58,6 +61,8 @@ class Rollouts(Iterator[Batch]):
         self.generator = torch.Generator().manual_seed(ctx.seed + ctx.rank)
         self.running_returns = torch.zeros(options.num_envs)
         self.finished_returns: deque[float] = deque(maxlen=RETURN_WINDOW)
+        # Each rank keeps its share of the job's last SOLVED.min_count episodes; the ranks' shares add up.
+        self.recent_returns: deque[float] = deque(maxlen=-(-SOLVED.min_count // ctx.world_size))
 
     def __next__(self) -> Batch:
         observations, actions, rewards, dones = [], [], [], []
@@ -74,6 +79,7 @@ class Rollouts(Iterator[Batch]):
                 dones.append(done)
                 self.running_returns += reward
                 self.finished_returns.extend(self.running_returns[done].tolist())
+                self.recent_returns.extend(self.running_returns[done].tolist())
                 self.running_returns[done] = 0.0
                 self.observations = torch.as_tensor(next_obs)
         returns = discounted_returns(torch.stack(rewards), torch.stack(dones), self.gamma)
@@ -102,6 +108,8 @@ class Rl(Workload):
     Options = RlOptions
     precisions = ("fp32",)  # a 4-in, 2-out policy: the environment, not its arithmetic, bounds a step
     compilable = False
+    tta_data = "synthetic"  # the environment
+    eval_every_steps = 5
 
     def __init__(self) -> None:
         self.rollouts: Rollouts | None = None
@@ -133,6 +141,14 @@ class Rl(Workload):
 
     def optimizer(self, params: Any, options: RlOptions) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=1e-2)
+
+    def quality(self, options: RlOptions, data: str) -> Quality | None:
+        return SOLVED
+
+    def heldout_score(self, options: RlOptions, ctx: DataContext, model: nn.Module) -> tuple[float, int]:
+        """Not held out: reinforcement learning is judged on the episodes it plays (gymnasium's criterion)."""
+        recent = list(self.rollouts.recent_returns) if self.rollouts else []
+        return float(sum(recent)), len(recent)
 
     def extra_metrics(self) -> dict[str, Any]:
         finished = list(self.rollouts.finished_returns) if self.rollouts else []
