@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from hpcbench.errors import ConfigError, check_at_least, check_choice
-from hpcbench.workloads.base import register
+from hpcbench.workloads.base import Quality, register
 from hpcbench.workloads.cnn import Cnn
 
 MODELS = ("resnet18", "resnet50")
@@ -80,6 +80,10 @@ class Finetune(Cnn):
     default_batch_size = 16
     real_data = "CIFAR-10 from --data-dir (torchvision layout: cifar-10-batches-py/), resized"
     Options = FinetuneOptions
+    tta_data = None  # no target: how fast a frozen backbone adapts depends on weights a run cannot download
+
+    def quality(self, options: FinetuneOptions, data: str) -> Quality | None:
+        return None
 
     def build_model(self, options: FinetuneOptions) -> nn.Module:
         from torchvision import models
