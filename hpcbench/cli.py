@@ -404,6 +404,13 @@ def cmd_list(what: str) -> int:
         print(f"{name:10s} {cls.description}")
         print(f"{'':10s}   sample: {cls.sample_unit}; batch/proc default {cls.default_batch_size}; options: {defaults}")
         print(f"{'':10s}   real data: {cls.real_data}")
+        if cls.tta_data:
+            options = workload.options(workload.resolve_options({}))
+            targets = "; ".join(f"{quality.metric} {'>=' if quality.higher_is_better else '<='} {quality.target:g} "
+                                f"with --data {data} ({quality.why})"
+                                for data in dict.fromkeys((cls.tta_data, "real"))
+                                if (quality := workload.quality(options, data)))
+            print(f"{'':10s}   --mode tta target: {targets}")
     return 0
 
 

@@ -166,7 +166,7 @@ def load_sweep_file(name_or_path: str | Path) -> SweepMatrix:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError("sweep file", f"cannot read {path}: {exc}") from None
     workload_names, engine_names = sorted(registry()), list(ENGINES.names())
-    valid = ["workloads", "engines", "seeds", *SCALE_KEYS, *RUN_KEYS, *workload_names, *engine_names]
+    valid = ["workloads", "engines", *SCALE_KEYS, "seeds", *RUN_KEYS, *workload_names, *engine_names]
     matrix = SweepMatrix()
     for key, value in values.items():
         where = f"{path.name}: {key}"

@@ -61,8 +61,9 @@ class RunProgress:
         self.window_started(f"repeat {self.repeats_done + 1}/{self.num_repeats}")
 
     def window_started(self, name: str) -> None:
+        """Drawn at once (outside any timed window): a short window may end before the next timed redraw."""
         if self.bar is not None:
-            self.bar.set_description_str(name, refresh=False)
+            self.bar.set_description_str(name, refresh=True)
 
     def repeat_done(self, seconds: float) -> None:
         """Called after the window has stopped: this line is never inside a timed window."""

@@ -190,7 +190,7 @@ def test_digits_are_the_bundled_real_images_with_a_fixed_stratified_split():
 
 
 def test_every_workload_with_a_target_states_where_it_comes_from():
-    for name in ("mlp", "cnn", "vae", "rl"):
+    for name in ("mlp", "cnn", "vae", "rnn", "rl"):
         cfg = resolve(RunConfig(workload=name, mode="tta", device="cpu"))
         workload = get_workload(name)
         quality = workload.quality(workload.options(cfg.options), cfg.data)
