@@ -234,7 +234,8 @@ def measure(cfg: RunConfig, engine: Engine, clock: Callable[[], float], stop: St
             sums = engine.buffer(np.array([total, count], dtype=np.float64))
             engine.all_reduce_sum_(sums)
             total, count = engine.to_host(sums).tolist()
-            seconds, eval_s = engine.all_reduce_max_async([clock() - started, clock() - eval_started])()
+            eval_s = engine.all_reduce_max(clock() - eval_started)  # blocking: the stop vote may be in flight
+            seconds = engine.all_reduce_max(clock() - started)
             ended = watch.evaluated(step=repeats_done * eval_every, seconds=seconds, eval_s=eval_s, total=total,
                                     count=int(count))
             point = watch.curve[-1]
