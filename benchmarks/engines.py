@@ -101,7 +101,9 @@ def main() -> None:
             # no breakdown window: it runs after the timed repeats and would only lengthen each round
             base = resolve(RunConfig(workload=workload, num_procs=args.nproc, num_steps=args.steps, device="cpu",
                                      num_warmup_steps=args.warmup, num_repeats=args.repeats, out_dir=out, breakdown=False))
-            sides = {"horovod": lambda c=dataclasses.replace(base, engine="horovod"): hpcbench_samples_per_s(c)}
+            # resolved again: the engine's own options (DDP's --ddp-*, Horovod's --hvd-*) are its own
+            horovod = resolve(dataclasses.replace(base, engine="horovod", engine_options={}))
+            sides = {"horovod": lambda c=horovod: hpcbench_samples_per_s(c)}
             if args.ddp:
                 sides["ddp"] = lambda c=base: hpcbench_samples_per_s(c)
             if workload in CLASSIFIERS:
