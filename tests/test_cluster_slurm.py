@@ -162,3 +162,29 @@ def test_down_without_pid_files_is_quiet(tmp_path):
     (tmp_path / "never-up" / "munge").mkdir(parents=True)
     result = subprocess.run(["bash", str(SCRIPT), "down"], capture_output=True, text=True, env=empty, timeout=60)
     assert result.returncode == 0 and result.stderr == "" and result.stdout == "local-slurm: down\n"
+
+
+def walkthrough_lines() -> list[str]:
+    """The commands of jobs/README.md's walk-through, as a participant types them."""
+    text = (Path(__file__).resolve().parent.parent / "jobs" / "README.md").read_text()
+    block = text.split("<!-- walkthrough:", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def test_the_jobs_readme_walkthrough_runs_as_written(tmp_path, slurm_env):
+    (tmp_path / "jobs").symlink_to(Path(__file__).resolve().parent.parent / "jobs")
+    env = {**os.environ, **slurm_env}
+    lines = walkthrough_lines()
+    assert [line.split()[:2] for line in lines] == [["cp", "jobs/profiles/local-slurm.toml"], ["hpcbench", "render"],
+                                                    ["hpcbench", "submit"], ["hpcbench", "status"], ["ls", "results/walkthrough/report"]]
+    outputs = []
+    for line in lines:
+        command = line.replace("hpcbench ", f"{sys.executable} -m hpcbench ", 1) if line.startswith("hpcbench ") else line
+        if line.startswith("hpcbench status"):  # "until every job says done"
+            wait_for_sweep(tmp_path / "results" / "walkthrough", slurm_env)
+        result = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, f"{line}\n{result.stderr}"
+        outputs.append(result.stdout)
+    assert outputs[1].count(".sh") == 3  # two point jobs and the report job, rendered
+    assert all(state == "done" for state in (row.split()[1] for row in outputs[3].splitlines()))
+    assert {"report.html", "report.md", "scaling.csv"} <= set(outputs[4].split())

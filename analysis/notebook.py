@@ -1,0 +1,113 @@
+"""A small API for notebooks: run a sweep, load its records, get tables and figures.
+
+Distributed workers never start inside a notebook's kernel (a kernel is one long-lived process
+that torch.distributed would bind to a rank): `run_sweep` calls the `hpcbench` command line in a
+subprocess, as a participant would in a terminal, and everything else reads the records it wrote.
+Figures are matplotlib `Figure`s, which Jupyter shows when a cell returns one.
+
+    from hpcbench.analysis import notebook as hb
+    out = hb.run_sweep("results/hands-on", workloads=["mlp"], nproc=[1, 2], steps=10)
+    runs = hb.load(out)
+    hb.scaling(runs)
+    hb.throughput_plot(runs)
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from hpcbench.analysis import plots
+from hpcbench.analysis.comm import communication_table, netbench_frame
+from hpcbench.analysis.convergence import quality_figure, tta_table
+from hpcbench.analysis.load import read_valid, runs_frame
+from hpcbench.analysis.scaling import scaling_table
+
+__all__ = ["breakdown_plot", "efficiency_plot", "load", "run_sweep", "scaling", "source", "throughput_plot", "tta",
+           "tta_plot"]
+
+
+def run_sweep(out: str | Path, *, workloads: Iterable[str] = ("mlp", "cnn"), nproc: Iterable[int] = (1, 2),
+              **flags: Any) -> Path:
+    """`hpcbench sweep` in a subprocess, writing records into `out`; returns that folder.
+
+    Every other keyword is a flag of `hpcbench sweep --help`, spelled with `_` for `-` (`steps=10`,
+    `mode="tta"`, `lr_scaling="linear"`, `model="convnet"`); True gives `--flag`, False `--no-flag`.
+    The command's table is printed; a failure raises with the command's last lines of output.
+    """
+    out = Path(out)
+    args = [sys.executable, "-m", "hpcbench", "sweep", "--workloads", ",".join(workloads),
+            "--nproc", ",".join(str(n) for n in nproc), "--out", str(out)]
+    for name, value in flags.items():
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            args.append(flag)
+        elif value is False:
+            args.append("--no-" + flag[2:])
+        elif value is not None:
+            args += [flag, str(value)]
+    result = subprocess.run(args, capture_output=True, text=True, env=_plain_progress_env())
+    if result.returncode != 0:
+        raise RuntimeError(f"hpcbench sweep failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
+    print(result.stdout)
+    return out
+
+
+def load(*paths: str | Path) -> pd.DataFrame:
+    """One row per training run (ok runs only) from record files and folders: config, metrics, provenance."""
+    return runs_frame(read_valid(paths))
+
+
+def scaling(runs: pd.DataFrame, mode: str = "weak") -> pd.DataFrame:
+    """Throughput, speedup and efficiency per experiment and process count (one curve per experiment and system)."""
+    return scaling_table(runs, mode)
+
+
+def tta(runs: pd.DataFrame) -> pd.DataFrame:
+    """Time to accuracy per experiment and process count, beside the throughput speedup of the same runs."""
+    return tta_table(runs)
+
+
+def throughput_plot(runs: pd.DataFrame) -> Figure:
+    return plots.throughput_figure(scaling_table(runs, "weak"), runs)
+
+
+def efficiency_plot(runs: pd.DataFrame, mode: str = "weak") -> Figure:
+    return plots.efficiency_figure(scaling_table(runs, mode), runs, mode)
+
+
+def breakdown_plot(runs: pd.DataFrame, *netbench_paths: str | Path) -> Figure | None:
+    """Stacked bars per process count: compute, exposed communication (measured) and the rest; with
+    netbench records (`hpcbench netbench`), the ring all-reduce bound beside them."""
+    weak = scaling_table(runs, "weak")
+    netbench = netbench_frame(read_valid(netbench_paths)) if netbench_paths else netbench_frame([])
+    return plots.breakdown_figure(weak, communication_table(weak, runs, netbench), runs)
+
+
+def tta_plot(runs: pd.DataFrame) -> Figure | None:
+    """Held-out quality against seconds, a line per run, a colour per process count."""
+    return quality_figure(runs)
+
+
+def source(obj: Any, start: str | None = None, end: str | None = None) -> str:
+    """The installed source of a module, class or function — or of its lines from the first one containing
+    `start` to the first one after it containing `end` — so a notebook shows the code that runs, not a copy."""
+    lines = inspect.getsource(obj).splitlines()
+    if start is not None:
+        first = next(i for i, line in enumerate(lines) if start in line)
+        last = next((i for i in range(first + 1, len(lines)) if end and end in lines[i]), len(lines) - 1)
+        lines = lines[first:last + 1]
+    return "\n".join(lines)
+
+
+def _plain_progress_env() -> dict[str, str]:
+    """No progress bar or lines: a notebook cell shows the sweep's table when it is done."""
+    return {**os.environ, "HPCBENCH_PROGRESS": "off"}

@@ -1,0 +1,34 @@
+"""The course notebook runs top to bottom (nbclient + ipykernel) and shows the participant's own results."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOK = Path(__file__).resolve().parent.parent / "analysis" / "notebooks" / "scaling-hands-on.ipynb"
+
+
+def test_the_committed_notebook_carries_no_outputs():
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    assert all(not cell.get("outputs") and cell.get("execution_count") is None
+               for cell in notebook.cells if cell.cell_type == "code")
+
+
+@pytest.mark.slow
+def test_the_notebook_runs_every_cell_and_shows_the_plots(tmp_path):
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    shutil.copy(NOTEBOOK, tmp_path)  # run where a participant would: its records land under ./results
+    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) >= 4  # throughput, efficiency, step breakdown, time to accuracy
+    text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
+    assert "zero_grad" in text and "engine.backward" in text  # the loop, read from the installed runner
+    assert "tta_speedup" in text and "#SBATCH" in text
+    records = list((tmp_path / "results").rglob("*.json"))
+    assert len(records) >= 8  # 2 workloads x 2+ process counts, then 2 x 2 time-to-accuracy runs
