@@ -30,6 +30,7 @@ from hpcbench.analysis.comm import communication_table, netbench_frame
 from hpcbench.analysis.convergence import quality_figure, tta_table
 from hpcbench.analysis.load import read_valid, runs_frame
 from hpcbench.analysis.scaling import scaling_table
+from hpcbench.progress import ENV as PROGRESS_ENV
 
 __all__ = ["breakdown_plot", "efficiency_plot", "load", "run_sweep", "scaling", "source", "throughput_plot", "tta",
            "tta_plot"]
@@ -110,4 +111,4 @@ def source(obj: Any, start: str | None = None, end: str | None = None) -> str:
 
 def _plain_progress_env() -> dict[str, str]:
     """No progress bar or lines: a notebook cell shows the sweep's table when it is done."""
-    return {**os.environ, "HPCBENCH_PROGRESS": "off"}
+    return {**os.environ, PROGRESS_ENV: "off"}

@@ -61,9 +61,6 @@ class Quality:
     min_count: int = 1
     """Scored items needed before the metric means anything (e.g. 100 episodes for CartPole's criterion)."""
 
-    def met(self, value: float, target: float) -> bool:
-        return value >= target if self.higher_is_better else value <= target
-
 
 class Workload:
     """Base class: subclasses set the class attributes and implement the three methods."""

@@ -8,6 +8,9 @@ are scaled to [0, 1] and resized (bilinear) to the workload's input.
 
 from __future__ import annotations
 
+import functools
+
+import numpy as np
 import torch
 from torch.nn import functional as F
 from torch.utils.data import TensorDataset
@@ -19,17 +22,24 @@ SPLIT_SEED = 0
 MAX_PIXEL = 16.0
 
 
-def digits_images(split: str, size: int, channels: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images [n, channels, size, size] in [0, 1], labels [n]) of one split."""
+@functools.cache
+def _load_and_split() -> tuple[np.ndarray, np.ndarray, dict[str, list[int]]]:
+    """The package's file, read once per process, and the fixed split's indices."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     pixels, labels = load_digits(return_X_y=True)
     train, heldout = train_test_split(range(len(labels)), test_size=HELDOUT_SHARE, stratify=labels,
                                       random_state=SPLIT_SEED)
-    chosen = train if split == "train" else heldout
+    return pixels, labels, {"train": train, "heldout": heldout}
+
+
+def digits_images(split: str, size: int, channels: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images [n, channels, size, size] in [0, 1], labels [n]) of one split."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    pixels, labels, indices = _load_and_split()
+    chosen = indices[split]
     images = torch.as_tensor(pixels[chosen], dtype=torch.float32).reshape(-1, 1, 8, 8) / MAX_PIXEL
     if size != 8:
         images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False).clamp_(0.0, 1.0)
