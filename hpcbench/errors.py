@@ -16,6 +16,7 @@ class ConfigError(ValueError):
     def __init__(self, field_name: str, message: str) -> None:
         super().__init__(f"{field_name}: {message}")
         self.field_name = field_name
+        self.message = message
 
 
 def check_choice(name: str, value: Any, allowed: tuple[Any, ...] | list[Any]) -> None:

@@ -25,6 +25,7 @@ from hpcbench import records
 from hpcbench.config import RunConfig
 from hpcbench.convergence import TargetWatch
 from hpcbench.engines import Engine, Placement, engine_libraries, start_engine
+from hpcbench.errors import ConfigError
 from hpcbench.guard import StepWatchdog, StopSignals, injected_fault
 from hpcbench.measurements import COMPUTE_ONLY, PHASES_WINDOW, THROUGHPUT, Meters, RankContext, RunFacts, merge_metrics
 from hpcbench.peaks import flop_metrics
@@ -49,6 +50,7 @@ def run_worker(
     engine = start_engine(cfg.engine, placement, cfg.device, cfg.timeout_s, cfg.engine_options)
     placement = engine.placement  # an engine may number the ranks itself (Horovod does)
     try:
+        check_record_folder(engine, path.parent)
         mine = measure(cfg, engine, clock, stop)
         everyone = engine.all_gather_object(mine)
         if placement.rank == 0:
@@ -57,6 +59,8 @@ def run_worker(
             _print_summary(record, path)
         engine.barrier()  # leave together: no rank tears down its connections while another still uses them
         return stop_signal(everyone)
+    except ConfigError:
+        raise  # the folder cannot take a record: nothing to write, nothing was trained
     except Exception as exc:
         if placement.rank == 0 and not path.exists():
             # Best effort: the launcher, which sees every rank, may refine this record.
@@ -74,6 +78,21 @@ def run_worker(
         raise
     finally:
         engine.close()
+
+
+def check_record_folder(engine: Engine, folder: Path) -> None:
+    """Rank 0, which alone writes, checks the record's folder (records.check_out_dir: created when
+    missing, refused when unwritable, full or of another schema) before any step; every rank raises
+    the same ConfigError, so none trains a run whose record would be lost."""
+    problem = None
+    if engine.placement.rank == 0:
+        try:
+            records.check_out_dir(str(folder))
+        except ConfigError as exc:
+            problem = (exc.field_name, exc.message)  # a tuple: ConfigError itself does not pickle
+    agreed = engine.all_gather_object(problem)[0]
+    if agreed:
+        raise ConfigError(*agreed)
 
 
 class AgreedStop:

@@ -50,7 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     run_id = args.run_id or records.new_run_id()  # only rank 0 writes, so only rank 0's id matters
     path = Path(args.record) if args.record else records.record_path(cfg.out_dir, cfg.workload, cfg.engine,
                                                                       placement.world_size, run_id)
-    signum = run_worker(cfg, placement, run_id, path, STOP)
+    try:
+        signum = run_worker(cfg, placement, run_id, path, STOP)
+    except ConfigError as exc:  # the record's folder, refused on every rank before any step
+        print(f"hpcbench worker: error: {exc}", file=sys.stderr)
+        return 2
     return 0 if signum is None else 128 + signum  # the shell's convention for "ended by signal N"
 
 

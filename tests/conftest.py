@@ -62,6 +62,15 @@ class LaunchedRun:
         return self.process.returncode, "".join(self.stderr_lines)
 
 
+def assert_refused_on_every_rank(result: subprocess.CompletedProcess, num_ranks: int) -> None:
+    """One line per rank naming the folder, a non-zero exit, and no step trained."""
+    lines = [line for line in result.stderr.splitlines() if line.startswith("hpcbench worker: error: out: ")]
+    assert len(lines) == num_ranks, result.stderr[-3000:]
+    assert all("cannot write records to " in line and "Not a directory" in line for line in lines), lines
+    assert result.returncode != 0
+    assert "warm-up done" not in result.stderr and "Traceback" not in result.stderr.split("hpcbench worker:")[0]
+
+
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]

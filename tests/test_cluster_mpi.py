@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import read_records, run_cli
+from conftest import assert_refused_on_every_rank, read_records, run_cli
 
 pytestmark = pytest.mark.skipif(not shutil.which("mpirun"), reason="Open MPI not installed (Debian openmpi-bin; .ci/run installs it)")
 
@@ -28,12 +28,19 @@ def mpirun_worker(out_dir, env: dict) -> subprocess.CompletedProcess:
 
 def test_ddp_finds_its_rendezvous_over_mpi(out_dir):
     pytest.importorskip("mpi4py", reason="mpi4py not installed (pip install 'hpcbench[mpi]'; the test extra has it)")
-    result = mpirun_worker(out_dir, {})
+    result = mpirun_worker(out_dir / "new", {})  # a folder that does not exist yet is created
     assert result.returncode == 0, result.stderr[-3000:]
-    [record] = read_records(out_dir)
+    [record] = read_records(out_dir / "new")
     assert record["status"] == "ok"
     assert record["provenance"]["launcher"] == "mpirun" and record["provenance"]["world_size"] == 2
     assert record["metrics"]["replicas_identical"] is True
+
+
+def test_mpirun_workers_refuse_an_unwritable_folder_before_training(tmp_path):
+    pytest.importorskip("mpi4py", reason="mpi4py not installed (pip install 'hpcbench[mpi]'; the test extra has it)")
+    (tmp_path / "a-file").write_text("not a folder")
+    result = mpirun_worker(tmp_path / "a-file" / "results", {})
+    assert_refused_on_every_rank(result, 2)
 
 
 def test_without_mpi4py_the_error_says_what_to_install(out_dir, tmp_path):
