@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import inspect
 from typing import Any
 
@@ -54,11 +55,20 @@ def workload_option_fields() -> dict[str, tuple[Any, str, list[str]]]:
 
 def field_doc(options_cls: type, field_name: str) -> str:
     """The docstring line under a dataclass field (the house style documents fields that way)."""
+    return _field_docs(options_cls).get(field_name, "")
+
+
+@functools.cache
+def _field_docs(options_cls: type) -> dict[str, str]:
+    """Every field's docstring line, read from the source once per class (inspect.getsource is slow:
+    re-reading it per field was half a second of every command's start-up)."""
     lines = inspect.getsource(options_cls).splitlines()
-    for i, line in enumerate(lines):
-        if line.strip().startswith(f"{field_name}:") and i + 1 < len(lines) and lines[i + 1].strip().startswith('"""'):
-            return lines[i + 1].strip().strip('"')
-    return ""
+    docs = {}
+    for line, after in zip(lines, lines[1:]):
+        name = line.strip().split(":", 1)[0]
+        if ":" in line and name.isidentifier() and after.strip().startswith('"""'):
+            docs.setdefault(name, after.strip().strip('"'))
+    return docs
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
+import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -461,11 +462,33 @@ def flops_per_sample(workload: Any, options: Any, model: nn.Module, device: torc
     if any(isinstance(m, UNCOUNTED_MODULES) for m in model.modules()):
         return None
     inputs, targets = to_device(workload.synthetic_batch(options, batch_size, torch.Generator().manual_seed(0)), device)
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False) as counter, _dispatch_mode_without_dynamo_import():
         workload.loss(model(inputs), targets).backward()
     model.zero_grad(set_to_none=True)
     total = counter.get_total_flops()
     return total / batch_size if total else None
+
+
+@contextlib.contextmanager
+def _dispatch_mode_without_dynamo_import() -> Iterator[None]:
+    """torch wraps every dispatch mode's __torch_dispatch__ in `torch._disable_dynamo`, whose first call
+    imports torch._dynamo and inductor: 2.3-4 s of CPU in each process here, most of a short run's
+    start-up (and ~60 % of a 1-step test run). That wrapper only keeps torch.compile from tracing the
+    mode; when nothing has imported dynamo, nothing can be compiling, so the counter's own dispatch
+    runs unwrapped for this one forward/backward and the wrapper is restored after. Where torch's
+    internals differ from this (no `__wrapped__`), nothing changes but the import time."""
+    from torch.utils import flop_counter
+
+    raw = getattr(getattr(flop_counter, "_FlopCounterMode", None), "__torch_dispatch__", None)
+    raw = getattr(raw, "__wrapped__", None)
+    if raw is None or "torch._dynamo" in sys.modules:
+        yield
+        return
+    setattr(raw, "__dynamo_disable", raw)  # the attribute torch._compile._disable_dynamo caches its wrapper in
+    try:
+        yield
+    finally:
+        delattr(raw, "__dynamo_disable")
 
 
 def describe_model(workload: Any, options: Any, model: nn.Module, device: torch.device) -> dict[str, Any]:

@@ -66,14 +66,18 @@ def test_two_processes_record_compute_and_exposed_communication(tmp_path, engine
 
 
 def test_one_process_has_next_to_no_exposed_communication(tmp_path):
-    """No peer to all-reduce with: step and compute-only step differ by noise only. This VM's step
-    times vary by a few per cent between windows; 20 % of the step is the stated bound."""
+    """No peer to all-reduce with, yet not nothing: DDP's reducer still copies gradients into buckets
+    (mlp ~8 %, resnet18 ~20 % of a step on this CPU at 1 process), plus window-to-window noise. A fresh
+    2-core CI machine measured 20.4 % for mlp and a loaded one 38 %, so a bound near DDP's own cost
+    tests the machine. What this pins is the arithmetic: the gap is step minus compute-only step, and
+    it is a fraction of the step, not a multiple (a window mix-up or a unit slip would be)."""
     result = run_cli("run", "--workload", "mlp", "--batch-size", "64", "--nproc", "1", "--steps", "20", "--warmup", "3",
                      "--repeats", "2", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     [record] = read_records(tmp_path)
     m = record["metrics"]
-    assert abs(m["exposed_comm_s"]) < 0.2 * m["step_time_s_median"], m
+    assert m["exposed_comm_s"] == pytest.approx(m["step_time_s_median"] - m["compute_step_time_s"])
+    assert abs(m["exposed_comm_s"]) < 0.6 * m["step_time_s_median"], m
 
 
 def test_no_breakdown_leaves_nulls_and_says_why(tmp_path):
