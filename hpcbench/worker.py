@@ -38,6 +38,12 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def refuse(exc: ConfigError) -> None:
+    """One line per rank, in one write: every rank says it at once into the same stream, and
+    print()'s separate writes of text and newline interleaved two ranks' lines."""
+    os.write(2, f"hpcbench worker: error: {exc}\n".encode())
+
+
 @record  # lets torch's elastic agent report this rank's traceback to the launcher
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
@@ -45,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = resolve(config_from_namespace(args, num_procs=placement.local_world_size), world_size=placement.world_size)
     except ConfigError as exc:
-        print(f"hpcbench worker: error: {exc}", file=sys.stderr)
+        refuse(exc)
         return 2
     run_id = args.run_id or records.new_run_id()  # only rank 0 writes, so only rank 0's id matters
     path = Path(args.record) if args.record else records.record_path(cfg.out_dir, cfg.workload, cfg.engine,
@@ -53,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         signum = run_worker(cfg, placement, run_id, path, STOP)
     except ConfigError as exc:  # the record's folder, refused on every rank before any step
-        print(f"hpcbench worker: error: {exc}", file=sys.stderr)
+        refuse(exc)
         return 2
     return 0 if signum is None else 128 + signum  # the shell's convention for "ended by signal N"
 

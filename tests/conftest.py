@@ -71,6 +71,28 @@ def assert_refused_on_every_rank(result: subprocess.CompletedProcess, num_ranks:
     assert "warm-up done" not in result.stderr and "Traceback" not in result.stderr.split("hpcbench worker:")[0]
 
 
+SMALL = {
+    "cnn": ["--model", "resnet18", "--batch-size", "4"],
+    "mlp": ["--batch-size", "16"],
+    "finetune": ["--image-size", "32", "--trainable-blocks", "1", "--batch-size", "4"],
+    "vae": ["--architecture", "conv", "--batch-size", "8"],
+    "rnn": ["--vocab-size", "300", "--seq-len", "16", "--batch-size", "4"],
+    "rl": ["--num-envs", "4", "--batch-size", "64"],
+}
+"""Small settings for every workload (every registered workload needs an entry here)."""
+
+
+@pytest.fixture(scope="session")
+def every_workload_runs(tmp_path_factory) -> Path:
+    """Every workload swept over 1 and 2 processes, measured once per session and only read after:
+    test_ddp checks each 2-process record, test_report builds a report from all of them."""
+    results = tmp_path_factory.mktemp("every-workload")
+    for workload, args in SMALL.items():
+        sweep = run_cli("sweep", "--workloads", workload, "--nproc", "1,2", "--steps", "2", "--warmup", "1", "--repeats",
+                        "2", "--device", "cpu", "--out", str(results), *args)
+        assert sweep.returncode == 0, sweep.stderr[-3000:]
+    return results
+
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]

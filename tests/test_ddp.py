@@ -3,27 +3,15 @@
 import pytest
 import torch
 
-from conftest import read_records, run_cli
+from conftest import SMALL, read_records, run_cli
 from hpcbench.engines.base import parameter_digest
 from hpcbench.workloads import registry
 
-SMALL = {
-    "cnn": ["--model", "resnet18", "--batch-size", "4"],
-    "mlp": ["--batch-size", "16"],
-    "finetune": ["--image-size", "32", "--trainable-blocks", "1", "--batch-size", "4"],
-    "vae": ["--architecture", "conv", "--batch-size", "8"],
-    "rnn": ["--vocab-size", "300", "--seq-len", "16", "--batch-size", "4"],
-    "rl": ["--num-envs", "4", "--batch-size", "64"],
-}
-
-
 @pytest.mark.parametrize("workload", sorted(registry()))
-def test_two_ranks_train_and_agree(out_dir, workload):
-    args = SMALL[workload]  # every registered workload needs small settings here
-    result = run_cli("run", "--workload", workload, "--nproc", "2", "--steps", "2", "--warmup", "1", "--repeats", "2",
-                     "--device", "cpu", "--out", str(out_dir), *args)
-    assert result.returncode == 0, result.stderr
-    [record] = read_records(out_dir)
+def test_two_ranks_train_and_agree(every_workload_runs, workload):
+    assert workload in SMALL  # every registered workload needs small settings
+    [record] = [r for r in read_records(every_workload_runs)
+                if r["config"]["workload"] == workload and r["provenance"]["world_size"] == 2]
     assert record["status"] == "ok", record["reason"]
     assert record["config"]["workload"] == workload
     ranks = record["ranks"]

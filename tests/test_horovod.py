@@ -9,8 +9,7 @@ import sys
 
 import pytest
 
-from conftest import read_records, run_cli
-from test_ddp import SMALL
+from conftest import SMALL, read_records, run_cli
 from hpcbench import cli
 from hpcbench.workloads import registry
 
