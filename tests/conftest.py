@@ -82,17 +82,6 @@ SMALL = {
 """Small settings for every workload (every registered workload needs an entry here)."""
 
 
-@pytest.fixture(scope="session")
-def every_workload_runs(tmp_path_factory) -> Path:
-    """Every workload swept over 1 and 2 processes, measured once per session and only read after:
-    test_ddp checks each 2-process record, test_report builds a report from all of them."""
-    results = tmp_path_factory.mktemp("every-workload")
-    for workload, args in SMALL.items():
-        sweep = run_cli("sweep", "--workloads", workload, "--nproc", "1,2", "--steps", "2", "--warmup", "1", "--repeats",
-                        "2", "--device", "cpu", "--out", str(results), *args)
-        assert sweep.returncode == 0, sweep.stderr[-3000:]
-    return results
-
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]

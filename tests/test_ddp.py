@@ -1,34 +1,10 @@
-"""Every workload under DDP on 2 gloo processes: a valid record, both ranks timed, identical replicas."""
+"""DDP: the replica digest, and sweeps' scaling tables (every workload on 2 processes: test_report.py)."""
 
 import pytest
 import torch
 
-from conftest import SMALL, read_records, run_cli
+from conftest import read_records, run_cli
 from hpcbench.engines.base import parameter_digest
-from hpcbench.workloads import registry
-
-@pytest.mark.parametrize("workload", sorted(registry()))
-def test_two_ranks_train_and_agree(every_workload_runs, workload):
-    assert workload in SMALL  # every registered workload needs small settings
-    [record] = [r for r in read_records(every_workload_runs)
-                if r["config"]["workload"] == workload and r["provenance"]["world_size"] == 2]
-    assert record["status"] == "ok", record["reason"]
-    assert record["config"]["workload"] == workload
-    ranks = record["ranks"]
-    assert [r["rank"] for r in ranks] == [0, 1]
-    assert all(len(r["step_times_s"]) == 2 and len(r["step_times_s"][0]) == 2 for r in ranks)
-    assert all(t > 0 for r in ranks for rep in r["step_times_s"] for t in rep)
-    # The DDP correctness check: parameters bit-identical on both ranks after training.
-    assert ranks[0]["param_sha256"] == ranks[1]["param_sha256"]
-    assert record["metrics"]["replicas_identical"] is True
-    slowest = [max(r["elapsed_s"][i] for r in ranks) for i in range(2)]
-    expected = sorted(2 * record["metrics"]["global_batch_size"] / t for t in slowest)
-    assert record["metrics"]["samples_per_s"] == pytest.approx(sum(expected) / 2)
-    assert record["provenance"]["world_size"] == 2 and record["provenance"]["backend"] == "gloo"
-    facts = record["workload"]
-    assert facts["sample_unit"] and facts["num_params"] >= facts["num_trainable_params"] > 0
-    assert facts["gradient_bytes_per_step"] == 4 * facts["num_trainable_params"]  # float32 gradients
-    assert facts["flops_per_sample"] is None or facts["flops_per_sample"] > 0
 
 
 def test_parameter_digest_sees_a_one_ulp_difference():

@@ -1,4 +1,7 @@
-"""`hpcbench netbench`, `report` and `compare` end to end, and the HTML report as a browser shows it."""
+"""Every workload under DDP on 2 gloo processes (a valid record, both ranks timed, identical replicas), then
+`hpcbench netbench`, `report` and `compare` end to end over those runs, and the HTML report as a browser shows it.
+
+One file: pytest-xdist runs a file in one process, so the runs of every workload are made once."""
 
 import json
 import shutil
@@ -9,10 +12,47 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import read_records, run_cli
+from conftest import SMALL, read_records, run_cli
+from hpcbench.workloads import registry
 
 REFERENCE = Path(__file__).resolve().parent.parent / "results" / "reference" / "cpu-2core-vm"
 MATPLOTLIB_BLUE = np.array([31, 119, 180]) / 255  # the first line colour of every plot
+
+
+@pytest.fixture(scope="module")
+def every_workload_runs(tmp_path_factory) -> Path:
+    """Every workload swept over 1 and 2 processes, measured once and only read after: each 2-process
+    record is checked below, and the report is built from all of them."""
+    results = tmp_path_factory.mktemp("every-workload")
+    for workload, args in SMALL.items():
+        sweep = run_cli("sweep", "--workloads", workload, "--nproc", "1,2", "--steps", "2", "--warmup", "1", "--repeats",
+                        "2", "--device", "cpu", "--out", str(results), *args)
+        assert sweep.returncode == 0, sweep.stderr[-3000:]
+    return results
+
+
+@pytest.mark.parametrize("workload", sorted(registry()))
+def test_two_ranks_train_and_agree(every_workload_runs, workload):
+    assert workload in SMALL  # every registered workload needs small settings
+    [record] = [r for r in read_records(every_workload_runs)
+                if r["config"]["workload"] == workload and r["provenance"]["world_size"] == 2]
+    assert record["status"] == "ok", record["reason"]
+    assert record["config"]["workload"] == workload
+    ranks = record["ranks"]
+    assert [r["rank"] for r in ranks] == [0, 1]
+    assert all(len(r["step_times_s"]) == 2 and len(r["step_times_s"][0]) == 2 for r in ranks)
+    assert all(t > 0 for r in ranks for rep in r["step_times_s"] for t in rep)
+    # The DDP correctness check: parameters bit-identical on both ranks after training.
+    assert ranks[0]["param_sha256"] == ranks[1]["param_sha256"]
+    assert record["metrics"]["replicas_identical"] is True
+    slowest = [max(r["elapsed_s"][i] for r in ranks) for i in range(2)]
+    expected = sorted(2 * record["metrics"]["global_batch_size"] / t for t in slowest)
+    assert record["metrics"]["samples_per_s"] == pytest.approx(sum(expected) / 2)
+    assert record["provenance"]["world_size"] == 2 and record["provenance"]["backend"] == "gloo"
+    facts = record["workload"]
+    assert facts["sample_unit"] and facts["num_params"] >= facts["num_trainable_params"] > 0
+    assert facts["gradient_bytes_per_step"] == 4 * facts["num_trainable_params"]  # float32 gradients
+    assert facts["flops_per_sample"] is None or facts["flops_per_sample"] > 0
 
 
 @pytest.fixture(scope="module")
