@@ -178,6 +178,10 @@ def breakdown_figure(table: pd.DataFrame, comm: pd.DataFrame, runs: pd.DataFrame
         exposed_ms = np.clip(group["exposed_comm_s"].to_numpy(float), 0, None) * 1e3
         ax.bar(x, compute_ms, color="tab:blue", label="compute (no gradient sync)")
         ax.bar(x, exposed_ms, bottom=compute_ms, color="tab:orange", label="exposed communication")
+        for i in np.flatnonzero((group["world_size"].to_numpy() == 1) & (exposed_ms > 0)):
+            # nothing to communicate at 1 process: the orange there is the engine's own cost
+            ax.annotate("engine's own cost\n(nothing to send)", (x[i], compute_ms[i] + exposed_ms[i]), ha="center",
+                        va="bottom", fontsize=6, xytext=(0, 2), textcoords="offset points")
         predicted = [bounds.get((*key, n), np.nan) for n in group["world_size"]]
         ax.plot(x, compute_ms + np.asarray(predicted, float) * 1e3, "k_", markersize=18, mew=2,
                 label="compute + all-reduce bound (predicted)")

@@ -21,7 +21,7 @@ from hpcbench.analysis.comm import communication_table, netbench_frame
 from hpcbench.analysis.convergence import quality_figure, tta_table
 from hpcbench.analysis.efficiency import efficiency_table, peaks_frame, precision_table
 from hpcbench.analysis.load import read_valid, runs_frame
-from hpcbench.analysis.scaling import amdahl_fits, scaling_table
+from hpcbench.analysis.scaling import ENGINE_COST_NOTED, amdahl_fits, baselines_note, scaling_table
 
 
 @dataclass
@@ -149,6 +149,10 @@ def _summary_lines(runs: pd.DataFrame, netbench: pd.DataFrame) -> list[str]:
         "A curve is one experiment on one system: runs of different work or different machines are never pooled.",
         "Weak scaling keeps the per-process batch; strong scaling keeps the global batch. Efficiency is "
         "speedup / N against the 1-process, 1-node point of the same curve (`baseline_runs` names it). "
+        "bare_efficiency divides by the same 1-process run's compute-only window instead: single-process "
+        "training without the engine's gradient synchronisation, what a user means by 1; engine_cost_at_1 is "
+        "the share of 1-process throughput the engine costs with nothing to communicate (named under the "
+        f"table above {ENGINE_COST_NOTED:.0%}; it is the orange bar at 1 process in the step breakdown). "
         "CI: 95 % percentile bootstrap of the median over all repeats of all runs of a point. "
         "Karp-Flatt e = (1/S - 1/N) / (1 - 1/N).",
         "Amdahl columns are PREDICTIONS from a fit to the measured points, not measurements.",
@@ -167,8 +171,13 @@ TTA_HEADING = ("Time to accuracy (--mode tta): olympic mean over the seeds that 
 TTA_HIDDEN = ["system_name", "system_id", "experiment_id"]
 
 SHOWN = ["workload", "experiment_label", "batch_size", "global_batch_size", "num_nodes", "world_size", "num_runs",
-         "samples_per_s", "ci95_low", "ci95_high", "cv", "speedup", "efficiency", "exposed_comm_share", "karp_flatt",
-         "baseline_runs"]
+         "samples_per_s", "ci95_low", "ci95_high", "cv", "speedup", "efficiency", "bare_efficiency", "engine_cost_at_1",
+         "exposed_comm_share", "karp_flatt", "baseline_runs"]
+
+
+def _engine_costs(table: pd.DataFrame) -> list[str]:
+    """Each curve whose engine costs more than ENGINE_COST_NOTED at one process, as a line under its table."""
+    return [f"{line}\n" for line in baselines_note(table)[1:]]
 
 
 def _rounded(frame: pd.DataFrame) -> pd.DataFrame:
@@ -188,8 +197,8 @@ def _markdown(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFram
     parts = ["# hpcbench report", "", *_summary_lines(runs, netbench), ""]
     for section in sections:
         parts += [f"## {section.heading}", "", section.description, "",
-                  "### Weak scaling", "", _markdown_table(_rounded(section.weak)),
-                  "### Strong scaling", "", _markdown_table(_rounded(section.strong)),
+                  "### Weak scaling", "", _markdown_table(_rounded(section.weak)), *_engine_costs(section.weak),
+                  "### Strong scaling", "", _markdown_table(_rounded(section.strong)), *_engine_costs(section.strong),
                   "### Amdahl fit (predictions)", "", _markdown_table(section.fits.round(4)),
                   "### Communication: exposed (measured) and the all-reduce bound (predicted)", "",
                   _markdown_table(section.comm.round(6)),
@@ -206,6 +215,9 @@ def _html(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFrame) -
     def table(frame: pd.DataFrame) -> str:
         return frame.to_html(index=False, border=0, na_rep="-") if not frame.empty else "<p><em>none</em></p>"
 
+    def paragraphs(lines: list[str]) -> str:
+        return "".join(f"<p>{html.escape(line)}</p>" for line in lines)
+
     def figures(images: dict[str, bytes]) -> str:
         return "".join(
             f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
@@ -216,8 +228,8 @@ def _html(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFrame) -
     body = "".join(
         f"<h2>{html.escape(s.heading)}</h2><p>{html.escape(s.description)}</p>"
         f"<h3>Plots</h3>{figures(s.images)}"
-        f"<h3>Weak scaling</h3>{table(_rounded(s.weak))}"
-        f"<h3>Strong scaling</h3>{table(_rounded(s.strong))}"
+        f"<h3>Weak scaling</h3>{table(_rounded(s.weak))}{paragraphs(_engine_costs(s.weak))}"
+        f"<h3>Strong scaling</h3>{table(_rounded(s.strong))}{paragraphs(_engine_costs(s.strong))}"
         f"<h3>Amdahl fit (predictions, not measurements)</h3>{table(s.fits.round(4))}"
         f"<h3>Communication: exposed (measured) and the all-reduce bound (predicted)</h3>{table(s.comm.round(6))}"
         f"<h3>Stragglers</h3>{table(s.stragglers.round(4))}"

@@ -5,9 +5,9 @@ by several per cent it cannot resolve a 1 % difference. This script removes the 
 question: one process, a DDP-wrapped model of one parameter (a step of ~100 us), so what is left
 is what wraps the step. It prints
 
-1. end to end: the median step of hpcbench's own loop (`runner.measure`, every measurement, the
-   watchdog, the stop vote, the loss list) minus the median step of a bare DDP loop on the same
-   model, interleaved over rounds;
+1. end to end: the median step of hpcbench's own loop (`runner.measure`: the TrainStep in the
+   session's windows, every measurement, the watchdog, the stop vote, the loss list) minus the
+   median step of a bare DDP loop on the same model, interleaved over rounds;
 2. piece by piece: each per-step call of the runner's loop timed alone (best of several rounds);
 3. both as a share of the real steps, from `--step-ms` (default: mlp and resnet18-32 px on 2
    processes here, as overhead.py measures them).
@@ -30,11 +30,11 @@ from torch.nn.parallel import DistributedDataParallel
 
 from hpcbench.config import RunConfig
 from hpcbench.engines import Placement, start_engine
-from hpcbench.guard import StepWatchdog, StopSignals
-from hpcbench.measurements import THROUGHPUT, Meters, RankContext
+from hpcbench.guard import AgreedStop, StepWatchdog, StopSignals
+from hpcbench.measurements import THROUGHPUT, Meters, RankContext, no_mark
 from hpcbench.progress import RunProgress
 from hpcbench.resolve import resolve
-from hpcbench.runner import AgreedStop, measure, no_mark
+from hpcbench.runner import measure
 from hpcbench.training import Arithmetic, LrSchedule
 from hpcbench.workloads.base import Workload, register
 
@@ -94,7 +94,8 @@ def per_call_us(call: Callable[[], object], repeat: int = 20_000, rounds: int = 
 
 
 def pieces_us(engine) -> dict[str, float]:
-    """Each per-step piece of runner.measure's loop, as the loop calls it at the defaults (fp32, no
+    """Each per-step piece of the runner's loop (runner.TrainStep in modes.Session.window), as the loop
+    calls it at the defaults (fp32, no
     LR scaling, no fault, no phases window, progress off on ranks > 0 and in batch logs)."""
     model = nn.Linear(1, 1, bias=False)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
@@ -103,7 +104,7 @@ def pieces_us(engine) -> dict[str, float]:
     meters = Meters(RankContext(device=engine.device, clock=time.perf_counter))
     meters.start(THROUGHPUT)
     progress = RunProgress(0, 1, 1, "off")
-    agreed = AgreedStop(engine, StopSignals(), time.perf_counter)
+    agreed = AgreedStop(engine.all_reduce_max_async, StopSignals(), time.perf_counter)
     batches = itertools.repeat((torch.zeros(1), torch.zeros(1)))
     loss = torch.zeros((), requires_grad=True) * 1
     losses: list[torch.Tensor] = []
@@ -164,7 +165,7 @@ def main() -> None:
     print(f"  bare loop      {statistics.median(bare) * 1e6:8.1f} us   (rounds: {[round(b * 1e6, 1) for b in bare]})")
     print(f"  hpcbench loop  {statistics.median(ours) * 1e6:8.1f} us   (rounds: {[round(o * 1e6, 1) for o in ours]})")
     print(f"  harness per step: {harness_us:.1f} us median [{min(differences):.1f}, {max(differences):.1f}]")
-    print("\nper-step pieces of runner.measure's loop, each timed alone (best of 5 rounds):")
+    print("\nper-step pieces of the runner's loop (TrainStep in Session.window), each timed alone (best of 5 rounds):")
     for name, us in pieces.items():
         print(f"  {name:36s} {us:7.2f} us")
     print(f"  {'sum':36s} {sum(pieces.values()):7.2f} us")

@@ -50,29 +50,27 @@ def _name_list(field_name: str, text: str) -> list[str]:
     return items
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from hpcbench.engines import ENGINES
-    from hpcbench.flags import add_run_arguments
+RUN_FLAG_COMMANDS = ("run", "sweep", "render", "submit")
+"""The commands that take the run flags. Those flags list every plug-in's options, so building them
+imports the plug-ins and torch (~3 s); the other commands (report, compare, status, ...) start without."""
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command line; the run flags only for the command `argv` names (all of them without argv)."""
     from hpcbench.launch.launchers import LAUNCHERS
     from hpcbench.launch.schedulers import SCHEDULERS
-    from hpcbench.matrix import DEFAULT_WORKLOADS
 
+    named = next((arg for arg in argv if not arg.startswith("-")), None) if argv is not None else None
+    wanted = RUN_FLAG_COMMANDS if argv is None else (named,) if named in RUN_FLAG_COMMANDS else ()
     parser = OneLineParser(prog="hpcbench", description="Distributed training benchmarks with honest scaling numbers.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     run = commands.add_parser("run", help="run one workload on N local processes and write its record")
-    add_run_arguments(run)
-
     sweep = commands.add_parser("sweep", help="run a grid of experiments x process counts and print the scaling table")
-    sweep.add_argument("file", nargs="?", metavar="FILE.toml", help="a sweep file (see jobs/sweeps/); flags given "
-                       "beside it override its values")
-    sweep.add_argument("--workloads", default=None, help=f"comma-separated (default: {','.join(DEFAULT_WORKLOADS)})")
-    sweep.add_argument("--nproc", dest="nproc_list", default=None, help="comma-separated process counts (default: 1,2,4,… up to the cores)")
-    sweep.add_argument("--engine", default=None,
-                       help=f"comma-separated engines, each a curve of its own: {', '.join(ENGINES.names())} (default: {RunConfig.engine})")
-    sweep.add_argument("--seeds", type=int, default=None, help="runs per point with seeds --seed, --seed + 1, … "
-                       "(default 1; time to accuracy reports all and their olympic mean)")
-    add_run_arguments(sweep, skip=("workload", "num_procs", "engine"))
+    if "run" in wanted:
+        _add_run_flags(run)
+    if "sweep" in wanted:
+        _add_sweep_flags(sweep)
 
     listing = commands.add_parser("list", help="list the workloads (defaults, real data), or the engines (options)")
     listing.add_argument("what", nargs="?", default="workloads", choices=["workloads", "engines"])
@@ -80,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("render", "write the job scripts of a cluster sweep (one job per node count + a report job)"),
                        ("submit", "render a cluster sweep and submit it: the report job runs after all points")):
         cluster = commands.add_parser(name, help=text)
+        if name not in wanted:
+            continue
         cluster.add_argument("file", nargs="?", metavar="FILE.toml", help="a sweep file: one job per experiment and "
                              "node count (see jobs/sweeps/)")
         cluster.add_argument("--profile", required=True, help="site profile: a TOML file or a built-in name (local-slurm, example-gpu-slurm, example-pbspro, example-torque)")
@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "numbered when a sweep file has several experiments)")
         cluster.add_argument("--templates", default=None, help="folder with site templates overriding the shipped ones")
         cluster.add_argument("--sweep-dir", required=True, help="folder for scripts, logs, records and the report")
-        add_run_arguments(cluster, skip=("num_procs", "out_dir"))
+        _add_run_flags(cluster, skip=("num_procs", "out_dir"))
 
     status = commands.add_parser("status", help="pending / running / done / failed for each job of a submitted sweep")
     status.add_argument("sweep_dir", metavar="SWEEP", help="the --sweep-dir of `hpcbench submit`")
@@ -137,8 +137,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_run_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    from hpcbench.flags import add_run_arguments
+
+    add_run_arguments(parser, skip=skip)
+
+
+def _add_sweep_flags(sweep: argparse.ArgumentParser) -> None:
+    from hpcbench.engines import ENGINES
+    from hpcbench.matrix import DEFAULT_WORKLOADS
+
+    sweep.add_argument("file", nargs="?", metavar="FILE.toml", help="a sweep file (see jobs/sweeps/); flags given "
+                       "beside it override its values")
+    sweep.add_argument("--workloads", default=None, help=f"comma-separated (default: {','.join(DEFAULT_WORKLOADS)})")
+    sweep.add_argument("--nproc", dest="nproc_list", default=None, help="comma-separated process counts (default: 1,2,4,… up to the cores)")
+    sweep.add_argument("--engine", default=None,
+                       help=f"comma-separated engines, each a curve of its own: {', '.join(ENGINES.names())} (default: {RunConfig.engine})")
+    sweep.add_argument("--seeds", type=int, default=None, help="runs per point with seeds --seed, --seed + 1, … "
+                       "(default 1; time to accuracy reports all and their olympic mean)")
+    _add_run_flags(sweep, skip=("workload", "num_procs", "engine"))
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         if args.command in ("run", "sweep"):
@@ -205,6 +227,7 @@ def sweep_matrix(args: argparse.Namespace, workloads: list[str] | None, engines:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from hpcbench.analysis import format_scaling_table, load_records, scaling_table
+    from hpcbench.analysis.scaling import baselines_note
     from hpcbench.sweep import plan_grid, run_grid
 
     matrix = sweep_matrix(args, args.workloads and _name_list("workloads", args.workloads),
@@ -222,7 +245,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     runs = load_records(outcome.paths)
     for mode in dict.fromkeys(cfg.scaling for cfg in grid):
         print(f"{mode} scaling:")
-        print(format_scaling_table(scaling_table(runs, mode), compact=True))
+        table = scaling_table(runs, mode)
+        print(format_scaling_table(table, compact=True))
+        if table["bare_efficiency"].notna().any():
+            print("\n".join(baselines_note(table)))
     if any(cfg.mode == "tta" for cfg in grid):
         from hpcbench.analysis.convergence import format_tta_table, tta_table
 

@@ -18,7 +18,6 @@ DEVICES = ("auto", "cpu", "cuda")
 DATA_SOURCES = ("synthetic", "real", "bundled")
 """synthetic: one generated batch; real: a dataset from --data-dir; bundled: real data shipped inside an installed
 package (scikit-learn's digits, CPython's pydoc text), so a run needs no download."""
-MODES = ("throughput", "tta")
 """throughput: timed windows of a fixed number of steps; tta: train until a held-out quality target (time to accuracy)."""
 LR_SCALINGS = ("none", "linear", "sqrt")
 """How the learning rate grows with the global batch (Goyal et al. 2017: linear, with a gradual warm-up)."""
@@ -76,8 +75,8 @@ class RunConfig:
                                "workloads)", False)
     compile: bool = _opt("--compile", "torch.compile the model; compiling happens in warm-up (extended until nothing "
                          "new compiles) and its seconds are recorded as compile_s, outside every timed window", False)
-    mode: str = _opt("--mode", f"what is measured: {', '.join(MODES)} (tta: train until the workload's held-out "
-                     "quality target or a budget; time, steps and samples to target)", "throughput")
+    mode: str = _opt("--mode", "what is measured, a run mode (tta: train until the workload's held-out quality target "
+                     "or a budget; time, steps and samples to target)", "throughput")
     target: float | None = _opt("--target", "with --mode tta: the held-out quality to reach (default: the workload's "
                                 "for its data; `hpcbench list` shows them)")
     max_epochs: int | None = _opt("--max-epochs", "with --mode tta: stop after this many epochs without reaching the "
@@ -97,7 +96,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         optional = tuple(name for name in ("data_dir", "system") if getattr(self, name) is not None)
-        for name in ("workload", "engine", "out_dir") + optional:
+        for name in ("workload", "engine", "mode", "out_dir") + optional:
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ConfigError(_flag_name(name), f"must be a non-empty string, got {getattr(self, name)!r}")
         for name in ("options", "engine_options"):
@@ -106,7 +105,6 @@ class RunConfig:
         check_choice("device", self.device, DEVICES)
         if self.data is not None:
             check_choice("data", self.data, DATA_SOURCES)
-        check_choice("mode", self.mode, MODES)
         check_choice("lr-scaling", self.lr_scaling, LR_SCALINGS)
         check_at_least("lr-warmup-steps", self.lr_warmup_steps, 0)
         self._check_tta_fields()

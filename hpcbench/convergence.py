@@ -27,14 +27,31 @@ def lr_multiplier(step: int, factor: float, warmup_steps: int) -> float:
     return 1.0 + (factor - 1.0) * (step + 1) / warmup_steps
 
 
+@dataclass(frozen=True, kw_only=True)
+class Quality:
+    """What `--mode tta` trains to: a held-out metric, its direction and range, a default target and why."""
+
+    metric: str
+    """Its name in the record, with the unit where it has one (`heldout_accuracy`, `heldout_neg_elbo_nats`)."""
+    higher_is_better: bool
+    low: float
+    high: float
+    """The metric's range: a target outside it is an error."""
+    target: float
+    why: str
+    """Where the default target comes from."""
+    min_count: int = 1
+    """Scored items needed before the metric means anything (e.g. 100 episodes for CartPole's criterion)."""
+
+
 @dataclass(kw_only=True)
 class TargetWatch:
     """The quality curve of one run and whether the target or the budget ended it."""
 
-    metric: str
-    higher_is_better: bool
+    quality: Quality
+    """The workload's held-out metric: its name, direction and the items it needs."""
     target: float
-    min_count: int
+    """The run's target (the workload's default unless --target gave another)."""
     max_epochs: int | None
     max_time_s: float
     global_batch_size: int
@@ -46,7 +63,7 @@ class TargetWatch:
     def evaluated(self, *, step: int, seconds: float, eval_s: float, total: float, count: int) -> bool:
         """One evaluation's reduced (sum, count) after `step` steps and `seconds` since the first step;
         True when the run ends here (target met or budget spent)."""
-        quality = total / count if count >= self.min_count and count > 0 else None
+        quality = total / count if count >= self.quality.min_count and count > 0 else None
         point = {"step": step, "epoch": self.epochs(step), "samples": step * self.global_batch_size,
                  "seconds": seconds, "eval_s": eval_s, "quality": quality, "items": count}
         self.curve.append(point)
@@ -59,7 +76,7 @@ class TargetWatch:
         return self.ended_by is not None
 
     def met(self, quality: float) -> bool:
-        return quality >= self.target if self.higher_is_better else quality <= self.target
+        return quality >= self.target if self.quality.higher_is_better else quality <= self.target
 
     def epochs(self, step: int) -> float | None:
         return step / self.steps_per_epoch if self.steps_per_epoch else None
@@ -68,13 +85,13 @@ class TargetWatch:
         values = [p["quality"] for p in self.curve if p["quality"] is not None]
         if not values:
             return None
-        return max(values) if self.higher_is_better else min(values)
+        return max(values) if self.quality.higher_is_better else min(values)
 
     def result(self, train_s: float, eval_s_total: float) -> dict[str, Any]:
         """The record's `metrics.tta`: null 'to target' fields when the target was not reached."""
         at = self.reached_at
         return {
-            "metric": self.metric, "higher_is_better": self.higher_is_better, "target": self.target,
+            "metric": self.quality.metric, "higher_is_better": self.quality.higher_is_better, "target": self.target,
             "reached": at is not None, "ended_by": self.ended_by or "stopped",
             "time_to_target_s": at["seconds"] if at else None,
             "steps_to_target": at["step"] if at else None,

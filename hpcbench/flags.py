@@ -17,6 +17,7 @@ from typing import Any
 from hpcbench.config import RunConfig, flag_fields
 from hpcbench.engines import ENGINES
 from hpcbench.errors import ConfigError
+from hpcbench.modes import RUN_MODES
 from hpcbench.plugins import option_flag
 from hpcbench.workloads import registry
 
@@ -80,7 +81,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = (
             parser.add_argument(f.metadata["flag"], dest=f.name, action=argparse.BooleanOptionalAction, default=None,
                                 help=f"{f.metadata['help']} (default: {'on' if default else 'off'})")
             continue
-        choices = f" ({', '.join(ENGINES.names())})" if f.name == "engine" else ""
+        registered = {"engine": ENGINES, "mode": RUN_MODES}.get(f.name)
+        choices = f" ({', '.join(registered.names())})" if registered else ""
         parser.add_argument(
             f.metadata["flag"], dest=f.name, type=_parse_type(f.type), default=None,
             help=f"{f.metadata['help']}{choices}" + (f" (default: {default})" if default is not None else ""),

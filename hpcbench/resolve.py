@@ -10,12 +10,12 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from hpcbench.config import TTA_DEFAULT_MAX_TIME_S, RunConfig
+from hpcbench.config import RunConfig
 from hpcbench.engines import ENGINES
 from hpcbench.errors import ConfigError
+from hpcbench.modes import RUN_MODES
 from hpcbench.plugins import resolve_options
-from hpcbench.workloads import get_workload, registry
-from hpcbench.workloads.base import Workload
+from hpcbench.workloads import get_workload
 
 
 def resolve(cfg: RunConfig, *, sweep_max_procs: int | None = None, world_size: int | None = None,
@@ -33,9 +33,10 @@ def resolve(cfg: RunConfig, *, sweep_max_procs: int | None = None, world_size: i
     engine_options = resolve_options(engine.Options, cfg.engine_options, f"engine {engine.name!r}", engine.flag_prefix)
     batch_size = strong_batch_size(cfg, world_size or cfg.num_procs) if cfg.scaling == "strong" else (
         cfg.batch_size or workload.default_batch_size)
-    data = cfg.data or (workload.tta_data if cfg.mode == "tta" else None) or "synthetic"
+    mode = RUN_MODES.get(cfg.mode)
+    data = cfg.data or mode.default_data(workload) or "synthetic"
     workload.check_run(workload.options(options), batch_size, data, cfg.data_dir)
-    tta = resolve_tta(cfg, workload, workload.options(options), data) if cfg.mode == "tta" else {}
+    by_mode = mode.resolve(cfg, workload, workload.options(options), data)
     threads = cfg.num_threads or max(1, (os.cpu_count() or 1) // max(cfg.num_procs, sweep_max_procs or 1))
     device = resolve_device(cfg.device, cfg.num_procs)
     workload.check_training(cfg.precision, cfg.channels_last, cfg.compile, node_device or device)
@@ -48,25 +49,8 @@ def resolve(cfg: RunConfig, *, sweep_max_procs: int | None = None, world_size: i
         engine_options=engine_options,
         batch_size=batch_size,
         num_threads=threads,
-        **tta,
+        **by_mode,
     )
-
-
-def resolve_tta(cfg: RunConfig, workload: Workload, options: object, data: str) -> dict[str, object]:
-    """--mode tta: the target (checked against the metric's range), the budget and the evaluation cadence.
-
-    A time-to-accuracy run has no warm-up (training from the first step counts, as in MLPerf) and no
-    compute-only window (its steps would train the model too)."""
-    quality = workload.quality(options, data)
-    if quality is None:
-        having = [name for name, cls in registry().items() if cls.tta_data is not None]
-        raise ConfigError("mode", f"tta needs a held-out quality target; workload {workload.name!r} has none with "
-                          f"--data {data} (workloads with one: {', '.join(having)})")
-    target = quality.target if cfg.target is None else cfg.target
-    if not quality.low <= target <= quality.high:
-        raise ConfigError("target", f"{target} is outside {quality.metric}'s range [{quality.low:g}, {quality.high:g}]")
-    return {"target": float(target), "max_time_s": cfg.max_time_s or TTA_DEFAULT_MAX_TIME_S,
-            "eval_every": cfg.eval_every or workload.eval_every_steps, "num_warmup_steps": 0, "breakdown": False}
 
 
 def strong_batch_size(cfg: RunConfig, world_size: int) -> int:

@@ -1,9 +1,8 @@
-"""The one training/benchmark loop: warm-up, timed windows on every rank, reduction, record.
-
-The loop body is the course's: zero_grad, forward, loss, backward, step (the engine does the
-last two, so an engine that owns the backward pass needs no change here). What is measured
-around each window is the measurements' business (`hpcbench.measurements`); everything a rank
-measures is gathered to rank 0, which alone writes the record.
+"""The training loop, the one thing this file is opened to see: `TrainStep` below is the course's
+step (zero_grad, forward, loss, backward, step). `measure` builds it on every rank and hands it to
+the run mode (`hpcbench.modes`), which decides how many steps, in which named windows; what is
+measured around each window is the measurements' business (`hpcbench.measurements`). Everything a
+rank measured is gathered to rank 0, which alone writes the record.
 """
 
 from __future__ import annotations
@@ -18,24 +17,59 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from hpcbench import records
 from hpcbench.config import RunConfig
-from hpcbench.convergence import TargetWatch
 from hpcbench.engines import Engine, Placement, engine_libraries, start_engine
 from hpcbench.errors import ConfigError
 from hpcbench.guard import StepWatchdog, StopSignals, injected_fault
-from hpcbench.measurements import COMPUTE_ONLY, PHASES_WINDOW, THROUGHPUT, Meters, RankContext, RunFacts, merge_metrics
+from hpcbench.measurements import RunFacts, merge_metrics, no_mark
+from hpcbench.modes import RUN_MODES, Session
 from hpcbench.peaks import flop_metrics
-from hpcbench.progress import RunProgress, progress_mode
+from hpcbench.progress import progress_mode
 from hpcbench.provenance import host_facts, provenance
-from hpcbench.timing import PhaseTimer, phase_metrics, sync
-from hpcbench.training import Arithmetic, CompileWatch, LrSchedule, channels_last
+from hpcbench.training import Arithmetic, LrSchedule, channels_last
 from hpcbench.workloads import DataContext, get_workload
-from hpcbench.workloads.base import to_device
+from hpcbench.workloads.base import Batch, to_device
+
+
+class TrainStep:
+    """One training step, as the course writes it: zero_grad, forward, loss, backward, step.
+
+    The engine does the last two (DDP all-reduces gradients inside backward, Horovod waits for its
+    all-reduces in step), so an engine that owns the backward pass needs no change here. Around the
+    five lines only what --precision and --lr-scaling ask for, and `mark`, which is a no-op except
+    in the phases window (measurements.phases).
+    """
+
+    def __init__(self, *, model: nn.Module, loss_fn: Callable[[Any, Any], torch.Tensor], optimizer: torch.optim.Optimizer,
+                 engine: Engine, arithmetic: Arithmetic, schedule: LrSchedule, batches: Iterator[Batch]) -> None:
+        self.model, self.loss_fn, self.optimizer, self.engine = model, loss_fn, optimizer, engine
+        self.arithmetic, self.schedule, self.batches = arithmetic, schedule, batches
+        self.steps_done = 0
+        self.mark: Callable[[str], None] = no_mark
+
+    def __call__(self) -> torch.Tensor:
+        self.mark("start")
+        inputs, targets = next(self.batches)
+        self.mark("data")
+        self.schedule.set(self.steps_done)  # --lr-scaling/--lr-warmup-steps; nothing at their defaults
+        self.optimizer.zero_grad()  # set_to_none by default since torch 2.0 (Horovod's wrapper takes no argument)
+        with self.arithmetic.autocast():  # bf16/fp16: forward and loss only, as torch.amp prescribes
+            output = self.model(inputs)
+            loss = self.loss_fn(output, targets)
+        self.mark("forward")
+        self.engine.backward(self.arithmetic.scaled(loss))  # loss.backward(); DDP all-reduces gradients inside it
+        self.mark("backward")
+        if self.arithmetic.scaler:  # fp16: unscale, skip a step with inf/NaN gradients, adjust the scale
+            self.engine.scaled_step(self.optimizer, self.arithmetic.scaler)
+        else:
+            self.engine.step(self.optimizer)  # optimizer.step(); Horovod waits for its all-reduces here
+        self.mark("optimizer")
+        self.steps_done += 1
+        return loss.detach()  # no .item() here: that would be a host-device sync inside the timed window
 
 
 def run_worker(
@@ -96,67 +130,17 @@ def check_record_folder(engine: Engine, folder: Path) -> None:
         raise ConfigError(*agreed)
 
 
-class AgreedStop:
-    """Every rank stops after the same step, whichever rank got the signal.
-
-    Ranks vote now and then: an asynchronous MAX over (stop flag, seconds per step), read one
-    voting interval later, when it has long completed, so a vote never waits. The reduced step
-    time sets the next interval to about VOTE_INTERVAL_S; all ranks compute the same one from
-    the same numbers, so they always vote at the same steps. Voting every step cost 7 % of the
-    mlp workload's throughput on 2 CPU processes; this costs nothing measurable.
-    """
-
-    VOTE_INTERVAL_S = 0.5
-    MAX_STEPS_BETWEEN_VOTES = 10_000
-
-    def __init__(self, engine: Engine, stop: StopSignals, clock: Callable[[], float]) -> None:
-        self._engine = engine
-        self._stop = stop
-        self._clock = clock
-        self._pending: Callable[[], list[float]] | None = None
-        self._interval = 1  # steps between votes: the same on every rank
-        self._countdown = 1
-        self._last_vote_at: float | None = None
-
-    def poll(self) -> bool:
-        """Call before every step; True means every rank stops here."""
-        self._countdown -= 1
-        if self._countdown > 0:
-            return False
-        steps_since_last_vote = self._interval
-        if self._pending:
-            stop_flag, seconds_per_step = self._pending()
-            self._pending = None
-            if stop_flag:
-                return True
-            wanted = int(self.VOTE_INTERVAL_S / seconds_per_step) if seconds_per_step > 0 else 1
-            self._interval = max(1, min(self.MAX_STEPS_BETWEEN_VOTES, wanted))
-        now = self._clock()
-        mine = (now - self._last_vote_at) / steps_since_last_vote if self._last_vote_at is not None else 0.0
-        self._last_vote_at = now
-        self._pending = self._engine.all_reduce_max_async([float(self._stop.requested), mine])
-        self._countdown = self._interval
-        return False
-
-    def drain(self) -> None:
-        """Finish the vote in flight, so no rank leaves with a collective pending."""
-        if self._pending:
-            self._pending()
-            self._pending = None
-
-
 def measure(cfg: RunConfig, engine: Engine, clock: Callable[[], float], stop: StopSignals) -> dict[str, Any]:
-    """This rank's part: train, measure every window, and describe the result."""
+    """This rank's part: build the step, let the run mode train and measure it, describe what ran."""
     workload = get_workload(cfg.workload)
     options = workload.options(cfg.options)
-    device = engine.device
-    rank = engine.placement.rank
+    mode = RUN_MODES.get(cfg.mode)()
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank (engines also broadcast them)
-    local_model = workload.build_model(options).to(device)
+    local_model = workload.build_model(options).to(engine.device)
     if cfg.channels_last:
         local_model = local_model.to(memory_format=torch.channels_last)
-    arithmetic = Arithmetic(cfg.precision, device)
-    description = describe_model(workload, options, local_model, device)  # before wrapping: DDP's hooks would all-reduce
+    arithmetic = Arithmetic(cfg.precision, engine.device)
+    description = describe_model(workload, options, local_model, engine.device)  # before wrapping: DDP's hooks would all-reduce
     description["arithmetic"] = arithmetic.settings()
     wrapped = engine.wrap_model(local_model)
     optimizer = engine.wrap_optimizer(workload.optimizer(wrapped.parameters(), options), wrapped)
@@ -164,198 +148,55 @@ def measure(cfg: RunConfig, engine: Engine, clock: Callable[[], float], stop: St
     # k: the global batch over the 1-process one of the same curve (weak scaling grows it, strong keeps it)
     schedule = LrSchedule(optimizer, cfg.lr_scaling, cfg.lr_warmup_steps, k=world_size if cfg.scaling == "weak" else 1)
     description["learning_rate"] = schedule.settings()
-    # Compiled around the engine's wrapper: DDP's bucket boundaries split the graph, so all-reduces still overlap backward.
-    model = torch.compile(wrapped) if cfg.compile else wrapped
     data = DataContext(
-        device=device, batch_size=cfg.batch_size, seed=cfg.seed, rank=rank, world_size=world_size, data=cfg.data,
-        data_dir=cfg.data_dir, num_data_workers=cfg.num_data_workers, model=local_model,
+        device=engine.device, batch_size=cfg.batch_size, seed=cfg.seed, rank=engine.placement.rank,
+        world_size=world_size, data=cfg.data, data_dir=cfg.data_dir, num_data_workers=cfg.num_data_workers,
+        model=local_model,
     )
     batches = workload.batches(options, data)
-    if cfg.channels_last:
-        batches = channels_last(batches)
-    fault = injected_fault()
-    steps_done = 0
-
-    mark: Callable[[str], None] = no_mark  # the phases window's timer; outside it, nothing
-
-    def train_step() -> torch.Tensor:
-        nonlocal steps_done
-        watchdog.step_started()
-        if fault:
-            fault.maybe_fire(rank, steps_done)
-        mark("start")
-        inputs, targets = next(batches)
-        mark("data")
-        schedule.set(steps_done)  # --lr-scaling/--lr-warmup-steps; nothing at their defaults
-        optimizer.zero_grad()  # set_to_none by default since torch 2.0 (Horovod's wrapper takes no argument)
-        with arithmetic.autocast():  # bf16/fp16: forward and loss only, as torch.amp prescribes
-            output = model(inputs)
-            loss = workload.loss(output, targets)
-        mark("forward")
-        engine.backward(arithmetic.scaled(loss))  # loss.backward(); DDP all-reduces gradients inside it
-        mark("backward")
-        if arithmetic.scaler:  # fp16: unscale, skip a step with inf/NaN gradients, adjust the scale
-            engine.scaled_step(optimizer, arithmetic.scaler)
-        else:
-            engine.step(optimizer)  # optimizer.step(); Horovod waits for its all-reduces here
-        mark("optimizer")
-        steps_done += 1
-        return loss.detach()  # no .item() here: that would be a host-device sync inside the timed window
-
-    agreed = AgreedStop(engine, stop, clock)
-    meters = Meters(RankContext(device=device, clock=clock))
-    losses: list[torch.Tensor] = []
-
-    def window(name: str, num_steps: int) -> bool:
-        """One measured window of steps; True when the ranks agreed to stop inside it."""
-        engine.barrier()  # every rank starts the window together
-        meters.start(name)
-        stopped = False
-        for _ in range(num_steps):
-            if stopped := agreed.poll():
-                break
-            loss = train_step()
-            if name == THROUGHPUT:  # the record's losses are the timed steps'
-                losses.append(loss)
-            meters.step_done(name)
-            progress.step()  # a counter; the bar redraws at most twice a second
-        meters.stop(name, complete=not stopped)
-        return stopped
-
-    repeats_done = 0
-    progress_shown = progress_mode() if rank == 0 else "off"
-    if cfg.mode == "tta":  # no known end: a line per evaluation instead of a bar
-        progress = RunProgress(0, 0, 0, "off" if progress_shown == "off" else "lines")
-    else:
-        progress = RunProgress(cfg.num_warmup_steps, cfg.num_repeats, cfg.num_steps, progress_shown,
-                               extra_steps=cfg.num_steps * (cfg.breakdown + cfg.phases))
-
-    def train_to_target() -> tuple[bool, TargetWatch, int]:
-        """--mode tta: windows of training steps, each followed by a held-out evaluation on every rank,
-        until the target is met or the budget is spent; (stopped by a signal, the curve, steps per window)."""
-        nonlocal repeats_done
-        quality = workload.quality(options, cfg.data)
-        per_epoch = workload.steps_per_epoch(options, data)
-        eval_every = cfg.eval_every or per_epoch or 1
-        watch = TargetWatch(metric=quality.metric, higher_is_better=quality.higher_is_better, target=cfg.target,
-                            min_count=quality.min_count, max_epochs=cfg.max_epochs, max_time_s=cfg.max_time_s,
-                            global_batch_size=cfg.batch_size * world_size, steps_per_epoch=per_epoch)
-        engine.barrier()
-        started = clock()
-        while True:
-            if window(THROUGHPUT, eval_every):
-                return True, watch, eval_every
-            repeats_done += 1
-            sync(device)
-            eval_started = clock()
-            local_model.eval()  # the module itself: a wrapper's forward could start collectives
-            total, count = workload.heldout_score(options, data, local_model)
-            local_model.train()
-            sums = engine.buffer(np.array([total, count], dtype=np.float64))
-            engine.all_reduce_sum_(sums)
-            total, count = engine.to_host(sums).tolist()
-            eval_s = engine.all_reduce_max(clock() - eval_started)  # blocking: the stop vote may be in flight
-            seconds = engine.all_reduce_max(clock() - started)
-            ended = watch.evaluated(step=repeats_done * eval_every, seconds=seconds, eval_s=eval_s, total=total,
-                                    count=int(count))
-            point = watch.curve[-1]
-            shown = "n/a" if point["quality"] is None else f"{point['quality']:.4g}"
-            progress.note(f"hpcbench: step {point['step']}: {quality.metric} {shown} (target {cfg.target:g}) "
-                          f"at {seconds:.1f} s")
-            if ended:
-                return False, watch, eval_every
-
-    compile_watch = CompileWatch(device, engine.all_reduce_max, clock) if cfg.compile else None
-    compile_result = None
-    tta = None
-    window_steps = cfg.num_steps
+    # Compiled around the engine's wrapper: DDP's bucket boundaries split the graph, so all-reduces still overlap backward.
+    step = TrainStep(model=torch.compile(wrapped) if cfg.compile else wrapped, loss_fn=workload.loss,
+                     optimizer=optimizer, engine=engine, arithmetic=arithmetic, schedule=schedule,
+                     batches=channels_last(batches) if cfg.channels_last else batches)
+    shown = progress_mode() if engine.placement.rank == 0 else "off"
     with StepWatchdog(cfg.timeout_s) as watchdog:
-        stopped = False
-        if cfg.mode == "tta":
-            stopped, watch, window_steps = train_to_target()
-            tta = watch.result(train_s=sum(meters.rank_results()["elapsed_s"]),
-                               eval_s_total=sum(point["eval_s"] for point in watch.curve))
-        warmup_steps = 0
-        while not tta and (compile_watch.wants_more(cfg.num_warmup_steps) if compile_watch
-                           else warmup_steps < cfg.num_warmup_steps):
-            if stopped := agreed.poll():
-                break
-            with compile_watch.step() if compile_watch else contextlib.nullcontext():
-                train_step()
-            warmup_steps += 1
-            progress.step()
-        if compile_watch:
-            compile_watch.warmup_done()
+        session = Session(cfg=cfg, engine=engine, workload=workload, options=options, data=data, step=step,
+                          local_model=local_model, wrapped=wrapped, stop=stop, clock=clock, watchdog=watchdog,
+                          fault=injected_fault(), progress=mode.progress(cfg, shown))
+        mode.run(session)
+        session.agreed.drain()
+    session.progress.close()
+    return rank_facts(session, stop, description, workload.extra_metrics())
 
-        if not stopped and not tta:  # for whoever watches (and the fault tests)
-            progress.note(f"hpcbench: warm-up done ({warmup_steps} steps); timing {cfg.num_repeats} x "
-                          f"{cfg.num_steps} steps on {engine.placement.world_size} rank(s)")
-        for _ in range(0 if stopped or tta else cfg.num_repeats):
-            progress.repeat_started()
-            started = clock()
-            if stopped := window(THROUGHPUT, cfg.num_steps):
-                break  # a partial repeat is not a measurement; its steps still count as done
-            progress.repeat_done(clock() - started)
-            repeats_done += 1
-        if compile_watch:
-            compile_result = compile_watch.result(cfg.num_warmup_steps)
-        # Before the compute-only window: its unsynchronised steps let the replicas drift apart.
-        digest = engine.replica_digest(wrapped)
-        counters = engine.counters(wrapped)  # the library's own view of the synchronised steps
-        phase_times = None
-        if cfg.phases and not stopped:
-            phase_timer = PhaseTimer(device, clock)
-            mark = phase_timer.mark
-            progress.window_started("phases")
-            stopped = window(PHASES_WINDOW, cfg.num_steps)
-            mark = no_mark
-            phase_times = None if stopped else phase_timer.seconds
-        breakdown_note = None
-        if not cfg.breakdown:
-            breakdown_note = "not measured (--no-breakdown)"
-        elif stopped:
-            breakdown_note = "not measured: the run was stopped first"
-        else:
-            try:
-                unsynchronised = engine.no_sync(wrapped)
-            except NotImplementedError as exc:
-                breakdown_note = f"not measured: {exc}"
-            else:
-                progress.window_started("compute-only")
-                with unsynchronised:
-                    stopped = window(COMPUTE_ONLY, cfg.num_steps)
-        agreed.drain()
-    progress.close()
 
+def rank_facts(session: Session, stop: StopSignals, description: dict[str, Any],
+               extra_metrics: dict[str, Any]) -> dict[str, Any]:
+    """What this rank sends to rank 0 for the record."""
     facts = host_facts()
+    losses = session.losses
+    placement = session.engine.placement
     return {
-        "rank": rank,
-        "local_rank": engine.placement.local_rank,
+        "rank": placement.rank,
+        "local_rank": placement.local_rank,
         "host": facts["host"],
-        "device": str(device),
+        "device": str(session.engine.device),
         "gpu_model": facts["gpu_model"],
-        "steps_done": steps_done,
-        "repeats_done": repeats_done,
-        "window_steps": window_steps,
-        "tta": tta,
-        "measured": meters.rank_results(),
+        "steps_done": session.step.steps_done,
+        "repeats_done": session.repeats_done,
+        "window_steps": session.window_steps,
+        "mode_results": session.results,
+        "measured": session.meters.rank_results(),
         "loss_per_step": [float(loss) for loss in losses],
         "loss_first": float(losses[0]) if losses else None,
         "loss_last": float(losses[-1]) if losses else None,
-        "stopped": stopped,
+        "stopped": session.stopped,
         "stop_signal": stop.signum,
-        "param_sha256": digest,
-        "breakdown_note": breakdown_note,
-        "engine_counters": counters,
-        "phase_times_s": phase_times,
-        "compile": compile_result,
+        "param_sha256": session.replica_digest,
+        "breakdown_note": session.breakdown_note,
+        "engine_counters": session.engine_counters,
         "workload": description,
-        "extra_metrics": workload.extra_metrics(),
+        "extra_metrics": extra_metrics,
     }
-
-
-def no_mark(boundary: str) -> None:
-    """Phase boundaries outside the phases window: nothing (no sync, no clock)."""
 
 
 def stop_signal(ranks: list[dict[str, Any]]) -> int | None:
@@ -368,26 +209,47 @@ def stop_signal(ranks: list[dict[str, Any]]) -> int | None:
 def build_record(cfg: RunConfig, run_id: str, ranks: list[dict[str, Any]], engine: Engine, started: str,
                  launcher: str) -> dict[str, Any]:
     ranks = sorted(ranks, key=lambda r: r["rank"])
-    metrics = None
-    if ranks[0]["repeats_done"]:  # at least one whole timed repeat
-        run = RunFacts(global_batch_size=cfg.batch_size * len(ranks), world_size=len(ranks),
-                       timed_samples=cfg.batch_size * len(ranks) * ranks[0]["window_steps"] * ranks[0]["repeats_done"],
-                       breakdown_note=ranks[0]["breakdown_note"])
-        metrics = merge_metrics([r["measured"] for r in ranks], run)
-        metrics["loss_first"] = records.finite_or_none(ranks[0]["loss_first"])
-        metrics["loss_last"] = records.finite_or_none(ranks[0]["loss_last"])
-        metrics["replicas_identical"] = len({r["param_sha256"] for r in ranks}) == 1
-        by_rank = [r["engine_counters"] for r in ranks]
-        metrics["engine_counters_by_rank"] = by_rank if any(by_rank) else None
-        phases = [r["phase_times_s"] for r in ranks]
-        metrics["phases"] = phase_metrics(phases) if all(phases) else None
-        metrics.update(mean_over_ranks([r["extra_metrics"] for r in ranks]))
-        metrics.update(flop_metrics(ranks[0]["workload"]["flops_per_sample"], metrics["samples_per_s"], len(ranks),
-                                    cfg.precision, [r["gpu_model"] if r["device"].startswith("cuda") else None
-                                                    for r in ranks]))
-        metrics["compile"] = compile_metrics([r["compile"] for r in ranks])
-        metrics["tta"] = tta_metrics([r["tta"] for r in ranks])
+    metrics = run_metrics(cfg, ranks) if ranks[0]["repeats_done"] else None  # at least one whole timed repeat
+    reasons = failure_reasons(cfg, ranks)
+    status = "interrupted" if stop_signal(ranks) is not None else "failed" if reasons else "ok"
+    prov = provenance(
+        hosts=[r["host"] for r in ranks], engine_versions=engine.versions(), started=started,
+        ended=records.utc_now().isoformat(), launcher=launcher, engine_libraries=engine_libraries(),
+    )
+    per_rank = [
+        {**{k: r[k] for k in ("rank", "local_rank", "host", "device", "gpu_model", "steps_done")},
+         **r["measured"], "param_sha256": r["param_sha256"], "loss_per_step": r["loss_per_step"],
+         "engine_counters": r["engine_counters"]}
+        for r in ranks
+    ]
+    return records.make_record(
+        run_id=run_id, status=status, reason="; ".join(reasons) or None,
+        config=cfg.to_dict(), workload=ranks[0]["workload"], metrics=metrics, ranks=per_rank, provenance=prov,
+    )
 
+
+def run_metrics(cfg: RunConfig, ranks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run's metrics: every measurement's merge and the run mode's, then what the ranks' facts say."""
+    world_size = len(ranks)
+    run = RunFacts(global_batch_size=cfg.batch_size * world_size, world_size=world_size,
+                   timed_samples=cfg.batch_size * world_size * ranks[0]["window_steps"] * ranks[0]["repeats_done"],
+                   breakdown_note=ranks[0]["breakdown_note"])
+    metrics = merge_metrics([r["measured"] for r in ranks], run)
+    metrics.update(RUN_MODES.get(cfg.mode).merge([r["mode_results"] for r in ranks]))
+    metrics["loss_first"] = records.finite_or_none(ranks[0]["loss_first"])
+    metrics["loss_last"] = records.finite_or_none(ranks[0]["loss_last"])
+    metrics["replicas_identical"] = len({r["param_sha256"] for r in ranks}) == 1
+    by_rank = [r["engine_counters"] for r in ranks]
+    metrics["engine_counters_by_rank"] = by_rank if any(by_rank) else None
+    metrics.update(mean_over_ranks([r["extra_metrics"] for r in ranks]))
+    metrics.update(flop_metrics(ranks[0]["workload"]["flops_per_sample"], metrics["samples_per_s"], world_size,
+                                cfg.precision, [r["gpu_model"] if r["device"].startswith("cuda") else None
+                                                for r in ranks]))
+    return metrics
+
+
+def failure_reasons(cfg: RunConfig, ranks: list[dict[str, Any]]) -> list[str]:
+    """Why the run is not a clean measurement: a stop signal, a non-finite loss, diverged replicas."""
     reasons = []
     signum = stop_signal(ranks)
     if signum is not None and cfg.mode == "tta":
@@ -405,37 +267,7 @@ def build_record(cfg: RunConfig, run_id: str, ranks: list[dict[str, Any]], engin
         reasons.append(f"non-finite loss on ranks {bad_loss}")
     if len({r["param_sha256"] for r in ranks}) != 1:
         reasons.append("replicas diverged: parameters differ between ranks after training")
-    status = "interrupted" if signum is not None else "failed" if reasons else "ok"
-    prov = provenance(
-        hosts=[r["host"] for r in ranks], engine_versions=engine.versions(), started=started,
-        ended=records.utc_now().isoformat(), launcher=launcher, engine_libraries=engine_libraries(),
-    )
-    per_rank = [
-        {**{k: r[k] for k in ("rank", "local_rank", "host", "device", "gpu_model", "steps_done")},
-         **r["measured"], "param_sha256": r["param_sha256"], "loss_per_step": r["loss_per_step"],
-         "engine_counters": r["engine_counters"], "phase_times_s": r["phase_times_s"]}
-        for r in ranks
-    ]
-    return records.make_record(
-        run_id=run_id, status=status, reason="; ".join(reasons) or None,
-        config=cfg.to_dict(), workload=ranks[0]["workload"], metrics=metrics, ranks=per_rank, provenance=prov,
-    )
-
-
-def tta_metrics(per_rank: list[dict[str, Any] | None]) -> dict[str, Any] | None:
-    """--mode tta: the curve every rank agrees on, with the slowest rank's training and evaluation seconds."""
-    if not all(per_rank):
-        return None
-    return {**per_rank[0], "train_s": max(r["train_s"] for r in per_rank), "eval_s": max(r["eval_s"] for r in per_rank)}
-
-
-def compile_metrics(per_rank: list[dict[str, Any] | None]) -> dict[str, Any] | None:
-    """--compile: the slowest rank's compile seconds; the warm-up every rank ran (they agree on it)."""
-    if not all(per_rank):
-        return None
-    first = per_rank[0]
-    return {**first, "compile_s": max(r["compile_s"] for r in per_rank),
-            "graphs_compiled_in_timed_repeats": max(r["graphs_compiled_in_timed_repeats"] or 0 for r in per_rank)}
+    return reasons
 
 
 def mean_over_ranks(per_rank: list[dict[str, Any]]) -> dict[str, Any]:

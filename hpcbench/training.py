@@ -127,6 +127,15 @@ class CompileWatch:
                 "still_compiling_after_warmup": self.compiling, "graphs_compiled_in_timed_repeats": later}
 
 
+def compile_metrics(per_rank: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """--compile: the slowest rank's compile seconds; the warm-up every rank ran (they agree on it)."""
+    if not all(per_rank):
+        return None
+    first = per_rank[0]
+    return {**first, "compile_s": max(r["compile_s"] for r in per_rank),
+            "graphs_compiled_in_timed_repeats": max(r["graphs_compiled_in_timed_repeats"] or 0 for r in per_rank)}
+
+
 class LrSchedule:
     """--lr-scaling and --lr-warmup-steps: each param group's rate is its workload's rate times
     convergence.lr_multiplier, set before every optimizer step (Horovod's optimizer wraps the same groups)."""

@@ -8,20 +8,21 @@ from hpcbench import records
 from hpcbench.analysis import amdahl_fits, load_records, scaling_table
 from hpcbench.analysis.comm import busbw_at, communication_table, load_netbench, ring_allreduce_lower_bound_s
 from hpcbench.analysis.compare import compare, parse_tolerance
-from hpcbench.analysis.scaling import amdahl_efficiency, amdahl_serial_fraction, karp_flatt
+from hpcbench.analysis.scaling import amdahl_efficiency, amdahl_serial_fraction, baselines_note, karp_flatt
 from hpcbench.analysis.stats import bootstrap_median_ci, coefficient_of_variation
 from hpcbench.netbench import bus_bandwidth
 
 
 def write_run(folder, name, repeats, world_size, batch_size=8, num_nodes=1, engine="ddp", step_time_s=0.1,
-              gradient_bytes=None, scaling="weak"):
+              gradient_bytes=None, scaling="weak", samples_per_s_compute_only=None):
     strong = {"scaling": "strong", "global_batch_size": batch_size * world_size} if scaling == "strong" else {}
     record = records.make_record(
         run_id=name, status="ok", reason=None,
         config={"workload": "mlp", "engine": engine, "device": "cpu", "batch_size": batch_size, **strong},
         workload={"gradient_bytes_per_step": gradient_bytes, "sample_unit": "image"},
         metrics={"samples_per_s": float(np.median(repeats)), "samples_per_s_repeats": repeats,
-                 "global_batch_size": batch_size * world_size, "step_time_s_median": step_time_s},
+                 "global_batch_size": batch_size * world_size, "step_time_s_median": step_time_s,
+                 "samples_per_s_compute_only": samples_per_s_compute_only},
         ranks=[], provenance={"world_size": world_size, "num_nodes": num_nodes, "started": "2026-11-24T00:00:00",
                                            "backend": "gloo"},
     )
@@ -55,6 +56,28 @@ def test_weak_scaling_efficiency_and_karp_flatt_exact(tmp_path):
     assert table.loc[4, "karp_flatt"] == pytest.approx(1 / 12)
     assert set(table["baseline_runs"]) == {"one"}
     assert table.loc[1, "ci95_low"] == table.loc[1, "ci95_high"] == 100.0
+
+
+def test_bare_efficiency_divides_by_the_one_process_run_without_gradient_sync(tmp_path):
+    """The README demo's cnn case: 118.1 samples/s under DDP at 1 process, 161 without its synchronisation."""
+    write_run(tmp_path, "one", [118.1] * 3, 1, samples_per_s_compute_only=161.0)
+    write_run(tmp_path, "two", [213.1] * 3, 2, samples_per_s_compute_only=300.0)
+    table = scaling_table(load_records([tmp_path])).set_index("world_size")
+    assert table.loc[2, "efficiency"] == pytest.approx(213.1 / (2 * 118.1))  # 90.2 %, against DDP at 1
+    assert table.loc[2, "bare_efficiency"] == pytest.approx(213.1 / (2 * 161.0))  # 66.2 %, against training without it
+    assert table.loc[2, "bare_baseline_samples_per_s"] == 161.0  # the 1-process run's window, never the 2-process one's
+    assert table.loc[1, "engine_cost_at_1"] == pytest.approx(1 - 118.1 / 161.0)
+    [general, cost] = baselines_note(table.reset_index())
+    assert "compute-only window" in general and cost.startswith("engine_cost_at_1: ddp costs mlp 26.6% of its 1-process")
+    write_run(tmp_path, "one", [118.1] * 3, 1, samples_per_s_compute_only=120.0)  # within ENGINE_COST_NOTED: not named
+    assert baselines_note(scaling_table(load_records([tmp_path]))) == [general]
+
+
+def test_records_without_a_compute_only_rate_have_no_bare_efficiency(tmp_path):
+    write_run(tmp_path, "one", [100.0] * 3, 1)
+    write_run(tmp_path, "two", [180.0] * 3, 2)
+    table = scaling_table(load_records([tmp_path])).set_index("world_size")
+    assert table.loc[2, "efficiency"] == pytest.approx(0.9) and np.isnan(table.loc[2, "bare_efficiency"])
 
 
 def test_strong_scaling_uses_the_fixed_global_batch(tmp_path):

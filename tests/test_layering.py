@@ -24,7 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # 2: the record format and its provenance
     ("hpcbench.provenance", "hpcbench.records"),
     # 3: the plug-ins the loop is made of
-    ("hpcbench.engines", "hpcbench.workloads", "hpcbench.measurements", "hpcbench.training"),
+    ("hpcbench.engines", "hpcbench.workloads", "hpcbench.measurements", "hpcbench.training", "hpcbench.modes"),
     # 4: config resolution, flags and sweep matrices, which need the plug-ins' options and defaults
     ("hpcbench.resolve", "hpcbench.flags", "hpcbench.matrix"),
     # 5: the programs a rank runs, and the read side

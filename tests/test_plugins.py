@@ -1,5 +1,5 @@
-"""Every axis is a plug-in: a new engine, measurement, scheduler or launcher is one class, registered,
-and the runner, the flags, the renderer and the submitter use it without a change."""
+"""Every axis is a plug-in: a new engine, measurement, run mode, scheduler or launcher is one class,
+registered, and the runner, the flags, the renderer and the submitter use it without a change."""
 
 import argparse
 import contextlib
@@ -20,6 +20,7 @@ from hpcbench.launch.launchers import LAUNCHERS, Launcher
 from hpcbench.launch.schedulers import SCHEDULERS, Scheduler, current
 from hpcbench.launch.schedulers.base import Raw
 from hpcbench.measurements import MEASUREMENTS, THROUGHPUT, Measurement
+from hpcbench.modes import RUN_MODES, RunMode
 from hpcbench.resolve import resolve
 from hpcbench.runner import build_record, measure
 
@@ -153,6 +154,42 @@ def test_a_new_measurement_is_taken_around_every_window_and_merged_into_the_reco
     assert rank["window_steps"] == 6  # timed steps only: warm-up is no window
     assert record["metrics"]["window_steps_total"] == 6 and record["metrics"]["window_world_size"] == 1
     assert len(rank["step_times_s"]) == 2  # step timing still there beside it
+
+
+class Soak(RunMode):
+    """Timed windows back to back, no warm-up, no breakdown: what a new run mode module looks like."""
+
+    name = "soak-test"
+    description = "windows back to back (test)"
+
+    def run(self, session):
+        for _ in range(session.cfg.num_repeats):
+            if session.window(THROUGHPUT, session.cfg.num_steps):
+                break
+            session.repeats_done += 1
+        session.results["soak_windows"] = session.repeats_done
+        session.snapshot_replicas()
+
+    @classmethod
+    def merge(cls, per_rank):
+        return {**super().merge(per_rank), "soak_windows": per_rank[0]["soak_windows"]}
+
+
+def test_a_new_run_mode_is_one_module_and_drives_the_unchanged_step():
+    with registered(ENGINES, SoloEngine), registered(RUN_MODES, Soak):
+        parser = argparse.ArgumentParser()
+        add_run_arguments(parser)
+        [mode_flag] = [action for action in parser._actions if action.dest == "mode"]
+        assert "(throughput, tta, soak-test)" in mode_flag.help
+        cfg = resolve(RunConfig(workload="mlp", engine="solo", device="cpu", mode="soak-test", batch_size=8,
+                                num_steps=3, num_warmup_steps=5, num_repeats=2))
+        engine, record = solo_run(cfg)
+    assert engine.calls == {"backward": 6, "step": 6}  # no warm-up: the mode's two windows of 3 steps only
+    assert record["status"] == "ok" and record["metrics"]["soak_windows"] == 2
+    assert len(record["ranks"][0]["step_times_s"]) == 2 and record["metrics"]["samples_per_s"] > 0
+    assert record["metrics"]["tta"] is None and record["metrics"]["compute_step_time_s"] is None
+    with pytest.raises(ConfigError, match="mode: 'soak-test' is not one of: throughput, tta"):  # gone with its module
+        resolve(RunConfig(mode="soak-test", device="cpu"))
 
 
 class Flux(Scheduler):

@@ -11,7 +11,7 @@ import torch
 from conftest import read_records, run_cli
 from hpcbench.analysis.convergence import olympic_mean, tta_table
 from hpcbench.config import RunConfig
-from hpcbench.convergence import TargetWatch, lr_factor, lr_multiplier
+from hpcbench.convergence import Quality, TargetWatch, lr_factor, lr_multiplier
 from hpcbench.errors import ConfigError
 from hpcbench.experiment import experiment_block
 from hpcbench.matrix import SweepMatrix
@@ -137,13 +137,14 @@ def test_throughput_runs_keep_their_ids_and_tta_runs_are_their_own_experiment():
 
 
 def test_target_watch_direction_minimum_count_and_budgets():
-    watch = TargetWatch(metric="heldout_neg_elbo_nats", higher_is_better=False, target=300.0, min_count=1,
-                        max_epochs=None, max_time_s=60.0, global_batch_size=256, steps_per_epoch=5)
+    nats = Quality(metric="heldout_neg_elbo_nats", higher_is_better=False, low=0.0, high=1e4, target=300.0, why="test")
+    watch = TargetWatch(quality=nats, target=300.0, max_epochs=None, max_time_s=60.0, global_batch_size=256, steps_per_epoch=5)
     assert not watch.evaluated(step=5, seconds=1.0, eval_s=0.1, total=3200.0, count=10)  # 320 nats
     assert watch.evaluated(step=10, seconds=2.0, eval_s=0.1, total=2990.0, count=10)  # 299: met (lower is better)
     assert watch.result(train_s=1.8, eval_s_total=0.2)["epochs_to_target"] == 2.0
-    episodes = TargetWatch(metric="mean_return_last_100", higher_is_better=True, target=475.0, min_count=100,
-                           max_epochs=None, max_time_s=10.0, global_batch_size=512, steps_per_epoch=None)
+    solved = Quality(metric="mean_return_last_100", higher_is_better=True, low=0.0, high=500.0, target=475.0,
+                     why="test", min_count=100)
+    episodes = TargetWatch(quality=solved, target=475.0, max_epochs=None, max_time_s=10.0, global_batch_size=512, steps_per_epoch=None)
     assert not episodes.evaluated(step=5, seconds=1.0, eval_s=0.0, total=500.0 * 99, count=99)  # too few episodes yet
     assert episodes.curve[-1]["quality"] is None
     assert episodes.evaluated(step=10, seconds=11.0, eval_s=0.0, total=100.0 * 100, count=100)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from hpcbench.measurements.base import COMPUTE_ONLY, MEASUREMENTS, PHASES_WINDOW, THROUGHPUT, Measurement, RankContext, RunFacts
+from collections.abc import Callable
+
+from hpcbench.measurements.base import (
+    COMPUTE_ONLY, MEASUREMENTS, PHASES_WINDOW, THROUGHPUT, Measurement, RankContext, RunFacts, no_mark,
+)
 from hpcbench.plugins import import_submodules
 
 import_submodules(__name__, __path__)
@@ -30,6 +34,14 @@ class Meters:
         for measurement in reversed(self._all):
             measurement.stop(window, complete)
 
+    def marker(self, window: str) -> Callable[[str], None]:
+        """The step's phase-boundary call inside `window`: the one measurement's that looks inside
+        steps there (the phases window's timer), else a no-op."""
+        found = [mark for mark in (m.marks(window) for m in self._all) if mark is not None]
+        if len(found) > 1:
+            raise RuntimeError(f"two measurements mark the steps of window {window!r}")
+        return found[0] if found else no_mark
+
     def rank_results(self) -> dict[str, Any]:
         merged: dict[str, Any] = {}
         for measurement in self._all:
@@ -45,4 +57,5 @@ def merge_metrics(ranks: list[dict[str, Any]], run: RunFacts) -> dict[str, Any]:
     return metrics
 
 
-__all__ = ["COMPUTE_ONLY", "MEASUREMENTS", "PHASES_WINDOW", "THROUGHPUT", "Measurement", "Meters", "RankContext", "RunFacts", "merge_metrics"]
+__all__ = ["COMPUTE_ONLY", "MEASUREMENTS", "PHASES_WINDOW", "THROUGHPUT", "Measurement", "Meters", "RankContext", "RunFacts",
+           "merge_metrics", "no_mark"]

@@ -70,6 +70,11 @@ class Measurement:
     def stop(self, window: str, complete: bool) -> None:
         """Called after a window; `complete` is False when a stop signal cut it short."""
 
+    def marks(self, window: str) -> Callable[[str], None] | None:
+        """What the step calls at its phase boundaries ("start", then each phase's name) inside
+        `window`, for a measurement that looks inside steps; None: nothing (the default, and free)."""
+        return None
+
     def rank_result(self) -> dict[str, Any]:
         """This rank's raw values, kept in its entry of the record's `ranks`."""
         return {}
@@ -78,6 +83,10 @@ class Measurement:
     def merge(cls, ranks: list[dict[str, Any]], run: RunFacts) -> dict[str, Any]:
         """The run's metrics from every rank's raw values (ranks sorted by rank)."""
         return {}
+
+
+def no_mark(boundary: str) -> None:
+    """A step's phase boundary that no measurement looks at: nothing (no sync, no clock)."""
 
 
 def register(cls: type[Measurement]) -> type[Measurement]:

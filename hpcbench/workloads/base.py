@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from hpcbench.config import CUDA_ONLY_PRECISIONS, PRECISIONS
+from hpcbench.convergence import Quality
 from hpcbench.errors import ConfigError
 from hpcbench.plugins import Registry, resolve_options
 
@@ -45,23 +46,6 @@ class DataContext:
     model: nn.Module
 
 
-@dataclass(frozen=True, kw_only=True)
-class Quality:
-    """What `--mode tta` trains to: a held-out metric, its direction and range, a default target and why."""
-
-    metric: str
-    """Its name in the record, with the unit where it has one (`heldout_accuracy`, `heldout_neg_elbo_nats`)."""
-    higher_is_better: bool
-    low: float
-    high: float
-    """The metric's range: a target outside it is an error."""
-    target: float
-    why: str
-    """Where the default target comes from."""
-    min_count: int = 1
-    """Scored items needed before the metric means anything (e.g. 100 episodes for CartPole's criterion)."""
-
-
 class Workload:
     """Base class: subclasses set the class attributes and implement the three methods."""
 
@@ -79,6 +63,12 @@ class Workload:
     """Image batches through convolutions: --channels-last applies."""
     compilable: ClassVar[bool] = True
     """--compile applies (not where the step is mostly outside the model)."""
+
+    def __init__(self) -> None:
+        self._datasets: dict[str, Dataset] = {}
+        """Real or bundled splits by name ("train", "heldout"), loaded once per process."""
+        self._heldout_loader: DataLoader | None = None
+        """This rank's shard of the held-out split, built at the first evaluation."""
 
     def build_model(self, options: Any) -> nn.Module:
         raise NotImplementedError
@@ -136,15 +126,14 @@ class Workload:
 
     def dataset(self, options: Any, data: str, data_dir: str | None, split: str) -> Dataset:
         """One split of the real or bundled data, loaded once per process."""
-        cache = self.__dict__.setdefault("_datasets", {})
-        if split not in cache:
+        if split not in self._datasets:
             if data == "bundled":
-                cache[split] = self.bundled_dataset(options, split)
+                self._datasets[split] = self.bundled_dataset(options, split)
             else:
                 assert data_dir is not None
-                cache[split] = self.real_dataset(options, data_dir) if split == "train" else \
+                self._datasets[split] = self.real_dataset(options, data_dir) if split == "train" else \
                     self.real_heldout_dataset(options, data_dir)
-        return cache[split]
+        return self._datasets[split]
 
     def steps_per_epoch(self, options: Any, ctx: DataContext) -> int | None:
         """Steps in one pass over the training data by every rank (the last partial batch dropped)."""
@@ -154,11 +143,11 @@ class Workload:
 
     def heldout_score(self, options: Any, ctx: DataContext, model: nn.Module) -> tuple[float, int]:
         """This rank's share of the held-out evaluation: every world_size-th item, none twice, none padded."""
-        loader = self.__dict__.get("_heldout")
-        if loader is None:
+        if self._heldout_loader is None:
             dataset = self.dataset(options, ctx.data, ctx.data_dir, "heldout")
             shard = Subset(dataset, range(ctx.rank, len(dataset), ctx.world_size))
-            loader = self.__dict__["_heldout"] = DataLoader(shard, batch_size=max(ctx.batch_size, 256))
+            self._heldout_loader = DataLoader(shard, batch_size=max(ctx.batch_size, 256))
+        loader = self._heldout_loader
         total, count = torch.zeros((), dtype=torch.float64, device=ctx.device), 0
         with torch.no_grad():
             for batch in loader:
