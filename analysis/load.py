@@ -33,7 +33,6 @@ COLUMNS = {
     "step_time_s_median": ("metrics", "step_time_s_median"),
     "step_time_s_p95": ("metrics", "step_time_s_p95"),
     "compute_step_time_s": ("metrics", "compute_step_time_s"),
-    "samples_per_s_compute_only": ("metrics", "samples_per_s_compute_only"),
     "exposed_comm_s": ("metrics", "exposed_comm_s"),
     "stragglers": ("metrics", "stragglers"),
     "phases": ("metrics", "phases"),

@@ -149,10 +149,12 @@ def _summary_lines(runs: pd.DataFrame, netbench: pd.DataFrame) -> list[str]:
         "A curve is one experiment on one system: runs of different work or different machines are never pooled.",
         "Weak scaling keeps the per-process batch; strong scaling keeps the global batch. Efficiency is "
         "speedup / N against the 1-process, 1-node point of the same curve (`baseline_runs` names it). "
-        "bare_efficiency divides by the same 1-process run's compute-only window instead: single-process "
-        "training without the engine's gradient synchronisation, what a user means by 1; engine_cost_at_1 is "
-        "the share of 1-process throughput the engine costs with nothing to communicate (named under the "
-        f"table above {ENGINE_COST_NOTED:.0%}; it is the orange bar at 1 process in the step breakdown). "
+        "bare_efficiency divides instead by single-process training without the engine's gradient "
+        "synchronisation, what a user means by 1: that run's throughput with its 1-process exposed "
+        "communication taken out of the step (median step over the compute-only window's median step). "
+        "engine_cost_at_1 is the share of 1-process throughput the engine costs with nothing to communicate "
+        f"(named under the table above {ENGINE_COST_NOTED:.0%}); it is the orange bar at 1 process in the step "
+        "breakdown. "
         "CI: 95 % percentile bootstrap of the median over all repeats of all runs of a point. "
         "Karp-Flatt e = (1/S - 1/N) / (1 - 1/N).",
         "Amdahl columns are PREDICTIONS from a fit to the measured points, not measurements.",

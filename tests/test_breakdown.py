@@ -56,8 +56,6 @@ def test_two_processes_record_compute_and_exposed_communication(tmp_path, engine
     assert m["exposed_comm_s"] == pytest.approx(m["step_time_s_median"] - m["compute_step_time_s"])
     assert m["breakdown_note"] is None
     assert all(len(rank["compute_step_times_s"]) == 6 for rank in record["ranks"])
-    slowest = max(rank["compute_elapsed_s"] for rank in record["ranks"])  # as the throughput windows count
-    assert m["samples_per_s_compute_only"] == pytest.approx(6 * 32 / slowest)
     assert len(record["ranks"][0]["loss_per_step"]) == 12  # the timed steps only
     counters = m["engine_counters_by_rank"]
     if engine == "ddp":  # DDP's own sampled timings, as it reports them (iteration 10 is sampled here)

@@ -1,6 +1,5 @@
 """Step timing: each window's elapsed time and every step's time, on every rank; global throughput;
-from the compute-only window, exposed communication, stragglers and the throughput without
-gradient synchronisation."""
+from the compute-only window, exposed communication and stragglers."""
 
 from __future__ import annotations
 
@@ -23,7 +22,6 @@ class StepTiming(Measurement):
         self.elapsed_s: list[float] = []
         self.step_times_s: list[list[float]] = []
         self.compute_step_times_s: list[float] | None = None
-        self.compute_elapsed_s: float | None = None
 
     def start(self, window: str) -> None:
         self._timer.start()
@@ -40,11 +38,10 @@ class StepTiming(Measurement):
             self.step_times_s.append(steps)
         elif window == COMPUTE_ONLY:
             self.compute_step_times_s = steps
-            self.compute_elapsed_s = elapsed
 
     def rank_result(self) -> dict[str, Any]:
         return {"elapsed_s": self.elapsed_s, "step_times_s": self.step_times_s,
-                "compute_step_times_s": self.compute_step_times_s, "compute_elapsed_s": self.compute_elapsed_s}
+                "compute_step_times_s": self.compute_step_times_s}
 
     @classmethod
     def merge(cls, ranks: list[dict[str, Any]], run: RunFacts) -> dict[str, Any]:
@@ -55,22 +52,10 @@ class StepTiming(Measurement):
         compute = [r.get("compute_step_times_s") for r in ranks]
         if all(compute):
             metrics.update(compute_only_metrics(metrics["step_time_s_median"], compute))
-            metrics["samples_per_s_compute_only"] = compute_only_samples_per_s(ranks, run.global_batch_size)
             metrics["stragglers"] = straggler_metrics(compute)
             metrics["breakdown_note"] = None
         else:
-            metrics.update({"compute_step_time_s": None, "samples_per_s_compute_only": None,
-                            "compute_step_time_s_by_rank": None, "exposed_comm_s": None,
+            metrics.update({"compute_step_time_s": None, "compute_step_time_s_by_rank": None, "exposed_comm_s": None,
                             "exposed_comm_share": None, "stragglers": None,
                             "breakdown_note": run.breakdown_note or "the compute-only window did not complete"})
         return metrics
-
-
-def compute_only_samples_per_s(ranks: list[dict[str, Any]], global_batch_size: int) -> float | None:
-    """The compute-only window's global samples over its slowest rank's time, as the throughput
-    windows count theirs. At 1 process: training without the engine's gradient synchronisation,
-    the baseline a user means by "1" (analysis.scaling's bare efficiency)."""
-    elapsed = [r.get("compute_elapsed_s") for r in ranks]
-    if not all(elapsed):  # records before this field
-        return None
-    return len(ranks[0]["compute_step_times_s"]) * global_batch_size / max(elapsed)
