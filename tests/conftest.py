@@ -128,3 +128,18 @@ def out_dir(tmp_path: Path) -> Path:
     path = tmp_path / "results"
     path.mkdir()
     return path
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Long files first. pytest-xdist's --dist loadfile hands out whole files in collection order, so
+    a long file collected last (test_tta.py, alphabetically) ran alone at the end while the other
+    process idled. Files with a slurm- or slow-marked test go first, the rest keep their order."""
+    def weight(item: pytest.Item) -> int:
+        marks = {mark.name for mark in item.iter_markers()}
+        return 0 if "slurm" in marks else 1 if "slow" in marks else 2
+
+    first_seen: dict[str, int] = {}
+    for item in items:
+        path = str(item.path)
+        first_seen[path] = min(first_seen.get(path, 2), weight(item))
+    items.sort(key=lambda item: first_seen[str(item.path)])  # stable: a file's tests stay together, in order

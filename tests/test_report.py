@@ -31,6 +31,7 @@ def every_workload_runs(tmp_path_factory) -> Path:
     return results
 
 
+@pytest.mark.slow  # the module's sweep of every workload over 1 and 2 processes: ~3 min
 @pytest.mark.parametrize("workload", sorted(registry()))
 def test_two_ranks_train_and_agree(every_workload_runs, workload):
     assert workload in SMALL  # every registered workload needs small settings
