@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import pickle
@@ -22,6 +24,36 @@ def run_cli(*args: str, timeout: float = 300, env: dict | None = None) -> subpro
         [sys.executable, "-m", "hpcbench", *args], capture_output=True, text=True, timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+class WouldRun(Exception):
+    """Raised by `cli_in_process` where a run, sweep or submission would have started."""
+
+
+def cli_in_process(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`hpcbench ARGS` called in this process: for refused input and for rendering, which start nothing.
+
+    The same `cli.main` the console script calls, without a new interpreter importing torch (3-5 s on a
+    2-core CI machine, which ~90 such tests paid). Anything that would start training, launch ranks or
+    submit a job raises WouldRun instead, so input that wrongly passes fails the test, not the machine.
+    The real entry point (`python -m hpcbench`, its exit code) is pinned by subprocess tests beside these."""
+    from unittest import mock
+
+    from hpcbench import cli
+
+    def would_run(*_args, **_kwargs):
+        raise WouldRun(args)
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with (mock.patch.dict(os.environ, env or {}), mock.patch("hpcbench.launch.local.run_local", would_run),
+          mock.patch("hpcbench.sweep.run_grid", would_run), mock.patch("hpcbench.launch.submit.submit_sweep", would_run),
+          mock.patch("hpcbench.launch.local.run_netbench", would_run),
+          contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr)):
+        try:
+            code = cli.main(list(args))
+        except SystemExit as exc:  # argparse's own errors
+            code = exc.code
+    return subprocess.CompletedProcess(["hpcbench", *args], code, stdout.getvalue(), stderr.getvalue())
 
 
 class LaunchedRun:

@@ -68,16 +68,17 @@ def test_two_processes_record_compute_and_exposed_communication(tmp_path, engine
 def test_one_process_has_next_to_no_exposed_communication(tmp_path):
     """No peer to all-reduce with, yet not nothing: DDP's reducer still copies gradients into buckets
     (mlp ~8 %, resnet18 ~20 % of a step on this CPU at 1 process), plus window-to-window noise. A fresh
-    2-core CI machine measured 20.4 % for mlp and a loaded one 38 %, so a bound near DDP's own cost
-    tests the machine. What this pins is the arithmetic: the gap is step minus compute-only step, and
-    it is a fraction of the step, not a multiple (a window mix-up or a unit slip would be)."""
+    2-core CI machine measured 20.4 % for mlp, a loaded one 38 %, and the full suite on a slow day 66 %
+    (130 ms steps against 44 ms compute-only ones), so any bound near DDP's own cost tests the machine.
+    What this pins is the arithmetic: the gap is step minus compute-only step, and it is less than one
+    step either way (a per-window sum for a per-step median, or milliseconds for seconds, is a multiple)."""
     result = run_cli("run", "--workload", "mlp", "--batch-size", "64", "--nproc", "1", "--steps", "20", "--warmup", "3",
                      "--repeats", "2", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     [record] = read_records(tmp_path)
     m = record["metrics"]
     assert m["exposed_comm_s"] == pytest.approx(m["step_time_s_median"] - m["compute_step_time_s"])
-    assert abs(m["exposed_comm_s"]) < 0.6 * m["step_time_s_median"], m
+    assert abs(m["exposed_comm_s"]) < m["step_time_s_median"], m
 
 
 def test_no_breakdown_leaves_nulls_and_says_why(tmp_path):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import run_cli
+from conftest import cli_in_process, run_cli
 
 
 @pytest.mark.parametrize(
@@ -19,7 +19,7 @@ from conftest import run_cli
     ],
 )
 def test_bad_run_input(out_dir, args, expected):
-    result = run_cli("run", *args, "--out", str(out_dir), timeout=60)
+    result = cli_in_process("run", *args, "--out", str(out_dir))
     assert result.returncode == 2
     assert expected in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
@@ -53,7 +53,7 @@ def test_unwritable_out_dir(tmp_path):
     ],
 )
 def test_bad_sweep_input_fails_before_any_run(out_dir, args, expected):
-    result = run_cli("sweep", *args, "--out", str(out_dir), timeout=60)
+    result = cli_in_process("sweep", *args, "--out", str(out_dir))
     assert result.returncode == 2
     assert expected in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import read_records, run_cli
+from conftest import cli_in_process, read_records, run_cli
 from hpcbench import records
 from hpcbench.analysis import load_records
 from hpcbench.analysis.efficiency import efficiency_table, peaks_frame, precision_table
@@ -119,7 +119,7 @@ def test_peak_command_record_and_mfu_against_it_in_the_report(tmp_path):
     m = peak["metrics"]
     assert m["achievable_tflops"] == max(row["tflops"] for row in m["shapes"]) > 0
     assert m["datasheet_tflops"] is None and "CPUs" in m["datasheet_note"]
-    bad = run_cli("peak", "--precision", "fp16", "--out", str(tmp_path / "bad"))
+    bad = cli_in_process("peak", "--precision", "fp16", "--out", str(tmp_path / "bad"))
     assert bad.returncode == 2 and "precision: fp16 needs --device cuda" in bad.stderr
     assert not (tmp_path / "bad").exists() or not list((tmp_path / "bad").iterdir())
 

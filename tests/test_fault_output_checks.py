@@ -6,12 +6,12 @@ import subprocess
 
 import pytest
 
-from conftest import run_cli
+from conftest import cli_in_process
 from hpcbench.records import check_out_dir
 
 
 def run_into(out: str) -> subprocess.CompletedProcess:
-    return run_cli("run", "--workload", "mlp", "--nproc", "2", "--device", "cpu", "--out", out, timeout=120)
+    return cli_in_process("run", "--workload", "mlp", "--nproc", "2", "--device", "cpu", "--out", out)
 
 
 def assert_refused(result: subprocess.CompletedProcess, message: str) -> None:

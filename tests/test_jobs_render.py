@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import cli_in_process
 from hpcbench.config import ConfigError, RunConfig
 from hpcbench.launch.jobs import LAUNCHERS, SiteProfile, load_profile, plan_sweep, render_sweep
 
@@ -64,7 +64,7 @@ def test_bad_cluster_input_writes_and_submits_nothing(tmp_path, args, message):
         base[flag] = value
     argv = [token for pair in base.items() for token in pair]
     for command in ("render", "submit"):
-        result = run_cli(command, *argv, "--sweep-dir", str(sweep), timeout=60)
+        result = cli_in_process(command, *argv, "--sweep-dir", str(sweep))
         assert result.returncode == 2, result.stderr
         assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
         assert not sweep.exists(), "nothing may be written for bad input"
@@ -95,7 +95,7 @@ def test_bad_profiles(tmp_path, profile, message):
 
 
 def test_unsafe_sweep_dir_is_refused(tmp_path):
-    result = run_cli("render", "--profile", "local-slurm", "--sweep-dir", str(tmp_path / "a b"), timeout=60)
+    result = cli_in_process("render", "--profile", "local-slurm", "--sweep-dir", str(tmp_path / "a b"))
     assert result.returncode == 2 and "sweep-dir: " in result.stderr
     assert not (tmp_path / "a b").exists()
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import read_records, run_cli
+from conftest import cli_in_process, read_records, run_cli
 from hpcbench.netbench import (COLLECTIVES, bus_factor, count_wrong, element_count, expected, measure, parse_size,
                                pattern, size_range)
 
@@ -126,7 +126,7 @@ def test_gloo_and_mpi_side_by_side(tmp_path):
     (["--sizes", "2"], "sizes"),
 ])
 def test_bad_input_is_one_line_and_no_record(tmp_path, args, field):
-    result = run_cli("netbench", "--nproc", "2", *args, "--out", str(tmp_path / "out"))
+    result = cli_in_process("netbench", "--nproc", "2", *args, "--out", str(tmp_path / "out"))
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert field in line

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import termios
 
-from conftest import run_cli
+from conftest import cli_in_process, run_cli
 
 SMALL = ["--workloads", "mlp", "--nproc", "1,2", "--steps", "6", "--warmup", "1", "--repeats", "2", "--batch-size", "16",
          "--hidden-size", "32"]
@@ -78,7 +78,7 @@ def test_progress_off_prints_no_progress_lines(tmp_path):
 
 
 def test_a_bad_progress_setting_is_refused_before_any_run(tmp_path):
-    result = run_cli("run", "--workload", "mlp", "--out", str(tmp_path), env={"HPCBENCH_PROGRESS": "fancy"}, timeout=60)
+    result = cli_in_process("run", "--workload", "mlp", "--out", str(tmp_path), env={"HPCBENCH_PROGRESS": "fancy"})
     assert result.returncode == 2
     assert result.stderr.strip() == "hpcbench run: error: HPCBENCH_PROGRESS: 'fancy' is not one of: bar, lines, off"
     assert list(tmp_path.iterdir()) == []

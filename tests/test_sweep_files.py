@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import cli_in_process, run_cli
 from hpcbench.analysis import load_records
 from hpcbench.errors import ConfigError
 from hpcbench.matrix import builtin_sweeps, load_sweep_file
@@ -68,7 +68,7 @@ global_batch_size = 64
 )
 def test_bad_sweep_files_are_one_line_errors_before_any_run(tmp_path, text, expected):
     out = tmp_path / "out"
-    result = run_cli("sweep", str(sweep_file(tmp_path, text)), "--out", str(out), timeout=60)
+    result = cli_in_process("sweep", str(sweep_file(tmp_path, text)), "--out", str(out))
     assert result.returncode == 2, result.stderr
     assert expected in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -79,7 +79,7 @@ def test_a_bad_value_in_the_last_experiment_stops_the_whole_grid(tmp_path):
     """The second image size is invalid: nothing runs, not even the valid first experiment."""
     out = tmp_path / "out"
     path = sweep_file(tmp_path, "workloads = ['cnn']\nnproc = [1]\ncnn.model = 'convnet'\ncnn.image_size = [16, 0]")
-    result = run_cli("sweep", str(path), "--out", str(out), timeout=60)
+    result = cli_in_process("sweep", str(path), "--out", str(out))
     assert result.returncode == 2 and "image-size" in result.stderr, result.stderr
     assert not out.exists() or list(out.iterdir()) == []
 
@@ -102,7 +102,7 @@ def test_a_sweep_file_runs_each_experiment_as_its_own_curve(tmp_path):
 
 def test_render_numbers_one_job_per_experiment_and_node_count(tmp_path):
     path = sweep_file(tmp_path, "workloads = ['mlp']\nnodes = [1, 2]\ntasks_per_node = 2\nmlp.hidden_size = [16, 32]")
-    result = run_cli("render", str(path), "--profile", "local-slurm", "--sweep-dir", str(tmp_path / "s"), timeout=60)
+    result = cli_in_process("render", str(path), "--profile", "local-slurm", "--sweep-dir", str(tmp_path / "s"))
     assert result.returncode == 0, result.stderr
     names = [Path(line).name for line in result.stdout.split()]
     assert names == ["job_01-mlp_1n.sh", "job_01-mlp_2n.sh", "job_02-mlp_1n.sh", "job_02-mlp_2n.sh", "aggregate.sh"]
@@ -117,7 +117,7 @@ def test_shipped_sweeps_validate_whole(tmp_path, name):
     matrix = load_sweep_file(name)
     gpu = matrix.run_values.get("device") == "cuda"
     profile = "example-gpu-slurm" if gpu else "local-slurm"
-    result = run_cli("render", name, "--profile", profile, "--sweep-dir", str(tmp_path / name), timeout=120)
+    result = cli_in_process("render", name, "--profile", profile, "--sweep-dir", str(tmp_path / name))
     assert result.returncode == 0, result.stderr
     jobs = len(matrix.experiments()) * len(matrix.node_counts or [1, 2])
     assert len(result.stdout.split()) == jobs + 1  # and the report job

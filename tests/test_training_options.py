@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import read_records, run_cli
+from conftest import cli_in_process, read_records, run_cli
 from hpcbench.experiment import experiment_block
 from hpcbench.training import channels_last
 from hpcbench.workloads import get_workload, registry
@@ -121,7 +121,7 @@ def test_ddp_options_and_comm_hooks_keep_replicas_identical(tmp_path, options):
     (["--engine", "horovod", "--ddp-static-graph", "true"], "engine"),
 ])
 def test_bad_training_options_are_one_line_exit_2_and_no_record(tmp_path, args, field):
-    result = run_cli("run", "--device", "cpu", "--out", str(tmp_path / "out"), *args)
+    result = cli_in_process("run", "--device", "cpu", "--out", str(tmp_path / "out"), *args)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and field in lines[0], lines

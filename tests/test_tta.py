@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import read_records, run_cli
+from conftest import cli_in_process, read_records, run_cli
 from hpcbench.analysis.convergence import olympic_mean, tta_table
 from hpcbench.config import RunConfig
 from hpcbench.convergence import Quality, TargetWatch, lr_factor, lr_multiplier
@@ -48,6 +48,8 @@ def test_done_when_mlp_and_rl_reach_their_targets_on_1_and_2_processes_and_the_r
     assert mlp["metrics"]["tta"]["epochs_to_target"] == mlp["metrics"]["tta"]["steps_to_target"] / 11  # 1437 // 128
     rl = next(r for r in runs if r["config"]["workload"] == "rl" and r["provenance"]["world_size"] == 2)
     assert rl["metrics"]["tta"]["target"] == 475 and rl["metrics"]["tta"]["curve"][-1]["items"] == 100
+    # The agent learned (a random policy averages ~22 steps per CartPole episode), counted in environment steps.
+    assert rl["metrics"]["mean_episode_return"] > 100 and rl["workload"]["sample_unit"] == "environment step"
 
     report = run_cli("report", str(out), "-o", str(tmp_path / "report"))
     assert report.returncode == 0, report.stderr
@@ -83,7 +85,7 @@ def test_an_unreachable_target_in_a_tiny_budget_records_not_reached_with_the_bes
     (["--workload", "cnn", "--data", "bundled", "--num-classes", "5"], "num-classes: the bundled data has 10 classes"),
 ])
 def test_bad_tta_input_is_one_line_exit_2_and_no_record(tmp_path, args, message):
-    result = run_cli("run", "--out", str(tmp_path / "out"), *args)
+    result = cli_in_process("run", "--out", str(tmp_path / "out"), *args)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], lines
