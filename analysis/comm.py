@@ -22,7 +22,7 @@ from hpcbench.analysis.load import read_valid
 from hpcbench.records import netbench_rows
 
 PROVENANCE = ["cpu_model", "gpu_model", "torch", "hpcbench", "started"]
-NETBENCH_COLUMNS = ["run_id", "system_name", "system_id", "device", "world_size", "num_nodes", "backend", "collective",
+NETBENCH_COLUMNS = ["run_id", "system_name", "system_id", "network", "device", "world_size", "num_nodes", "backend", "collective",
                     "size_bytes", "time_s", "algbw_gbps", "busbw_gbps", "wrong", *PROVENANCE, "path"]
 
 
@@ -40,7 +40,8 @@ def netbench_frame(found: list[tuple[Path, dict]]) -> pd.DataFrame:
         for collective, measured in netbench_rows(record["metrics"]).items():
             for row in measured:
                 rows.append({"run_id": record["run_id"], "system_name": record["system"]["name"],
-                             "system_id": record["system"]["system_id"], "device": record["config"].get("device"),
+                             "system_id": record["system"]["system_id"], "network": record["system"].get("network"),
+                             "device": record["config"].get("device"),
                              "world_size": prov["world_size"], "num_nodes": prov.get("num_nodes", 1),
                              "backend": prov.get("backend"), "collective": collective,
                              **{k: row.get(k) for k in ("size_bytes", "time_s", "algbw_gbps", "busbw_gbps", "wrong")},

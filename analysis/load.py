@@ -71,6 +71,7 @@ COLUMNS = {
     "sample_unit": ("workload", "sample_unit"),
     "cpu_model": ("provenance", "cpu_model"),
     "cores_per_node": ("system", "cores_per_node"),
+    "network": ("system", "network"),
     "memory_gib_per_node": ("system", "memory_gib_per_node"),
     "gpus_per_node": ("system", "gpus_per_node"),
     "gpu_model": ("provenance", "gpu_model"),

@@ -30,6 +30,8 @@ class Section:
 
     name: str
     system_id: str
+    network: str | None
+    """The interconnect the records name (a profile's `network`, HPCBENCH_NETWORK), shown in the heading."""
     description: str
     weak: pd.DataFrame
     strong: pd.DataFrame
@@ -44,7 +46,7 @@ class Section:
 
     @property
     def heading(self) -> str:
-        return f"System {self.name} ({self.system_id})"
+        return f"System {self.name} ({self.system_id})" + (f", network {self.network}" if self.network else "")
 
 
 def build_report(paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, Path]:
@@ -81,7 +83,9 @@ def build_report(paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, 
         folder.mkdir(parents=True, exist_ok=True)
         figures = _figures(mine(weak), mine(strong), mine(runs), mine(netbench), mine(comm))
         images = {fig_name: _save(fig, folder / fig_name) for fig_name, fig in figures.items() if fig is not None}
-        sections.append(Section(name, system_id, _describe(mine(runs), mine(netbench)), mine(weak), mine(strong),
+        first = (mine(runs) if not mine(runs).empty else mine(netbench)).iloc[0]
+        network = first.get("network") if pd.notna(first.get("network")) else None
+        sections.append(Section(name, system_id, network, _describe(mine(runs), mine(netbench)), mine(weak), mine(strong),
                                 mine(fits), mine(comm), mine(stragglers), mine(phases), mine(efficiency),
                                 mine(precisions), mine(tta), images))
 

@@ -22,7 +22,10 @@ STEP_FIELDS = {"precision": "fp32", "channels_last": False, "compile": False, "m
 every older record ran. A time-to-accuracy run's seed and budget are not: seeds pool, a budget only cuts a run."""
 NAMED_BY_VALUE = ("precision", "mode")
 """Step fields a label shows by value alone (`bf16`, `tta`); booleans show their name, the rest name=value."""
-HARDWARE_FIELDS = ("cpu_model", "cores_per_node", "memory_gib_per_node", "gpu_model", "gpus_per_node")
+HARDWARE_FIELDS = ("cpu_model", "cores_per_node", "memory_gib_per_node", "gpu_model", "gpus_per_node", "network")
+"""network: the interconnect as the site names it (a profile's `network`, HPCBENCH_NETWORK in the job's
+environment: "4x HDR200 InfiniBand", "emulated:tbf:1gbit"); null where nobody said, and then left out of
+the id, so records written before it existed keep theirs."""
 SOFTWARE_FIELDS = ("torch", "cuda", "nccl", "engine_libraries")
 """engine_libraries: the installed version of each engine's own library ({name: version}), whichever engine ran."""
 
@@ -101,5 +104,5 @@ def system_block(provenance: dict[str, Any], configured_name: str | None = None)
         "name": system_name(configured_name, provenance.get("hostnames")),
         **hardware,
         **software,
-        "system_id": short_hash({**hardware, **software}),
+        "system_id": short_hash({k: v for k, v in {**hardware, **software}.items() if k != "network" or v is not None}),
     }

@@ -231,6 +231,8 @@ def run(cfg: NetbenchConfig, run_id: str, path: Path | None) -> int:
     comm = start_collectives(cfg.backend_entry, discover(), cfg.device, cfg.timeout_s)
     placement = comm.placement
     try:
+        records.check_out_dir_on_every_rank(str(path.parent if path else cfg.out_dir), placement.rank,
+                                            comm.all_gather_object)
         measured = {name: measure(comm, name, cfg.sizes, cfg.num_iters, cfg.num_warmup, cfg.check)
                     for name in cfg.collectives}
         hosts = comm.all_gather_object(host_facts()["host"])
@@ -313,7 +315,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"hpcbench netbench: error: {exc}", file=sys.stderr)
         return 2
-    return run(cfg, run_id, Path(record) if record else None)
+    try:
+        return run(cfg, run_id, Path(record) if record else None)
+    except ConfigError as exc:  # the record's folder, refused on every rank before any collective is timed
+        print(f"hpcbench netbench: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

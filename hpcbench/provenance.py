@@ -51,6 +51,7 @@ def system_facts(engine_libraries: dict[str, str | None]) -> dict[str, Any]:
         "memory_gib_per_node": memory_gib,
         "gpu_model": torch.cuda.get_device_name() if cuda else None,
         "gpus_per_node": torch.cuda.device_count() if cuda else 0,
+        "network": os.environ.get("HPCBENCH_NETWORK") or None,  # set by the site's profile or the cluster
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "nccl": nccl_version(),

@@ -14,6 +14,7 @@ import math
 import os
 import re
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,20 @@ def check_out_dir(path: str) -> None:
                 "out", f"{path!r} holds records of schema version {version} ({record_file.name}); this hpcbench "
                 f"writes version {SCHEMA_VERSION}: use another folder"
             )
+
+
+def check_out_dir_on_every_rank(path: str, rank: int, all_gather_object: Callable[[Any], list[Any]]) -> None:
+    """Rank 0, which alone writes, checks the folder (check_out_dir) before any work; every rank raises
+    the same ConfigError, so none trains or measures a run whose record would be lost, whatever started it."""
+    problem = None
+    if rank == 0:
+        try:
+            check_out_dir(path)
+        except ConfigError as exc:
+            problem = (exc.field_name, exc.message)  # a tuple: ConfigError itself does not pickle
+    agreed = all_gather_object(problem)[0]
+    if agreed:
+        raise ConfigError(*agreed)
 
 
 def peek_schema_version(path: Path) -> int | None:

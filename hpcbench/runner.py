@@ -85,7 +85,7 @@ def run_worker(
     engine = start_engine(cfg.engine, placement, cfg.device, cfg.timeout_s, cfg.engine_options)
     placement = engine.placement  # an engine may number the ranks itself (Horovod does)
     try:
-        check_record_folder(engine, path.parent)
+        records.check_out_dir_on_every_rank(str(path.parent), engine.placement.rank, engine.all_gather_object)
         mine = measure(cfg, engine, clock, stop)
         everyone = engine.all_gather_object(mine)
         if placement.rank == 0:
@@ -113,21 +113,6 @@ def run_worker(
         raise
     finally:
         engine.close()
-
-
-def check_record_folder(engine: Engine, folder: Path) -> None:
-    """Rank 0, which alone writes, checks the record's folder (records.check_out_dir: created when
-    missing, refused when unwritable, full or of another schema) before any step; every rank raises
-    the same ConfigError, so none trains a run whose record would be lost."""
-    problem = None
-    if engine.placement.rank == 0:
-        try:
-            records.check_out_dir(str(folder))
-        except ConfigError as exc:
-            problem = (exc.field_name, exc.message)  # a tuple: ConfigError itself does not pickle
-    agreed = engine.all_gather_object(problem)[0]
-    if agreed:
-        raise ConfigError(*agreed)
 
 
 def measure(cfg: RunConfig, engine: Engine, clock: Callable[[], float], stop: StopSignals) -> dict[str, Any]:

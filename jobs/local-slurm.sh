@@ -6,43 +6,151 @@
 #   source /tmp/hpcbench-slurm/env   # SLURM_CONF for sbatch, squeue, scontrol, ...; Open MPI's transports
 #   jobs/local-slurm.sh down         # stop every daemon by the PID in its pid file
 #
-# State lives in $HPCBENCH_SLURM_DIR (default /tmp/hpcbench-slurm). Nothing outside it changes.
+#   sudo jobs/local-slurm.sh up --link 100mbit [--nodes N] [--cpus-per-node C]
+#
+# With --link, every node is a host of its own on a real network: its own network namespace
+# (address 10.213.0.2, .3, ...; its own hostname and /etc/hosts), joined to a bridge in this
+# machine's namespace (10.213.0.1, where slurmctld and munged run) by a veth pair shaped with tbf
+# at RATE in both directions. Nothing routes anywhere else. Every task started on a node sees
+# HPCBENCH_NETWORK=emulated:tbf:RATE, which records carry in their system (and its id).
+# Without --link, both "nodes" are this host and talk over loopback.
+#
+# State lives in $HPCBENCH_SLURM_DIR (default /tmp/hpcbench-slurm); the controller listens on
+# $HPCBENCH_SLURM_PORT (default 16817), loopback nodes on the ports 184 above it and up (17001, ...):
+# clusters in two folders with two ports run side by side. Nothing outside the folder changes except, with --link, the
+# namespaces, links and bridge named hpcbench-*, which `down` removes (listed in $DIR/network).
 set -euo pipefail
 
 DIR=${HPCBENCH_SLURM_DIR:-/tmp/hpcbench-slurm}
 NODES=${HPCBENCH_SLURM_NODES:-2}
 CPUS=${HPCBENCH_SLURM_CPUS:-4}
-
-CTLD_PORT=16817
-LAST_PORT=$((17000 + NODES))
+CTLD_PORT=${HPCBENCH_SLURM_PORT:-16817}
+SUBNET=${HPCBENCH_SLURM_SUBNET:-10.213.0}  # the emulated network's /24 (first three octets)
+BRIDGE=hpcbench-br
+LINK=
 
 fail() {  # one line saying what failed, after stopping whatever this `up` had started
+    trap - ERR
     down quiet
     echo "local-slurm: $*; stopped what had started (logs in $DIR/log)" >&2
     exit 1
 }
 
+node_address() { echo "$SUBNET.$((1 + $1))"; }
+
+check_link_possible() {  # one line and exit 3 where namespaces cannot be made (no root, no iproute2)
+    local tool probe=hpcbench-probe-$$ why
+    for tool in ip tc nsenter unshare; do
+        command -v "$tool" >/dev/null || { echo "local-slurm: --link needs $tool (iproute2, util-linux); nothing started" >&2; exit 3; }
+    done
+    if ! why=$(ip netns add "$probe" 2>&1); then
+        echo "local-slurm: --link cannot make network namespaces here (needs root): ${why//$'\n'/ }; nothing started" >&2
+        exit 3
+    fi
+    ip netns del "$probe"
+    if ip netns list | grep -q '^hpcbench-n'; then
+        echo "local-slurm: network namespace $(ip netns list | grep -m1 '^hpcbench-n' | cut -d' ' -f1) exists: another emulated cluster is up (jobs/local-slurm.sh down with its HPCBENCH_SLURM_DIR); nothing started" >&2
+        exit 1
+    fi
+    if [ -n "$(ip -4 addr show to "$SUBNET.0/24")" ] || [ -n "$(ip -4 route show "$SUBNET.0/24")" ]; then
+        echo "local-slurm: $SUBNET.0/24 is already in use on this machine (set HPCBENCH_SLURM_SUBNET); nothing started" >&2
+        exit 1
+    fi
+}
+
+network_up() {  # the bridge, one namespace per node, a tbf-shaped veth pair each; every name made is listed for `down`
+    local i ns address burst
+    # tbf needs a bucket of at least one timer tick of traffic; 10 ms at RATE (>= 64 KiB) holds the rate.
+    burst=$(( $(rate_bits "$LINK") / 8 / 100 ))
+    [ "$burst" -ge 65536 ] || burst=65536
+    : > "$DIR/network"
+    echo "link $BRIDGE" >> "$DIR/network"  # listed first: a half-made one is removed too
+    ip link add "$BRIDGE" type bridge
+    ip addr add "$SUBNET.1/24" dev "$BRIDGE"
+    ip link set "$BRIDGE" up
+    { echo "127.0.0.1 localhost"; echo "$SUBNET.1 hpcbench-head"; } > "$DIR/hosts"
+    for i in $(seq 1 "$NODES"); do
+        ns=hpcbench-n$i
+        address=$(node_address "$i")
+        echo "netns $ns" >> "$DIR/network"
+        ip netns add "$ns"
+        ip link add "hpcbench-v$i" type veth peer name eth0 netns "$ns"
+        ip link set "hpcbench-v$i" master "$BRIDGE" up
+        ip -n "$ns" addr add "$address/24" dev eth0
+        ip -n "$ns" link set lo up
+        ip -n "$ns" link set eth0 up
+        tc qdisc add dev "hpcbench-v$i" root tbf rate "$LINK" burst "$burst" latency 50ms      # towards the node
+        tc -n "$ns" qdisc add dev eth0 root tbf rate "$LINK" burst "$burst" latency 50ms        # from the node
+        echo "$address n$i" >> "$DIR/hosts"
+    done
+    # What every task on a node sees: the network is part of the system a record describes.
+    printf '#!/bin/sh\necho "export HPCBENCH_NETWORK=emulated:tbf:%s"\n' "$LINK" > "$DIR/task-prolog.sh"
+    chmod 755 "$DIR/task-prolog.sh"
+}
+
+rate_bits() {  # tc's rate notation (100mbit, 1gbit, 2.5gbit, 500kbit) in bits per second
+    awk -v r="$1" 'BEGIN { n = r + 0; u = tolower(substr(r, length(n "") + 1));
+        m = (u == "kbit") ? 1e3 : (u == "mbit") ? 1e6 : (u == "gbit") ? 1e9 : (u == "bit") ? 1 : 0; printf "%d", n * m }'
+}
+
+start_slurmd() {  # node $1: on this host, or (with --link) inside its namespace with its own hostname and /etc/hosts
+    local i=$1
+    if [ -z "$LINK" ]; then
+        slurmd -N "n$i"
+        return
+    fi
+    # nsenter, not `ip netns exec`: that remounts /sys, which breaks slurmd's cgroup probe.
+    nsenter --net="/run/netns/hpcbench-n$i" unshare --uts --mount --propagation slave \
+        sh -c 'hostname "$1" && mount --bind "$2" /etc/hosts && exec slurmd -N "$1"' sh "n$i" "$DIR/hosts"
+}
+
 up() {
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --link) LINK=${2:-}; shift 2 || true ;;
+            --nodes) NODES=${2:-}; shift 2 || true ;;
+            --cpus-per-node) CPUS=${2:-}; shift 2 || true ;;
+            *) echo "local-slurm: unknown option '$1' (allowed: --link RATE, --nodes N, --cpus-per-node C)" >&2; exit 2 ;;
+        esac
+    done
+    [[ "$NODES" =~ ^[1-9][0-9]?$ ]] || { echo "local-slurm: --nodes must be 1..99, got '$NODES'" >&2; exit 2; }
+    [[ "$CPUS" =~ ^[1-9][0-9]*$ ]] || { echo "local-slurm: --cpus-per-node must be >= 1, got '$CPUS'" >&2; exit 2; }
+    if [ -n "$LINK" ] && ! [[ "$LINK" =~ ^[0-9]+(\.[0-9]+)?(kbit|mbit|gbit)$ ]]; then
+        echo "local-slurm: --link must be a rate such as 100mbit, 1gbit, 2.5gbit (tc's notation), got '$LINK'" >&2
+        exit 2
+    fi
     for tool in munged slurmctld slurmd scontrol sinfo; do
         command -v "$tool" >/dev/null || { echo "local-slurm: $tool not found (apt-get install slurm-wlm munge)" >&2; exit 1; }
     done
     down quiet
-    for port in "$CTLD_PORT" $(seq 17001 "$LAST_PORT"); do  # a listener there means another Slurm (or anything) owns it
+    [ -z "$LINK" ] || check_link_possible
+    local first_port=$((CTLD_PORT + 184)) last_port=$((CTLD_PORT + 183 + NODES)) ports=$CTLD_PORT
+    [ -n "$LINK" ] || ports="$CTLD_PORT $(seq "$first_port" "$last_port")"  # with --link, each slurmd listens in its own namespace
+    for port in $ports; do  # a listener there means another Slurm (or anything) owns it
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             echo "local-slurm: port $port is taken (another Slurm on this machine?); nothing started" >&2
             exit 1
         fi
     done
+    set -E
+    trap 'fail "failed: $BASH_COMMAND"' ERR
     mkdir -p "$DIR"/{munge,state,spool,log,tmp}
     chmod 755 "$DIR" "$DIR/munge"  # munged refuses a socket folder that others cannot traverse
+    [ -z "$LINK" ] || network_up
     dd if=/dev/urandom bs=1024 count=1 of="$DIR/munge/munge.key" status=none
     chmod 400 "$DIR/munge/munge.key"
     munged --key-file="$DIR/munge/munge.key" --socket="$DIR/munge/munge.socket" \
         --pid-file="$DIR/munge/munged.pid" --log-file="$DIR/munge/munged.log" --seed-file="$DIR/munge/munge.seed" \
         || fail "munged did not start"
-    cat > "$DIR/slurm.conf" <<CONF
+    {
+        if [ -z "$LINK" ]; then
+            echo "SlurmctldHost=localhost"
+        else  # the nodes reach the controller at the bridge's address
+            echo "SlurmctldHost=localhost($SUBNET.1)"
+            echo "TaskProlog=$DIR/task-prolog.sh"
+        fi
+        cat <<CONF
 ClusterName=hpcbench-local
-SlurmctldHost=localhost
 SlurmctldPort=$CTLD_PORT
 AuthType=auth/munge
 CredType=cred/munge
@@ -71,21 +179,35 @@ SlurmdPidFile=$DIR/slurmd-%n.pid
 SlurmctldLogFile=$DIR/log/slurmctld.log
 SlurmdLogFile=$DIR/log/slurmd-%n.log
 TmpFS=$DIR/tmp/%n
-NodeName=n[1-$NODES] NodeHostname=localhost NodeAddr=127.0.0.1 Port=[17001-$LAST_PORT] CPUs=$CPUS RealMemory=2000
-PartitionName=debug Nodes=n[1-$NODES] Default=YES MaxTime=INFINITE State=UP
 CONF
+        if [ -z "$LINK" ]; then
+            echo "NodeName=n[1-$NODES] NodeHostname=localhost NodeAddr=127.0.0.1 Port=[$first_port-$last_port] CPUs=$CPUS RealMemory=2000"
+        else
+            for i in $(seq 1 "$NODES"); do
+                echo "NodeName=n$i NodeHostname=n$i NodeAddr=$(node_address "$i") Port=6818 CPUs=$CPUS RealMemory=2000"
+            done
+        fi
+        echo "PartitionName=debug Nodes=n[1-$NODES] Default=YES MaxTime=INFINITE State=UP"
+    } > "$DIR/slurm.conf"
     for i in $(seq 1 "$NODES"); do mkdir -p "$DIR/spool/n$i" "$DIR/tmp/n$i"; done
-    # Both "nodes" are this host: Open MPI's shared-memory transport between ranks of different
-    # nodes' daemons crashes (vader, in MPI_Finalize), and its TCP transport would pick interfaces
-    # other nodes cannot reach. Loopback TCP is what a one-host cluster has.
-    printf '%s\n' "export SLURM_CONF=$DIR/slurm.conf" "export OMPI_MCA_btl=self,tcp" \
-        "export OMPI_MCA_btl_tcp_if_include=lo" > "$DIR/env"
+    if [ -z "$LINK" ]; then
+        # Both "nodes" are this host: Open MPI's shared-memory transport between ranks of different
+        # nodes' daemons crashes (vader, in MPI_Finalize), and its TCP transport would pick interfaces
+        # other nodes cannot reach. Loopback TCP is what a one-host cluster has.
+        printf '%s\n' "export SLURM_CONF=$DIR/slurm.conf" "export OMPI_MCA_btl=self,tcp" \
+            "export OMPI_MCA_btl_tcp_if_include=lo" > "$DIR/env"
+    else
+        # Separate hosts: each node's one NIC is eth0 (Open MPI leaves out loopback by itself).
+        printf '%s\n' "export SLURM_CONF=$DIR/slurm.conf" "export OMPI_MCA_btl_tcp_if_include=eth0" \
+            "export OMPI_MCA_oob_tcp_if_include=eth0" > "$DIR/env"
+    fi
     export SLURM_CONF=$DIR/slurm.conf
     slurmctld -i || fail "slurmctld did not start (port $CTLD_PORT)"
-    for i in $(seq 1 "$NODES"); do slurmd -N "n$i" || fail "slurmd n$i did not start (port $((17000 + i)))"; done
+    for i in $(seq 1 "$NODES"); do start_slurmd "$i" || fail "slurmd n$i did not start"; done
     for _ in $(seq 1 100); do  # nodes register within about a second
         if [ "$(sinfo -h -o '%t' -p debug 2>/dev/null | tr -d ' \n')" = "idle" ]; then
-            echo "local-slurm: up, $NODES node(s) idle; source $DIR/env"
+            trap - ERR
+            echo "local-slurm: up, $NODES node(s) idle${LINK:+, linked at $LINK}; source $DIR/env"
             return 0
         fi
         sleep 0.2
@@ -94,7 +216,7 @@ CONF
 }
 
 down() {
-    local pidfile pid
+    local pidfile pid kind name
     for pidfile in "$DIR"/slurmd-*.pid "$DIR/slurmctld.pid" "$DIR/munge/munged.pid"; do
         pid=$(cat "$pidfile" 2>/dev/null) || continue  # absent, or removed by its daemon on the way out
         kill "$pid" 2>/dev/null || true
@@ -102,12 +224,23 @@ down() {
         kill -9 "$pid" 2>/dev/null || true
         rm -f "$pidfile"
     done
+    if [ -f "$DIR/network" ]; then  # what `up --link` made, newest first
+        tac "$DIR/network" | while read -r kind name; do
+            case "$kind" in
+                netns)  # any job process still in it goes with it
+                    ip netns pids "$name" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+                    ip netns del "$name" 2>/dev/null || true ;;
+                link) ip link del "$name" 2>/dev/null || true ;;
+            esac
+        done
+        rm -f "$DIR/network" "$DIR/hosts" "$DIR/task-prolog.sh"
+    fi
     [ "${1:-}" = quiet ] || echo "local-slurm: down"
 }
 
 case "${1:-}" in
-    up) up ;;
+    up) shift; up "$@" ;;
     down) down ;;
     status) SLURM_CONF=$DIR/slurm.conf sinfo ;;
-    *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+    *) echo "usage: $0 up [--link RATE] [--nodes N] [--cpus-per-node C] | down | status" >&2; exit 2 ;;
 esac

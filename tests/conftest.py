@@ -7,6 +7,8 @@ import io
 import json
 import os
 import pickle
+import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -175,3 +177,46 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         path = str(item.path)
         first_seen[path] = min(first_seen.get(path, 2), weight(item))
     items.sort(key=lambda item: first_seen[str(item.path)])  # stable: a file's tests stay together, in order
+
+
+# --- the local Slurm cluster (jobs/local-slurm.sh), shared by the cluster tests
+SLURM_DIR = Path(os.environ.get("HPCBENCH_SLURM_DIR", "/tmp/hpcbench-slurm"))
+
+
+@pytest.fixture(scope="module")
+def slurm_env() -> dict:
+    # As local-slurm.sh's env file says: both nodes are this host, so MPI talks TCP over loopback.
+    env = {"SLURM_CONF": str(SLURM_DIR / "slurm.conf"), "OMPI_MCA_btl": "self,tcp", "OMPI_MCA_btl_tcp_if_include": "lo"}
+    if os.geteuid() == 0:  # Open MPI refuses root unless told
+        env |= {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+    if not shutil.which("sinfo") or not (SLURM_DIR / "slurm.conf").exists():
+        pytest.skip("no local Slurm cluster: run `jobs/local-slurm.sh up` (.ci/run does)")
+    idle = subprocess.run(["sinfo", "-h", "-o", "%D %t"], capture_output=True, text=True, env={**os.environ, **env})
+    if idle.returncode != 0 or "idle" not in idle.stdout:
+        pytest.skip(f"local Slurm cluster not idle: {idle.stdout.strip()} {idle.stderr.strip()}")
+    return env
+
+
+def scontrol_job(job_id: str, env: dict) -> dict[str, str]:
+    text = subprocess.run(["scontrol", "show", "job", job_id, "--oneliner"], capture_output=True, text=True,
+                          env={**os.environ, **env}, check=True).stdout
+    return dict(re.findall(r"(\w+)=(\S+)", text))
+
+
+def wait_for_sweep(sweep: Path, env: dict, timeout: float = 240) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = run_cli("status", str(sweep), env=env, timeout=60)
+        states = [line.split()[1] for line in result.stdout.splitlines()]
+        if states and all(state in ("done", "failed", "blocked") for state in states):
+            return states
+        time.sleep(1)
+    pytest.fail(f"sweep did not finish: {result.stdout}")
+
+
+def submit(sweep: Path, env: dict, *args: str, profile: str = "local-slurm") -> list[str]:
+    """A small mlp sweep submitted with `hpcbench submit`; the job ids, the report job's last."""
+    result = run_cli("submit", "--profile", profile, "--threads", "1", "--workload", "mlp", "--steps", "5",
+                     "--batch-size", "8", "--device", "cpu", "--sweep-dir", str(sweep), *args, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return [line.split("\t")[0] for line in result.stdout.splitlines() if "\t" in line]

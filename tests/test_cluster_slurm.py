@@ -4,7 +4,6 @@ launcher, poll, and check records, node lists, the report job's order and the ti
 import importlib.util
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -13,49 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import read_records, run_cli
+from conftest import read_records, scontrol_job, submit, wait_for_sweep
 
 pytestmark = pytest.mark.slurm
-
-SLURM_DIR = Path(os.environ.get("HPCBENCH_SLURM_DIR", "/tmp/hpcbench-slurm"))
-
-
-@pytest.fixture(scope="module")
-def slurm_env() -> dict:
-    # As local-slurm.sh's env file says: both nodes are this host, so MPI talks TCP over loopback.
-    env = {"SLURM_CONF": str(SLURM_DIR / "slurm.conf"), "OMPI_MCA_btl": "self,tcp", "OMPI_MCA_btl_tcp_if_include": "lo"}
-    if os.geteuid() == 0:  # Open MPI refuses root unless told
-        env |= {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
-    if not shutil.which("sinfo") or not (SLURM_DIR / "slurm.conf").exists():
-        pytest.skip("no local Slurm cluster: run `jobs/local-slurm.sh up` (.ci/run does)")
-    idle = subprocess.run(["sinfo", "-h", "-o", "%D %t"], capture_output=True, text=True, env={**os.environ, **env})
-    if idle.returncode != 0 or "idle" not in idle.stdout:
-        pytest.skip(f"local Slurm cluster not idle: {idle.stdout.strip()} {idle.stderr.strip()}")
-    return env
-
-
-def scontrol_job(job_id: str, env: dict) -> dict[str, str]:
-    text = subprocess.run(["scontrol", "show", "job", job_id, "--oneliner"], capture_output=True, text=True,
-                          env={**os.environ, **env}, check=True).stdout
-    return dict(re.findall(r"(\w+)=(\S+)", text))
-
-
-def wait_for_sweep(sweep: Path, env: dict, timeout: float = 240) -> list[str]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = run_cli("status", str(sweep), env=env, timeout=60)
-        states = [line.split()[1] for line in result.stdout.splitlines()]
-        if states and all(state in ("done", "failed", "blocked") for state in states):
-            return states
-        time.sleep(1)
-    pytest.fail(f"sweep did not finish: {result.stdout}")
-
-
-def submit(sweep: Path, env: dict, *args: str) -> list[str]:
-    result = run_cli("submit", "--profile", "local-slurm", "--threads", "1", "--workload", "mlp", "--steps", "5",
-                     "--batch-size", "8", "--device", "cpu", "--sweep-dir", str(sweep), *args, env=env, timeout=120)
-    assert result.returncode == 0, result.stderr
-    return [line.split("\t")[0] for line in result.stdout.splitlines() if "\t" in line]
 
 
 def test_sweep_over_one_and_two_nodes_with_srun(tmp_path, slurm_env):

@@ -9,7 +9,7 @@ from hpcbench import records
 from hpcbench.analysis import load_records, scaling_table
 from hpcbench.analysis.compare import compare, parse_tolerance
 from hpcbench.analysis.report import build_report
-from hpcbench.experiment import experiment_block, system_block, system_name
+from hpcbench.experiment import experiment_block, short_hash, system_block, system_name
 
 REFERENCE = Path(__file__).resolve().parent.parent / "results" / "reference"
 SYSTEMS = {
@@ -110,3 +110,24 @@ def test_experiment_ids_ignore_the_scale_and_follow_the_work():
         assert experiment_block({**base, **change})["experiment_id"] != same["experiment_id"], change
     assert system_name(None, ["node012.cluster.example"]) == "node"
     assert system_name("lumi", ["nid001234"]) == "lumi"
+
+
+def test_the_network_is_part_of_the_system_and_its_heading(tmp_path):
+    """An emulated 100 Mbit cluster is another system than the 1 Gbit one; a record that names no
+    network keeps the id it had before the field existed."""
+    alpha = SYSTEMS["alpha"]
+    ids = {network: system_block({"system_facts": {**alpha, "network": network}})["system_id"]
+           for network in (None, "emulated:tbf:100mbit", "emulated:tbf:1gbit")}
+    assert len(set(ids.values())) == 3
+    assert ids[None] == system_block({"system_facts": alpha})["system_id"] == short_hash(alpha)  # the id before
+    for network in ("emulated:tbf:100mbit", "emulated:tbf:1gbit"):
+        folder = tmp_path / network.split(":")[-1]
+        folder.mkdir()
+        SYSTEMS[network] = {**alpha, "network": network}
+        try:
+            write_run(folder, f"{network}-1", 100.0, 1, system=network, hidden_size=64)
+        finally:
+            del SYSTEMS[network]
+    written = build_report([tmp_path / "100mbit", tmp_path / "1gbit"], tmp_path / "report")
+    headings = [line for line in written["markdown"].read_text().splitlines() if line.startswith("## ")]
+    assert sorted(h.split(", network ")[1] for h in headings) == ["emulated:tbf:100mbit", "emulated:tbf:1gbit"]

@@ -21,7 +21,7 @@ def site(scheduler: str) -> SiteProfile:
         scheduler=scheduler, partition="gpu", account="proj-42", qos="normal" if scheduler == "slurm" else None,
         time_limit="01:30:00", cpus_per_node=32, gpus_per_node=4, modules=("cuda/12.4", "openmpi/4.1"),
         setup=("export NCCL_DEBUG=WARN",), container=("apptainer", "exec", "--nv", "/images/hpc bench.sif"),
-        python="python3",
+        python="python3", network="4x HDR200 InfiniBand",
     )
 
 
@@ -86,6 +86,7 @@ def write_profile(tmp_path, text: str) -> str:
         ('scheduler = "slurm"\ntime_limit = "soon"\n', "time_limit: 'soon' is not [D-]HH[:MM[:SS]]"),
         ('partition = "gpu"\n', "missing key 'scheduler'"),
         ('scheduler = "slurm"\nmodules = ["cuda; id"]\n', "modules: 'cuda; id' is not a module name"),
+        ('scheduler = "slurm"\nnetwork = "IB\\nrm -rf ~"\n', "network: 'IB\\nrm -rf ~' is not a one-line description"),
     ],
 )
 def test_bad_profiles(tmp_path, profile, message):

@@ -35,6 +35,8 @@ LAUNCHERS = {name: cls.launchers for name, cls in SCHEDULERS.classes().items()}
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 """Job, partition, queue, account and QoS names: what every scheduler accepts, nothing a shell reads."""
 MODULE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/+-]*$")
+NETWORK = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
+"""A network description: free text on one line (it is shell-quoted where it reaches a script)."""
 TIME_LIMIT = re.compile(r"^(\d+-)?\d{1,3}(:\d{2}){0,2}$")
 
 
@@ -60,6 +62,9 @@ class SiteProfile:
     """Seconds before the time limit at which the job is asked to stop and write its record."""
     system: str | None = None
     """The cluster's name in records and reports (default: the first node's host name without digits)."""
+    network: str | None = None
+    """The interconnect between nodes ("4x HDR200 InfiniBand", "25 GbE RoCE"): exported to every job as
+    HPCBENCH_NETWORK, it is part of the system in records, so runs over different fabrics never pool."""
 
     def __post_init__(self) -> None:
         check_choice("scheduler", self.scheduler, SCHEDULERS.names())
@@ -80,6 +85,8 @@ class SiteProfile:
                 raise ConfigError(name, "must be a list of strings")
         if not isinstance(self.python, str) or not self.python:
             raise ConfigError("python", "must be a command or path")
+        if self.network is not None and (not isinstance(self.network, str) or not NETWORK.match(self.network)):
+            raise ConfigError("network", f"{self.network!r} is not a one-line description of at most 128 characters")
         if self.system is not None and (not isinstance(self.system, str) or not NAME.match(self.system)):
             raise ConfigError("system", f"{self.system!r} is not a valid name (letters, digits, '.', '_', '-'; at most 64)")
 
@@ -191,7 +198,7 @@ def _context(spec: JobSpec, kind: str, summary: str, launch_line: str, rendezvou
         "gpus_per_node": profile.gpus_per_node if spec.device == "cuda" else 0,
         "time_limit": profile.time_limit, "partition": profile.partition, "account": profile.account,
         "qos": profile.qos, "log_dir": spec.sweep_dir / "logs", "signal_seconds": profile.signal_seconds,
-        "modules": profile.modules, "setup": profile.setup, "launcher": spec.launcher,
+        "modules": profile.modules, "setup": profile.setup, "network": profile.network, "launcher": spec.launcher,
         "records_dir": spec.records_dir, "rendezvous": rendezvous, "launch_line": launch_line,
     }
 

@@ -15,6 +15,7 @@ set -euo pipefail
 module load cuda/12.4
 module load openmpi/4.1
 export NCCL_DEBUG=WARN
+export HPCBENCH_NETWORK='4x HDR200 InfiniBand'  # the interconnect: part of the system every record describes
 first_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
 export MASTER_ADDR=$(scontrol show node "$first_node" | sed -n 's/.*NodeAddr=\([^ ]*\).*/\1/p')
 export MASTER_PORT=$((20000 + SLURM_JOB_ID % 20000))

@@ -12,6 +12,7 @@ set -euo pipefail
 module load cuda/12.4
 module load openmpi/4.1
 export NCCL_DEBUG=WARN
+export HPCBENCH_NETWORK='4x HDR200 InfiniBand'  # the interconnect: part of the system every record describes
 :
 export OMP_NUM_THREADS=1
 mkdir -p /scratch/sweeps/cnn/records

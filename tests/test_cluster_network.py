@@ -1,0 +1,157 @@
+"""An emulated cluster with a real network (jobs/local-slurm.sh up --link RATE): each node its own network
+namespace and hostname, joined by tbf-shaped veth links. The link must really be in the path (netbench at
+the link rate, the loopback cluster many times faster), every launcher must cross it, records must name it,
+and the script must leave nothing behind. Needs root; where namespaces cannot be made the tests skip, except
+under CI (CI=true), which can make them and so must run them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from conftest import read_records, submit, wait_for_sweep
+
+pytestmark = pytest.mark.slurm
+
+SCRIPT = Path(__file__).resolve().parent.parent / "jobs" / "local-slurm.sh"
+RATE, RATE_BYTES_PER_S = "200mbit", 200e6 / 8
+LINKED_PORT = 16900  # the loopback test cluster holds 16817
+
+
+def local_slurm(command: str, folder: Path, port: int, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HPCBENCH_SLURM_DIR": str(folder), "HPCBENCH_SLURM_PORT": str(port)}
+    return subprocess.run(["bash", str(SCRIPT), command, *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def up_linked(folder: Path, port: int, rate: str) -> subprocess.CompletedProcess:
+    """`up --link RATE`; a machine that cannot make namespaces skips with the script's line, except under CI."""
+    if not shutil.which("slurmctld"):
+        pytest.skip("Slurm not installed (apt-get install slurm-wlm munge; .ci/run does)")
+    result = local_slurm("up", folder, port, "--link", rate)
+    if result.returncode == 3:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI can make network namespaces, yet: {result.stderr.strip()}")
+        pytest.skip(result.stderr.strip())
+    return result
+
+
+@pytest.fixture
+def cluster_dir() -> Path:
+    """A state folder munged accepts: every folder above its socket must be traversable by all, which
+    pytest's tmp_path (0700) is not."""
+    folder = Path(tempfile.mkdtemp(prefix="hpcbench-slurm-test-", dir="/tmp"))
+    folder.chmod(0o755)
+    yield folder / "cluster"
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def leftovers(folder: Path) -> dict[str, str]:
+    """What an emulated cluster could leave: namespaces, links (veths, the bridge), daemons of that folder."""
+    return {
+        "netns": subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.strip(),
+        "links": "\n".join(line for line in subprocess.run(["ip", "-br", "link"], capture_output=True, text=True)
+                           .stdout.splitlines() if line.startswith("hpcbench-")),
+        "processes": subprocess.run(["pgrep", "-af", str(folder)], capture_output=True, text=True).stdout.strip(),
+    }
+
+
+def test_up_twice_down_twice_and_a_taken_port_leave_nothing_behind(cluster_dir):
+    """Runs before the module's cluster is up: one emulated cluster per machine (the names are fixed)."""
+    folder = cluster_dir
+    before = leftovers(folder)
+    for _ in range(2):  # a second `up` takes the first one down, then starts again
+        result = up_linked(folder, LINKED_PORT, "1gbit")
+        assert result.returncode == 0 and "linked at 1gbit" in result.stdout, result.stderr
+    assert "hpcbench-n1" in leftovers(folder)["netns"] and "hpcbench-br" in leftovers(folder)["links"]
+    for _ in range(2):
+        assert local_slurm("down", folder, LINKED_PORT).stdout == "local-slurm: down\n"
+    assert leftovers(folder) == before
+
+    with socket.socket() as taken:  # anything listening on the controller's port
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        refused = local_slurm("up", folder, port, "--link", "1gbit")
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and f"port {port} is taken" in refused.stderr
+    assert leftovers(folder) == before
+
+
+@pytest.mark.parametrize(("args", "message"), [(["--link", "fast"], "--link must be a rate such as 100mbit"),
+                                               (["--nodes", "0"], "--nodes must be 1..99"),
+                                               (["--speed", "1gbit"], "unknown option '--speed'")])
+def test_bad_options_are_one_line_and_start_nothing(tmp_path, args, message):
+    result = local_slurm("up", tmp_path / "cluster", LINKED_PORT, *args)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr
+    assert not (tmp_path / "cluster").exists()
+
+
+@pytest.fixture(scope="module")
+def linked() -> dict:
+    """A 2-node cluster linked at RATE; its env file (SLURM_CONF, Open MPI's interface) as a dict."""
+    top = Path(tempfile.mkdtemp(prefix="hpcbench-slurm-linked-", dir="/tmp"))
+    top.chmod(0o755)  # munged's socket folder must be traversable by all
+    folder = top / "cluster"
+    result = up_linked(folder, LINKED_PORT, RATE)
+    assert result.returncode == 0, result.stderr
+    env = dict(line.removeprefix("export ").split("=", 1) for line in (folder / "env").read_text().splitlines())
+    if os.geteuid() == 0:  # Open MPI refuses root unless told
+        env |= {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+    yield env
+    local_slurm("down", folder, LINKED_PORT)
+    shutil.rmtree(top, ignore_errors=True)
+
+
+NETBENCH_JOB = """#!/bin/bash
+first_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+export MASTER_ADDR=$(scontrol show node "$first_node" | sed -n 's/.*NodeAddr=\\([^ ]*\\).*/\\1/p')
+export MASTER_PORT=$((20000 + SLURM_JOB_ID % 20000))
+srun --kill-on-bad-exit=1 {python} -m hpcbench.netbench --backend gloo --collectives all_reduce \\
+    --sizes 1048576,16777216 --iters 3 --warmup 1 --out {out}
+"""
+
+
+def netbench_across_two_nodes(env: dict, folder: Path) -> dict:
+    """gloo all-reduce between 2 nodes x 1 rank, started as a batch job; the record."""
+    script = folder / "netbench.sh"
+    folder.mkdir()
+    script.write_text(NETBENCH_JOB.format(python=sys.executable, out=folder / "records"))
+    done = subprocess.run(["sbatch", "--wait", "-N2", "--ntasks-per-node=1", "-o", str(folder / "log"), str(script)],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, **env})
+    assert done.returncode == 0, (folder / "log").read_text()[-3000:]
+    [record] = read_records(folder / "records")
+    return record
+
+
+def busbw_at_16_mib(record: dict) -> float:
+    return next(row["busbw_gbps"] for row in record["metrics"]["collectives"]["all_reduce"]
+                if row["size_bytes"] == 16 * 2**20) * 1e9
+
+
+def test_netbench_across_the_link_runs_at_the_link_rate(linked, slurm_env, tmp_path):
+    """2 ranks: busbw = what each direction of the link carries, so about the rate (tbf holds ~95 %)."""
+    shaped = netbench_across_two_nodes(linked, tmp_path / "shaped")
+    assert shaped["provenance"]["hostnames"] == ["n1", "n2"] and shaped["provenance"]["num_nodes"] == 2
+    assert 0.6 * RATE_BYTES_PER_S <= busbw_at_16_mib(shaped) <= 1.05 * RATE_BYTES_PER_S, busbw_at_16_mib(shaped)
+    loopback = netbench_across_two_nodes(slurm_env, tmp_path / "loopback")
+    assert busbw_at_16_mib(loopback) >= 5 * busbw_at_16_mib(shaped)  # the link, not the machine, set the pace
+    assert shaped["system"]["network"] == f"emulated:tbf:{RATE}" and loopback["system"]["network"] is None
+    assert shaped["system"]["system_id"] != loopback["system"]["system_id"]
+
+
+@pytest.mark.parametrize("launcher", ["srun", "mpirun"])
+def test_two_node_training_crosses_the_link_and_names_it(linked, tmp_path, launcher):
+    sweep = tmp_path / "sweep"
+    submit(sweep, linked, "--launcher", launcher, "--nodes", "2", "--tasks-per-node", "1", "--hidden-size", "256")
+    assert wait_for_sweep(sweep, linked) == ["done", "done"], [p.read_text()[-2000:] for p in (sweep / "logs").iterdir()]
+    [record] = read_records(sweep / "records")
+    assert record["status"] == "ok" and record["provenance"]["launcher"] == launcher
+    assert sorted(r["host"] for r in record["ranks"]) == ["n1", "n2"]
+    assert record["system"]["network"] == f"emulated:tbf:{RATE}"
+    assert record["metrics"]["exposed_comm_s"] > 0  # 2.6 MB of gradients per step over 25 MB/s
