@@ -21,7 +21,8 @@ def stamp(fig: Figure, runs: pd.DataFrame) -> None:
 
     dates = sorted(str(s)[:10] for s in runs.get("started", pd.Series(dtype=object)).dropna())
     when = f"{dates[0]} .. {dates[-1]}" if dates else "n/a"
-    text = (f"system: {values('system_name')} | cpu: {values('cpu_model')} | gpu: {values('gpu_model')} | torch {values('torch')} | "
+    network = f" | network: {values('network')}" if values("network") != "n/a" else ""
+    text = (f"system: {values('system_name')}{network} | cpu: {values('cpu_model')} | gpu: {values('gpu_model')} | torch {values('torch')} | "
             f"hpcbench {values('hpcbench')} | measured {when}")
     fig.text(0.01, 0.005, text, fontsize=6, color="0.35", ha="left", va="bottom")
 

@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
+
 from hpcbench.analysis import load_records, scaling_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +37,9 @@ def cluster(command: str, folder: Path, *args: str) -> None:
 
 def study(link: str | None, sweep_dir: Path, state: Path) -> None:
     """Bring the cluster up, submit the study, wait for its report job, take the cluster down."""
-    cluster("up", state, *(["--link", link] if link else []))
+    # One CPU per node: this machine's 2 cores are the 2 nodes, so no two ranks ever share a core (with 4
+    # per node, Slurm ran a sweep's 1- and 2-node jobs side by side and the 1-node points varied 2.4x).
+    cluster("up", state, "--cpus-per-node", "1", *(["--link", link] if link else []))
     try:
         env_lines = (state / "env").read_text().splitlines()
         env = {**os.environ, **dict(line.removeprefix("export ").split("=", 1) for line in env_lines)}
@@ -52,6 +56,16 @@ def study(link: str | None, sweep_dir: Path, state: Path) -> None:
             raise SystemExit(f"{link or 'loopback'}: jobs ended {states}; logs in {sweep_dir / 'logs'}")
     finally:
         cluster("down", state)
+
+
+def summary(folders: list[Path]) -> pd.DataFrame:
+    """The report's scaling table, one row per workload, network and node count."""
+    runs = load_records(folders)
+    table = scaling_table(runs).merge(runs.groupby("system_id", as_index=False)["network"].first(), on="system_id")
+    table["network"] = table["network"].fillna("loopback")
+    columns = ["workload", "network", "num_nodes", "samples_per_s", "efficiency", "step_time_s_median",
+               "compute_step_time_s", "exposed_comm_share"]
+    return table[columns].sort_values(["workload", "num_nodes", "network"])
 
 
 def main() -> None:
@@ -71,16 +85,8 @@ def main() -> None:
             print(f"{link or 'loopback'}: {time.monotonic() - started:.0f} s", file=sys.stderr)
     finally:
         shutil.rmtree(state, ignore_errors=True)
-    table = scaling_table(load_records([top / (link or "loopback") / "records" for link in links]))
-    runs = load_records([top / (link or "loopback") / "records" for link in links])
-    table = table.merge(runs.groupby(["system_id", "experiment_id", "world_size"], as_index=False)
-                        .agg(network=("network", "first"), exposed_comm_s=("exposed_comm_s", "median"),
-                             step_time_s=("step_time_s_median", "median")),
-                        on=["system_id", "experiment_id", "world_size"])
-    table["network"] = table["network"].fillna("loopback")
-    table["exposed_share"] = table["exposed_comm_s"] / table["step_time_s"]
-    print(table[["workload", "network", "world_size", "samples_per_s", "efficiency", "step_time_s", "exposed_share"]]
-          .sort_values(["workload", "world_size", "network"]).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(summary([top / (link or "loopback") / "records" for link in links]).to_string(
+        index=False, float_format=lambda v: f"{v:.3g}"))
     print(f"\nsweeps and reports in {top}")
 
 

@@ -145,7 +145,7 @@ def test_netbench_across_the_link_runs_at_the_link_rate(linked, slurm_env, tmp_p
     assert shaped["system"]["system_id"] != loopback["system"]["system_id"]
 
 
-@pytest.mark.parametrize("launcher", ["srun", "mpirun"])
+@pytest.mark.parametrize("launcher", ["srun", "torchrun", "mpirun"])
 def test_two_node_training_crosses_the_link_and_names_it(linked, tmp_path, launcher):
     sweep = tmp_path / "sweep"
     submit(sweep, linked, "--launcher", launcher, "--nodes", "2", "--tasks-per-node", "1", "--hidden-size", "256")
