@@ -115,6 +115,10 @@ up() {
     done
     [[ "$NODES" =~ ^[1-9][0-9]?$ ]] || { echo "local-slurm: --nodes must be 1..99, got '$NODES'" >&2; exit 2; }
     [[ "$CPUS" =~ ^[1-9][0-9]*$ ]] || { echo "local-slurm: --cpus-per-node must be >= 1, got '$CPUS'" >&2; exit 2; }
+    if [ -n "$LINK" ] && ! [[ "$SUBNET" =~ ^(10|172\.(1[6-9]|2[0-9]|3[01])|192\.168)\.[0-9]{1,3}(\.[0-9]{1,3})?$ ]]; then
+        echo "local-slurm: HPCBENCH_SLURM_SUBNET must be the first three octets of a private /24 (e.g. 10.213.0), got '$SUBNET'" >&2
+        exit 2
+    fi
     if [ -n "$LINK" ] && ! [[ "$LINK" =~ ^[0-9]+(\.[0-9]+)?(kbit|mbit|gbit)$ ]]; then
         echo "local-slurm: --link must be a rate such as 100mbit, 1gbit, 2.5gbit (tc's notation), got '$LINK'" >&2
         exit 2

@@ -74,6 +74,17 @@ def test_up_twice_down_twice_and_a_taken_port_leave_nothing_behind(cluster_dir):
         assert local_slurm("down", folder, LINKED_PORT).stdout == "local-slurm: down\n"
     assert leftovers(folder) == before
 
+    subprocess.run(["ip", "link", "add", "hpcbench-v2", "type", "bridge"], check=True)  # not ours: n2's veth cannot be made
+    try:
+        halfway = up_linked(folder, LINKED_PORT, "1gbit")
+        assert halfway.returncode == 1 and "failed: ip link add" in halfway.stderr, halfway.stderr
+        left = leftovers(folder)  # n1's namespace, the bridge and the daemons gone; the link that was not ours kept
+        assert left["netns"] == before["netns"] and left["processes"] == before["processes"]
+        assert [line.split()[0] for line in left["links"].splitlines()] == ["hpcbench-v2"]
+    finally:
+        subprocess.run(["ip", "link", "del", "hpcbench-v2"], check=True)
+    assert leftovers(folder) == before
+
     with socket.socket() as taken:  # anything listening on the controller's port
         taken.bind(("127.0.0.1", 0))
         taken.listen()
