@@ -64,17 +64,19 @@ network_up() {  # the bridge, one namespace per node, a tbf-shaped veth pair eac
     burst=$(( $(rate_bits "$LINK") / 8 / 100 ))
     [ "$burst" -ge 65536 ] || burst=65536
     : > "$DIR/network"
-    echo "link $BRIDGE" >> "$DIR/network"  # listed first: a half-made one is removed too
+    # Each name is listed once made, never before: a name that was taken is someone else's, not ours to remove.
     ip link add "$BRIDGE" type bridge
+    echo "link $BRIDGE" >> "$DIR/network"
     ip addr add "$SUBNET.1/24" dev "$BRIDGE"
     ip link set "$BRIDGE" up
     { echo "127.0.0.1 localhost"; echo "$SUBNET.1 hpcbench-head"; } > "$DIR/hosts"
     for i in $(seq 1 "$NODES"); do
         ns=hpcbench-n$i
         address=$(node_address "$i")
-        echo "netns $ns" >> "$DIR/network"
         ip netns add "$ns"
+        echo "netns $ns" >> "$DIR/network"
         ip link add "hpcbench-v$i" type veth peer name eth0 netns "$ns"
+        echo "link hpcbench-v$i" >> "$DIR/network"  # removed by name: a namespace's own links go only when the kernel gets to it
         ip link set "hpcbench-v$i" master "$BRIDGE" up
         ip -n "$ns" addr add "$address/24" dev eth0
         ip -n "$ns" link set lo up

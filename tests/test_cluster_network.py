@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import read_records, submit, wait_for_sweep
+from hpcbench.experiment import system_block
 
 pytestmark = pytest.mark.slurm
 
@@ -165,4 +166,7 @@ def test_two_node_training_crosses_the_link_and_names_it(linked, tmp_path, launc
     assert record["status"] == "ok" and record["provenance"]["launcher"] == launcher
     assert sorted(r["host"] for r in record["ranks"]) == ["n1", "n2"]
     assert record["system"]["network"] == f"emulated:tbf:{RATE}"
+    over_loopback = system_block({**record["provenance"], "system_facts": {
+        **record["provenance"]["system_facts"], "network": None}})  # the same machine, its nodes on loopback
+    assert record["system"]["system_id"] != over_loopback["system_id"]
     assert record["metrics"]["exposed_comm_s"] > 0  # 2.6 MB of gradients per step over 25 MB/s
