@@ -83,8 +83,7 @@ def build_report(paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, 
         folder.mkdir(parents=True, exist_ok=True)
         figures = _figures(mine(weak), mine(strong), mine(runs), mine(netbench), mine(comm))
         images = {fig_name: _save(fig, folder / fig_name) for fig_name, fig in figures.items() if fig is not None}
-        first = (mine(runs) if not mine(runs).empty else mine(netbench)).iloc[0]
-        network = first.get("network") if pd.notna(first.get("network")) else None
+        network = next((v for v in (*mine(runs)["network"], *mine(netbench)["network"]) if pd.notna(v)), None)
         sections.append(Section(name, system_id, network, _describe(mine(runs), mine(netbench)), mine(weak), mine(strong),
                                 mine(fits), mine(comm), mine(stragglers), mine(phases), mine(efficiency),
                                 mine(precisions), mine(tta), images))

@@ -18,6 +18,7 @@ import pytest
 
 from conftest import read_records, submit, wait_for_sweep
 from hpcbench.experiment import system_block
+from hpcbench.launch.schedulers.slurm import Slurm
 
 pytestmark = pytest.mark.slurm
 
@@ -120,13 +121,11 @@ def linked() -> dict:
     shutil.rmtree(top, ignore_errors=True)
 
 
-NETBENCH_JOB = """#!/bin/bash
-first_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
-export MASTER_ADDR=$(scontrol show node "$first_node" | sed -n 's/.*NodeAddr=\\([^ ]*\\).*/\\1/p')
-export MASTER_PORT=$((20000 + SLURM_JOB_ID % 20000))
+NETBENCH_JOB = "#!/bin/bash\n" + Slurm.rendezvous + """
 srun --kill-on-bad-exit=1 {python} -m hpcbench.netbench --backend gloo --collectives all_reduce \\
     --sizes 1048576,16777216 --iters 3 --warmup 1 --out {out}
 """
+"""A batch job with the rendezvous lines every rendered Slurm script has (the first node's NodeAddr)."""
 
 
 def netbench_across_two_nodes(env: dict, folder: Path) -> dict:
