@@ -16,9 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     # 0: shared by everything: errors and checks, atomic files, signals, device timing, progress, datasheet peaks,
-    # time-to-accuracy bookkeeping
+    # time-to-accuracy bookkeeping, how engines bucket gradients
     ("hpcbench", "hpcbench.errors", "hpcbench.files", "hpcbench.guard", "hpcbench.timing", "hpcbench.progress",
-     "hpcbench.peaks", "hpcbench.convergence"),
+     "hpcbench.peaks", "hpcbench.convergence", "hpcbench.buckets"),
     # 1: what a run is and where it runs: the config, the scheduler environments, the rank table
     ("hpcbench.config", "hpcbench.launch.schedulers", "hpcbench.engines.discovery"),
     # 2: the record format and its provenance

@@ -136,6 +136,11 @@ class Engine:
         """A hash of this rank's parameters: data-parallel replicas must agree bit for bit after training."""
         return parameter_digest(getattr(model, "module", model))
 
+    def gradient_bucketing(self, model: nn.Module) -> dict[str, Any] | None:
+        """How this engine groups gradients into collectives (a rule of hpcbench.buckets) for the
+        gradient-ready timeline; None: it does not say, and the timeline keeps only per-gradient times."""
+        return None
+
     def counters(self, model: nn.Module) -> dict[str, Any] | None:
         """The library's own timings of this rank, as it reports them (None: it keeps none)."""
         return None

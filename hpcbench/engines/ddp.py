@@ -15,6 +15,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from hpcbench.buckets import size_cap_rule
 from hpcbench.engines.base import Engine, register
 from hpcbench.engines.discovery import Placement
 from hpcbench.engines.mpi import INSTALL_HINT as MPI_INSTALL_HINT
@@ -150,6 +151,15 @@ class DdpEngine(Engine):
     def no_sync(self, model: nn.Module) -> contextlib.AbstractContextManager[None]:
         return model.no_sync()  # DDP's own: backward() accumulates locally, no all-reduce
 
+    def gradient_bucketing(self, model: nn.Module) -> dict[str, Any] | None:
+        """DDP's caps as its Reducer uses them when it rebuilds buckets after the first iteration: the
+        wrapper's own `_bucket_config` where this torch has one, else derived as torch 2.x derives them."""
+        config = getattr(model, "_bucket_config", None)
+        if config is not None:
+            return size_cap_rule(config.first_bucket_bytes_cap, config.bucket_bytes_cap)
+        cap = int((25 if self.options.bucket_cap_mb is None else self.options.bucket_cap_mb) * 2**20)
+        return size_cap_rule(dist._DEFAULT_FIRST_BUCKET_BYTES if self.options.bucket_cap_mb is None else cap, cap)
+
     def counters(self, model: nn.Module) -> dict[str, Any] | None:
         """DDP's runtime statistics (torch >= 1.9), seconds instead of its nanoseconds."""
         getter = getattr(model, "_get_ddp_logging_data", None)
@@ -157,6 +167,9 @@ class DdpEngine(Engine):
         found = {name: data[key] / 1e9 for key, name in DDP_COUNTERS.items() if isinstance(data.get(key), (int, float))}
         if not found:
             return None
+        buckets = data.get("rebuilt_per_bucket_param_indices")  # "5 4 3 2, 1 0": DDP's own buckets after its rebuild
+        if isinstance(buckets, str) and buckets.strip():
+            found["bucket_param_indices"] = [[int(i) for i in bucket.split()] for bucket in buckets.split(",")]
         return {**found, "sampled_iteration": data.get("iteration"), "source": "DistributedDataParallel._get_ddp_logging_data()",
                 "caveat": "averages over the iterations DDP samples (10, 20, 30, ... then every 100th), warm-up included; "
                           "host timers on CPU, CUDA events on GPU"}

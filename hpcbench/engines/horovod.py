@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hpcbench.buckets import fusion_cycle_rule
 from hpcbench.engines.base import Engine, register
 from hpcbench.engines.discovery import Placement
 from hpcbench.errors import ConfigError, check_choice, check_in_range
@@ -180,6 +181,12 @@ class HorovodEngine(Engine):
         """Horovod matches collectives across ranks by name; every rank calls in the same order."""
         self._counter += 1
         return f"hpcbench.{what}.{self._counter}"
+
+    def gradient_bucketing(self, model: nn.Module) -> dict[str, Any] | None:
+        """Horovod's tensor fusion: its threshold and cycle time (defaults 128 MiB and 1 ms, Horovod's docs)."""
+        threshold = self.options.fusion_threshold_mb if self.options.fusion_threshold_mb is not None else 128
+        cycle_ms = self.options.cycle_time_ms if self.options.cycle_time_ms is not None else 1.0
+        return fusion_cycle_rule(int(threshold * 2**20), cycle_ms / 1e3)
 
     def barrier(self) -> None:
         self.hvd.barrier()

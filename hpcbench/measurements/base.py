@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+from torch import nn
 
 from hpcbench.plugins import Registry
 
@@ -34,6 +35,10 @@ class RankContext:
 
     device: torch.device
     clock: Callable[[], float]
+    model: nn.Module | None = None
+    """The module being trained (not the engine's wrapper): what looks at its parameters hooks them."""
+    bucketing: dict[str, Any] | None = None
+    """How the engine groups gradients into collectives (hpcbench.buckets), None: it does not say."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,89 @@
+"""The gradient-ready timeline: the buckets engines build, pinned against DDP's own; no hook outside
+the compute-only window."""
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import read_records, run_cli
+from hpcbench.buckets import Gradient, buckets, size_cap_rule, fusion_cycle_rule
+from hpcbench.measurements import COMPUTE_ONLY, THROUGHPUT, RankContext
+from hpcbench.measurements.gradient_timeline import GradientTimeline
+
+TINY = ["--steps", "5", "--warmup", "2", "--repeats", "1", "--device", "cpu", "--nproc", "2"]
+MIB = 2**20
+
+
+def test_size_cap_rule_fills_greedily_in_ready_order_with_a_smaller_first_bucket():
+    # index: bytes, ready order 5, 4, 3, 2, 1, 0 (the last layer's gradients first)
+    sizes = {0: 2 * MIB, 1: 4096, 2: 4 * MIB, 3: 4096, 4: 40960, 5: 40}
+    grads = [Gradient(i, b, float(5 - i)) for i, b in sizes.items()]
+    found = buckets(grads, size_cap_rule(MIB, 25 * MIB))
+    assert [b["params"] for b in found] == [[5, 4, 3, 2], [1, 0]]  # the first closes once past 1 MiB
+    assert [b["bytes"] for b in found] == [4239400, 2101248]  # what DDP reported for this model (rebuilt_bucket_sizes)
+    assert [b["ready_s"] for b in found] == [3.0, 5.0]  # a bucket is ready with its last gradient
+    assert [b["params"] for b in buckets(grads, size_cap_rule(MIB, MIB))] == [[5, 4, 3, 2], [1, 0]]
+    assert [b["params"] for b in buckets(grads, size_cap_rule(64, 64))] == [[5, 4], [3], [2], [1], [0]]
+
+
+def test_fusion_cycle_rule_takes_each_cycles_gradients_up_to_the_threshold():
+    grads = [Gradient(0, 100, 0.0005), Gradient(1, 100, 0.0007), Gradient(2, 300, 0.0009), Gradient(3, 50, 0.0031)]
+    found = buckets(grads, fusion_cycle_rule(250, 0.001))
+    assert [b["params"] for b in found] == [[0, 1], [2], [3]]
+    assert [b["ready_s"] for b in found] == pytest.approx([0.001, 0.001, 0.004])  # ready at the end of its cycle
+    assert buckets(grads, {"rule": "single"})[0]["bytes"] == 550
+
+
+def test_hooks_exist_only_inside_the_compute_only_window():
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    timeline = GradientTimeline(RankContext(device=torch.device("cpu"), clock=iter(range(1000)).__next__, model=model,
+                                            bucketing=size_cap_rule(MIB, 25 * MIB)))
+
+    def hooked() -> int:
+        return sum(len(p._post_accumulate_grad_hooks or {}) for p in model.parameters())
+
+    timeline.start(THROUGHPUT)
+    assert hooked() == 0 and timeline.marks(THROUGHPUT) is None
+    timeline.start(COMPUTE_ONLY)
+    assert hooked() == 4
+    mark = timeline.marks(COMPUTE_ONLY)
+    for _ in range(3):
+        mark("start")
+        loss = model(torch.ones(3, 4)).sum()
+        mark("forward")
+        loss.backward()
+        mark("backward")
+        mark("optimizer")
+    timeline.stop(COMPUTE_ONLY, complete=True)
+    assert hooked() == 0
+    result = timeline.rank_result()["gradient_timeline"]
+    assert result["steps"] == 3
+    ready = result["param_ready_s"]
+    assert ready[2] < ready[0] and ready[3] < ready[1]  # the last layer's gradients are ready first
+    assert all(0 < r <= result["backward_s"] for r in ready)
+    assert result["param_bytes"] == [128, 32, 64, 8]
+
+
+@pytest.mark.parametrize("extra", [["--workload", "cnn", "--model", "convnet"],
+                                   ["--workload", "mlp", "--ddp-bucket-cap-mb", "1"]], ids=["cnn-default-cap", "mlp-1mib"])
+def test_timeline_buckets_are_ddps_own(out_dir, extra):
+    """The buckets the timeline derives from ready times are those DDP's Reducer built (its logging data)."""
+    result = run_cli("run", *extra, *TINY, "--out", str(out_dir))
+    assert result.returncode == 0, result.stderr
+    (record,) = read_records(out_dir)
+    timeline = record["metrics"]["gradient_timeline"]
+    ddp_own = [counters["bucket_param_indices"] for counters in record["metrics"]["engine_counters_by_rank"]]
+    assert [b["params"] for b in timeline["buckets"]] == ddp_own[0] == ddp_own[1]
+    assert len(timeline["buckets"]) >= 2
+    ready = [b["ready_s"] for b in timeline["buckets"]]
+    assert ready == sorted(ready) and 0 < ready[-1] <= timeline["backward_s"]
+    assert sum(b["bytes"] for b in timeline["buckets"]) == record["workload"]["gradient_bytes_per_step"]
+    phases = timeline["forward_s"] + timeline["backward_s"] + timeline["optimizer_s"]
+    assert 0.5 < phases / record["metrics"]["compute_step_time_s"] < 1.5  # the same steps, cut at three marks
+
+
+def test_no_compute_only_window_no_timeline(out_dir):
+    result = run_cli("run", "--workload", "mlp", *TINY, "--no-breakdown", "--out", str(out_dir))
+    assert result.returncode == 0, result.stderr
+    (record,) = read_records(out_dir)
+    assert record["metrics"]["gradient_timeline"] is None
