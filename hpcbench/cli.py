@@ -128,6 +128,21 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     report.add_argument("paths", nargs="+", metavar="RESULTS", help="record files or folders (searched recursively)")
     report.add_argument("-o", "--out", required=True, help="folder for report.html, report.md, scaling.csv, plots/")
 
+    predict = commands.add_parser("predict", help="step time, efficiency and limiting term at scales not run, from a run's "
+                                  "gradient-ready timeline and a fabric file or netbench records; writes a prediction record")
+    predict.add_argument("paths", nargs="+", metavar="RECORDS", help="training records (files or folders) with a compute-only window")
+    network = predict.add_mutually_exclusive_group()
+    network.add_argument("--fabric", default=None, help="a fabric file, or the name of one in jobs/fabrics (e.g. h100-ndr)")
+    network.add_argument("--netbench", default=None, metavar="DIR", help="netbench records of the same system (alpha and beta are fitted)")
+    predict.add_argument("--nodes", required=True, help="comma-separated node counts, e.g. 1,2,4,8")
+    predict.add_argument("--gpus-per-node", type=int, required=True, help="processes (GPUs) per node")
+    predict.add_argument("--algorithm", default="ring,tree", help="all-reduce algorithm(s): ring, tree, hierarchical "
+                         "(default ring,tree: which one NCCL would pick is not guessed)")
+    predict.add_argument("--scaling", default="weak", choices=("weak", "strong"), help="weak: the run's batch per process; "
+                         "strong: --global-batch-size split over the processes (needs runs at each per-process batch)")
+    predict.add_argument("--global-batch-size", type=int, default=None, help="with --scaling strong")
+    predict.add_argument("--out", default=None, help="folder for the prediction record (default: beside the first run)")
+
     compare = commands.add_parser("compare", help="throughput per configuration, new vs baseline; exit 1 on a regression")
     compare.add_argument("baseline", help="baseline records (file or folder)")
     compare.add_argument("new", help="new records (file or folder)")
@@ -183,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_report(args)
         if args.command == "compare":
             return cmd_compare(args)
+        if args.command == "predict":
+            return cmd_predict(args)
         return cmd_list(args.what)
     except ConfigError as exc:
         print(f"hpcbench {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
@@ -411,6 +428,39 @@ def cmd_compare(args: argparse.Namespace) -> int:
     regressed = int(table["regressed"].sum())
     print(f"\n{regressed} of {len(table)} configuration(s) regressed by more than {tolerance:.1%}")
     return 1 if regressed else 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from hpcbench import records
+    from hpcbench.analysis.predict import check_shape, format_points, predict, prediction_record, resolve_inputs
+
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        raise ConfigError("RECORDS", f"no such file or folder: {missing[0]}")
+    nodes = _int_list("nodes", args.nodes)
+    check_shape(nodes, args.gpus_per_node)
+    algorithms = _name_list("algorithm", args.algorithm)
+    found = resolve_inputs(args.paths, fabric=args.fabric, netbench=args.netbench, scaling=args.scaling,
+                           global_batch_size=args.global_batch_size)
+    made = [(inputs, predict(inputs, nodes=nodes, gpus_per_node=args.gpus_per_node, algorithms=algorithms,
+                             scaling=args.scaling, global_batch_size=args.global_batch_size)) for inputs in found]
+    config = {"nodes": nodes, "gpus_per_node": args.gpus_per_node, "algorithms": algorithms, "scaling": args.scaling,
+              "global_batch_size": args.global_batch_size, "fabric": args.fabric, "netbench": args.netbench}
+    for inputs, points in made:
+        record = prediction_record(inputs, points, config)
+        out = Path(args.out) if args.out else Path(inputs.base["path"]).parent
+        records.check_out_dir(str(out))
+        network_name = Path(args.fabric).stem if args.fabric else "netbench"
+        path = out / f"prediction_{network_name}_{inputs.base['config']['workload']}_{record['run_id']}.json"
+        records.write_atomic(path, record)
+        network = inputs.network
+        where = (f"fabric {network['fabric']['name']} ({network['fabric']['file']})" if network["kind"] == "fabric"
+                 else f"netbench {network['backend']} fits (RMS residual "
+                      f"{max(f['rms_relative_residual'] for f in network['fits']):.1%})")
+        print(format_points(points, f"PREDICTION (model v{record['config']['model_version']}, not a measurement): "
+                                    f"{inputs.base['experiment']['label']} from run {inputs.base['run_id']}, {where}"))
+        print(f"-> {path}\n")
+    return 0
 
 
 def cmd_list(what: str) -> int:

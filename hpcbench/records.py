@@ -28,9 +28,10 @@ SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)
 """Schema 2 added `experiment` and `system`; schema 1 records are upgraded when read."""
 STATUSES = ("ok", "failed", "interrupted")
-KINDS = ("train", "netbench", "peak")
-"""What a record measured: a training run, collective bandwidth, or a device's achievable matmul rate (`hpcbench
-peak`). Records without `kind` are training runs."""
+KINDS = ("train", "netbench", "peak", "prediction")
+"""What a record holds: a training run, collective bandwidth, a device's achievable matmul rate (`hpcbench
+peak`) — measurements — or a model's prediction (`hpcbench predict`), which no reader pools with them.
+Records without `kind` are training runs."""
 
 MIN_FREE_BYTES = 64 * 2**20
 """A record is kilobytes to a few megabytes (every step time of every rank); keep a margin."""
@@ -218,6 +219,9 @@ def record_problem(record: dict[str, Any]) -> str | None:
         return None
     if kind == "netbench":
         return _netbench_problem(record)
+    if kind == "prediction":
+        points = (record.get("metrics") or {}).get("points")
+        return None if isinstance(points, list) and points else "a prediction record needs metrics.points"
     if kind == "peak":
         rate = (record.get("metrics") or {}).get("achievable_tflops")
         ok = isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0 < rate < math.inf
