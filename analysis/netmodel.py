@@ -57,8 +57,14 @@ class Links:
     inter_latency_s: float
     base_latency_s: float = 0.0
     name: str = ""
-    relative_error: float = 0.0
-    """The measured fit's RMS relative residual (0 for a fabric file: it states no spread)."""
+    residuals: tuple[tuple[float, float], ...] = ()
+    """(size in bytes, relative residual) of the measured fits; empty for a fabric file (it states no spread)."""
+
+    def relative_error_at(self, num_bytes: float) -> float:
+        """The fit's |relative residual| at the measured size nearest `num_bytes` (log distance); 0 without a fit."""
+        if not self.residuals or num_bytes <= 0:
+            return 0.0
+        return abs(min(self.residuals, key=lambda r: abs(math.log(r[0] / num_bytes)))[1])
 
     def allreduce_s(self, num_bytes: float, num_nodes: int, procs_per_node: int, algorithm: str) -> float:
         p = num_nodes * procs_per_node
@@ -215,4 +221,4 @@ def netbench_links(fits: list[Fit], num_nodes: int, procs_per_node: int) -> Link
     return Links(gpus_per_node=procs_per_node, intra_busbw=1 / local.beta_s_per_byte,
                  inter_busbw_per_node=1 / net.beta_s_per_byte, intra_latency_s=local.alpha_s, inter_latency_s=net.alpha_s,
                  name=f"netbench {net.backend}: {', '.join(sorted({f.run_id for f in (net, local)}))}",
-                 relative_error=max(net.rms_relative_residual, local.rms_relative_residual))
+                 residuals=tuple((r["size_bytes"], r["relative"]) for r in (net if num_nodes > 1 else local).residuals))

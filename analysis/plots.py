@@ -99,6 +99,31 @@ def efficiency_figure(table: pd.DataFrame, runs: pd.DataFrame, mode: str = "weak
     return fig
 
 
+def prediction_figure(predictions: pd.DataFrame, table: pd.DataFrame, runs: pd.DataFrame) -> Figure:
+    """Step time against processes: measured medians (points) of each predicted experiment, and every
+    prediction (dashed, its interval shaded), labelled as one: a model's numbers never pass as measured."""
+    experiments = sorted(predictions["experiment_id"].unique())
+    fig, axes = _grid(len(experiments))
+    for ax, experiment in zip(axes, experiments):
+        mine = predictions[(predictions["experiment_id"] == experiment) & predictions["step_time_s"].notna()]
+        measured = table[table["experiment_id"] == experiment].sort_values("world_size")
+        if not measured.empty:
+            ax.plot(measured["world_size"], 1e3 * measured["step_time_s_median"], "o", color="black", label="measured")
+        for (network, algorithm, prediction), curve in mine.groupby(["network_model", "algorithm", "prediction_id"]):
+            curve = curve.sort_values("world_size")
+            line = ax.plot(curve["world_size"], 1e3 * curve["step_time_s"], linestyle="--", marker="x",
+                           label=f"PREDICTION {network}, {algorithm}")
+            ax.fill_between(curve["world_size"], 1e3 * curve["step_time_s_low"], 1e3 * curve["step_time_s_high"],
+                            color=line[0].get_color(), alpha=0.15)
+        _process_axis(ax, [*mine["world_size"], *measured["world_size"]])
+        ax.set_ylabel("step time (ms)")
+        ax.set_title(textwrap.shorten(str(mine["experiment_label"].iloc[0]), 60), fontsize=8)
+        ax.legend(fontsize=6)
+    fig.suptitle("Step time: measured (points), PREDICTED (dashed: a model, not a measurement)", fontsize=9)
+    stamp(fig, runs)
+    return fig
+
+
 def step_time_figure(runs: pd.DataFrame) -> Figure:
     """Per-rank step-time distribution of each workload's largest run: a straggler's box stands apart."""
     largest = runs.sort_values("world_size").groupby("workload").tail(1).sort_values("workload")

@@ -15,8 +15,9 @@ Weak scaling keeps the measured per-process compute (the compute-only window: th
 at one process is not compute). Strong scaling needs the compute at each point's smaller per-process
 batch: a run at that batch among the records, or the point is refused with the reason.
 
-The interval spans the compute-only steps' 10th to 90th percentile (slowest rank per step) and the
-network fit's RMS relative residual (a fabric file states no spread: its interval is compute's alone).
+The interval spans the compute-only steps' 10th to 90th percentile (slowest rank per step) and, per
+bucket, the network fit's relative residual at the measured size nearest the bucket's (a fabric file
+states no spread: its interval is compute's alone).
 """
 
 from __future__ import annotations
@@ -94,10 +95,12 @@ def timeline_of(path: Path | str, record: dict[str, Any]) -> Timeline:
 
 
 def predict_point(timeline: Timeline, links: Links, num_nodes: int, procs_per_node: int, algorithm: str,
-                  compute_scale: float = 1.0, comm_scale: float = 1.0) -> dict[str, Any]:
-    """One point: step, exposed communication, the limiting term; compute and comm scaled for the interval."""
+                  compute_scale: float = 1.0, comm_scale: float = 1.0, residual_sign: int = 0) -> dict[str, Any]:
+    """One point: step, exposed communication, the limiting term. For the interval, compute is scaled and
+    each all-reduce moved by the fit's residual at its size (residual_sign -1 or +1)."""
     ready = [r * compute_scale for r, _ in timeline.buckets]
-    comm = [links.allreduce_s(n, num_nodes, procs_per_node, algorithm) * comm_scale for _, n in timeline.buckets]
+    comm = [links.allreduce_s(n, num_nodes, procs_per_node, algorithm) * comm_scale
+            * (1 + residual_sign * links.relative_error_at(n)) for _, n in timeline.buckets]
     backward = timeline.backward_s * compute_scale
     path = critical_path(ready, comm, backward)
     compute = timeline.compute_step_s * compute_scale
@@ -114,14 +117,14 @@ def limiting_term(timeline: Timeline, links: Links, num_nodes: int, procs_per_no
     if path.exposed_s <= COMPUTE_BOUND_SHARE * step_s:
         return "compute"
     last = len(comm) - 1
-    if path.chain_start == last:
-        ready, num_bytes = timeline.buckets[last]
-        return (f"a bucket that cannot hide: the last ({num_bytes / 2**20:.1f} MiB) is ready {ready * 1e3:.1f} ms into a "
-                f"{backward_s * 1e3:.1f} ms backward and takes {comm[last] * 1e3:.1f} ms")
     chain = range(path.chain_start, len(comm))
     latency = len(chain) * links.latency_part_s(num_nodes, procs_per_node, algorithm)
-    bandwidth = sum(comm[k] for k in chain) - latency
-    return "latency" if latency > bandwidth else "bandwidth"
+    mostly = "latency" if latency > sum(comm[k] for k in chain) - latency else "bandwidth"
+    if path.chain_start == last:
+        ready, num_bytes = timeline.buckets[last]
+        return (f"a bucket that cannot hide: the last ({num_bytes / 2**20:.1f} MiB, mostly {mostly}) is ready "
+                f"{ready * 1e3:.1f} ms into a {backward_s * 1e3:.1f} ms backward and takes {comm[last] * 1e3:.1f} ms")
+    return mostly
 
 
 @dataclass(frozen=True)
@@ -231,9 +234,8 @@ def predict(inputs: Inputs, *, nodes: list[int], gpus_per_node: int, algorithms:
                 continue
             links = inputs.links_for(num_nodes, gpus_per_node)
             median = predict_point(timeline, links, num_nodes, gpus_per_node, algorithm)
-            error = links.relative_error
-            low = predict_point(timeline, links, num_nodes, gpus_per_node, algorithm, timeline.spread[0], 1 - error)
-            high = predict_point(timeline, links, num_nodes, gpus_per_node, algorithm, timeline.spread[1], 1 + error)
+            low = predict_point(timeline, links, num_nodes, gpus_per_node, algorithm, timeline.spread[0], residual_sign=-1)
+            high = predict_point(timeline, links, num_nodes, gpus_per_node, algorithm, timeline.spread[1], residual_sign=1)
             point.update({**median, "step_time_s_low": low["step_time_s"], "step_time_s_high": high["step_time_s"],
                           "batch_size": timeline.batch_size, "from_run": timeline.run_id,
                           "samples_per_s": procs * timeline.batch_size / median["step_time_s"]})
@@ -304,3 +306,33 @@ def synthetic_timeline(*, compute_step_s: float, backward_s: float, gradient_byt
     made = buckets(gradients, rule)
     return Timeline(compute_step_s=compute_step_s, backward_s=backward_s,
                     buckets=[(b["ready_s"], b["bytes"]) for b in made], spread=(1.0, 1.0), batch_size=0, run_id=name, path=name)
+
+
+PREDICTION_COLUMNS = ["system_name", "system_id", "experiment_id", "experiment_label", "workload", "network_model",
+                      "algorithm", "num_nodes", "procs_per_node", "world_size", "step_time_s", "step_time_s_low",
+                      "step_time_s_high", "efficiency", "exposed_comm_s", "limit", "refused", "from_run", "prediction_id",
+                      "model_version", "path"]
+
+
+def predictions_frame(found: list[tuple[Path, dict[str, Any]]]) -> Any:
+    """One row per point of every prediction record: what the report draws apart from the measurements."""
+    import pandas as pd
+
+    rows = []
+    for path, record in found:
+        if record.get("kind") != "prediction" or record["status"] != "ok":
+            continue
+        model = record["provenance"].get("network_model") or {}
+        network = (f"fabric {model['fabric']['name']}" if model.get("kind") == "fabric"
+                   else f"netbench {model.get('backend')}" if model.get("kind") == "netbench" else "unknown")
+        for point in record["metrics"]["points"]:
+            rows.append({"system_name": record["system"]["name"], "system_id": record["system"]["system_id"],
+                         "experiment_id": record["experiment"]["experiment_id"],
+                         "experiment_label": record["experiment"]["label"], "workload": record["config"].get("workload")
+                         or (record.get("workload") or {}).get("name"), "network_model": network,
+                         **{k: point.get(k) for k in ("algorithm", "num_nodes", "procs_per_node", "world_size", "step_time_s",
+                                                      "step_time_s_low", "step_time_s_high", "efficiency", "exposed_comm_s",
+                                                      "limit", "refused", "from_run")},
+                         "prediction_id": record["run_id"], "model_version": record["config"].get("model_version"),
+                         "path": str(path)})
+    return pd.DataFrame(rows, columns=PREDICTION_COLUMNS)

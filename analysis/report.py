@@ -21,6 +21,7 @@ from hpcbench.analysis.comm import communication_table, netbench_frame
 from hpcbench.analysis.convergence import quality_figure, tta_table
 from hpcbench.analysis.efficiency import efficiency_table, peaks_frame, precision_table
 from hpcbench.analysis.load import read_valid, runs_frame
+from hpcbench.analysis.predict import predictions_frame
 from hpcbench.analysis.scaling import ENGINE_COST_NOTED, amdahl_fits, baselines_note, scaling_table
 
 
@@ -42,6 +43,8 @@ class Section:
     efficiency: pd.DataFrame
     precisions: pd.DataFrame
     tta: pd.DataFrame
+    predictions: pd.DataFrame
+    """`hpcbench predict`'s points for this system's experiments: shown apart, never pooled with measurements."""
     images: dict[str, bytes]
 
     @property
@@ -72,6 +75,7 @@ def build_report(paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, 
     efficiency = efficiency_table(runs, peaks_frame(found))
     precisions = precision_table(runs)
     tta = tta_table(runs)
+    predictions = predictions_frame(found)
 
     systems = sorted({*zip(runs["system_name"], runs["system_id"]), *zip(netbench["system_name"], netbench["system_id"])})
     sections = []
@@ -81,12 +85,12 @@ def build_report(paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, 
 
         folder = out / "plots" / (f"{_slug(name)}-{system_id}" if len(systems) > 1 else "")
         folder.mkdir(parents=True, exist_ok=True)
-        figures = _figures(mine(weak), mine(strong), mine(runs), mine(netbench), mine(comm))
+        figures = _figures(mine(weak), mine(strong), mine(runs), mine(netbench), mine(comm), mine(predictions))
         images = {fig_name: _save(fig, folder / fig_name) for fig_name, fig in figures.items() if fig is not None}
         network = next((v for v in (*mine(runs)["network"], *mine(netbench)["network"]) if pd.notna(v)), None)
         sections.append(Section(name, system_id, network, _describe(mine(runs), mine(netbench)), mine(weak), mine(strong),
                                 mine(fits), mine(comm), mine(stragglers), mine(phases), mine(efficiency),
-                                mine(precisions), mine(tta), images))
+                                mine(precisions), mine(tta), mine(predictions), images))
 
     tables = pd.concat([weak.assign(mode="weak"), strong.assign(mode="strong")], ignore_index=True)
     written = {"csv": out / "scaling.csv", "markdown": out / "report.md", "html": out / "report.html"}
@@ -100,8 +104,10 @@ def build_report(paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, 
 
 
 def _figures(weak: pd.DataFrame, strong: pd.DataFrame, runs: pd.DataFrame, netbench: pd.DataFrame,
-             comm: pd.DataFrame) -> dict[str, Figure | None]:
+             comm: pd.DataFrame, predictions: pd.DataFrame) -> dict[str, Figure | None]:
     figures: dict[str, Figure | None] = {}
+    if not predictions.empty and predictions["step_time_s"].notna().any():
+        figures["prediction"] = plots.prediction_figure(predictions, weak, runs)
     if not runs.empty:
         if not weak.empty:
             figures["throughput"] = plots.throughput_figure(weak, runs)
@@ -160,7 +166,10 @@ def _summary_lines(runs: pd.DataFrame, netbench: pd.DataFrame) -> list[str]:
         "breakdown. "
         "CI: 95 % percentile bootstrap of the median over all repeats of all runs of a point. "
         "Karp-Flatt e = (1/S - 1/N) / (1 - 1/N).",
-        "Amdahl columns are PREDICTIONS from a fit to the measured points, not measurements.",
+        "Amdahl columns are PREDICTIONS from a curve fit to the measured points, a second opinion that knows nothing of the "
+        "network. `hpcbench predict` records (a model of the gradient all-reduces over a fabric or the netbench-measured "
+        "network, from a run's gradient-ready timeline) are drawn and tabled apart, labelled PREDICTION, never pooled "
+        "with measurements.",
         "Exposed communication = step time - compute-only step time (the same steps without gradient "
         "synchronisation, timed after the repeats; slowest rank's median). Overlap = 1 - exposed / the ring "
         "all-reduce bound from netbench. A straggler is a rank slowest in more than twice its fair share of "
@@ -174,6 +183,14 @@ PRECISION_HEADING = "Precision side by side (the same work, medians over runs)"
 TTA_HEADING = ("Time to accuracy (--mode tta): olympic mean over the seeds that reached the target, beside the "
                "throughput speedup of the same runs")
 TTA_HIDDEN = ["system_name", "system_id", "experiment_id"]
+PREDICTION_HEADING = ("PREDICTIONS (hpcbench predict: the run's gradient-ready timeline over a modelled network; "
+                      "not measurements)")
+PREDICTION_SHOWN = ["workload", "network_model", "algorithm", "num_nodes", "world_size", "step_time_s", "step_time_s_low",
+                    "step_time_s_high", "efficiency", "exposed_comm_s", "limit", "refused", "from_run", "model_version"]
+
+
+def _predicted(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[PREDICTION_SHOWN].round(4) if not frame.empty else frame
 
 SHOWN = ["workload", "experiment_label", "batch_size", "global_batch_size", "num_nodes", "world_size", "num_runs",
          "samples_per_s", "ci95_low", "ci95_high", "cv", "speedup", "efficiency", "bare_efficiency", "engine_cost_at_1",
@@ -204,7 +221,9 @@ def _markdown(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFram
         parts += [f"## {section.heading}", "", section.description, "",
                   "### Weak scaling", "", _markdown_table(_rounded(section.weak)), *_engine_costs(section.weak),
                   "### Strong scaling", "", _markdown_table(_rounded(section.strong)), *_engine_costs(section.strong),
-                  "### Amdahl fit (predictions)", "", _markdown_table(section.fits.round(4)),
+                  f"### {PREDICTION_HEADING}", "", _markdown_table(_predicted(section.predictions)),
+                  "### Amdahl fit (a curve fit of the measured points: a second opinion, not a measurement)", "",
+                  _markdown_table(section.fits.round(4)),
                   "### Communication: exposed (measured) and the all-reduce bound (predicted)", "",
                   _markdown_table(section.comm.round(6)),
                   "### Stragglers", "", _markdown_table(section.stragglers.round(4)),
@@ -235,7 +254,8 @@ def _html(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFrame) -
         f"<h3>Plots</h3>{figures(s.images)}"
         f"<h3>Weak scaling</h3>{table(_rounded(s.weak))}{paragraphs(_engine_costs(s.weak))}"
         f"<h3>Strong scaling</h3>{table(_rounded(s.strong))}{paragraphs(_engine_costs(s.strong))}"
-        f"<h3>Amdahl fit (predictions, not measurements)</h3>{table(s.fits.round(4))}"
+        f"<h3>{html.escape(PREDICTION_HEADING)}</h3>{table(_predicted(s.predictions))}"
+        f"<h3>Amdahl fit (a curve fit of the measured points: a second opinion, not a measurement)</h3>{table(s.fits.round(4))}"
         f"<h3>Communication: exposed (measured) and the all-reduce bound (predicted)</h3>{table(s.comm.round(6))}"
         f"<h3>Stragglers</h3>{table(s.stragglers.round(4))}"
         f"<h3>Step phases (--phases: synchronised between phases, so overlap is lost)</h3>{table(s.phases.round(4))}"
