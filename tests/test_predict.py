@@ -1,0 +1,259 @@
+"""`hpcbench predict`: the all-reduce formulas and the overlap recurrence on hand-computed answers, fabric
+files and their validation, the fit of netbench times, the command's refusals, and the prediction
+record kept apart from measurements."""
+
+import dataclasses
+import importlib.util
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import cli_in_process, read_records, run_cli
+from hpcbench import records
+from hpcbench.analysis import load_records
+from hpcbench.analysis.compare import compare
+from hpcbench.analysis.netmodel import (FABRIC_FIELDS, Links, check_fabric, fabric_links, fabric_names, fit_alpha_beta,
+                                        load_fabric)
+from hpcbench.analysis.predict import Timeline, critical_path, predict_point
+from hpcbench.errors import ConfigError
+
+MB = 1e6
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def links(**overrides) -> Links:
+    values = dict(gpus_per_node=4, intra_busbw=100e9, inter_busbw_per_node=10e9, intra_latency_s=1e-6,
+                  inter_latency_s=10e-6, base_latency_s=0.0)
+    return Links(**{**values, **overrides})
+
+
+def test_ring_known_answers():
+    one_node = links().allreduce_s(100 * MB, 1, 4, "ring")
+    assert one_node == pytest.approx(6 * 1e-6 + 2 * 3 / 4 * 100 * MB / 100e9)  # 2(p-1) intra steps, n x 2(p-1)/p / B
+    two_nodes = links().allreduce_s(100 * MB, 2, 4, "ring")
+    # p = 8: 2 inter-node steps, 12 intra; the NICs (10 GB/s per node) set the bandwidth
+    assert two_nodes == pytest.approx(12 * 1e-6 + 2 * 10e-6 + 2 * 7 / 8 * 100 * MB / 10e9)
+    assert links().allreduce_s(100 * MB, 1, 1, "ring") == 0.0  # one process: nothing moves
+
+
+def test_tree_and_hierarchical_known_answers():
+    tree = links().allreduce_s(100 * MB, 4, 4, "tree")
+    assert tree == pytest.approx(2 * (3 * 1e-6 + 2 * 10e-6) + 2 * 100 * MB / 10e9)
+    hierarchical = links().allreduce_s(100 * MB, 4, 4, "hierarchical")
+    inside = 2 * (3 * 1e-6 + 3 / 4 * 100 * MB / 100e9)  # reduce-scatter + all-gather in the node
+    between = 2 * 3 * 10e-6 + 2 * 3 / 4 * (100 * MB / 4) / (10e9 / 4)  # n/g bytes per process over its share of NICs
+    assert hierarchical == pytest.approx(inside + between)
+    with pytest.raises(ConfigError, match="algorithm"):
+        links().allreduce_s(1, 2, 4, "butterfly")
+
+
+def test_overlap_all_buckets_hidden():
+    # backward 10 ms; buckets ready at 2, 5, 8 ms, 1 ms each: every all-reduce ends before backward does
+    path = critical_path([0.002, 0.005, 0.008], [0.001, 0.001, 0.001], 0.010)
+    assert path.finish_s == pytest.approx(0.009) and path.exposed_s == 0.0
+
+
+def test_overlap_none_hidden():
+    # everything ready at the end of backward (one all-reduce after accumulation): all of it is exposed
+    path = critical_path([0.010, 0.010], [0.004, 0.003], 0.010)
+    assert path.exposed_s == pytest.approx(0.007) and path.chain_start == 0
+
+
+def test_overlap_backs_up_then_one_long_tail_bucket():
+    # 3 ms all-reduces behind buckets ready every 1 ms queue up: f = 4, 7, 10; then the tail (ready 10 ms, 5 ms long)
+    path = critical_path([0.001, 0.002, 0.003, 0.010], [0.003, 0.003, 0.003, 0.005], 0.010)
+    assert path.finish_s == pytest.approx(0.015) and path.exposed_s == pytest.approx(0.005)
+    assert path.chain_start == 3  # the tail started on an idle link: its own time is the exposed part
+    timeline = Timeline(compute_step_s=0.030, backward_s=0.010, buckets=[(0.004, 2**20), (0.010, 8 * 2**20)],
+                        spread=(1.0, 1.0), batch_size=8, run_id="r", path="p")
+    slow = links(inter_busbw_per_node=1e9)
+    point = predict_point(timeline, slow, 2, 1, "ring")
+    assert point["limit"].startswith("a bucket that cannot hide: the last (8.0 MiB, mostly bandwidth)")
+    assert point["step_time_s"] == pytest.approx(0.030 + point["exposed_comm_s"])
+    assert predict_point(timeline, links(), 1, 1, "ring")["limit"] == "compute"  # 1 process: no all-reduce
+
+
+def test_latency_bound_chain_is_named_latency():
+    timeline = Timeline(compute_step_s=0.001, backward_s=0.0005,
+                        buckets=[(0.0001 * k, 64) for k in range(1, 6)], spread=(1.0, 1.0), batch_size=1, run_id="r", path="p")
+    point = predict_point(timeline, links(inter_latency_s=1e-3), 4, 1, "ring")
+    assert point["limit"] == "latency"
+
+
+def test_alpha_beta_fit_recovers_a_known_line():
+    alpha, beta, p = 20e-6, 1 / 1e9, 4
+    sizes = [2**k for k in range(10, 25, 2)]
+    rows = pd.DataFrame({"size_bytes": sizes, "time_s": [2 * (p - 1) * alpha + 2 * (p - 1) / p * n * beta for n in sizes],
+                         "world_size": p, "num_nodes": 2, "backend": "gloo", "run_id": "x"})
+    fit = fit_alpha_beta(rows)
+    assert fit.alpha_s == pytest.approx(alpha, rel=1e-6) and fit.beta_s_per_byte == pytest.approx(beta, rel=1e-6)
+    assert fit.rms_relative_residual < 1e-9
+
+
+def test_every_shipped_fabric_loads_and_every_value_has_a_source():
+    assert {"h100-ndr", "a100-hdr", "v100-dgx1-edr", "roce-25gbe", "tcp-100gbe"} <= set(fabric_names())
+    for name in fabric_names():
+        fabric = load_fabric(name)
+        assert all(fabric[key]["source"].strip() for key in FABRIC_FIELDS)
+        assert fabric_links(fabric).inter_busbw_per_node > 0
+    h100 = fabric_links(load_fabric("h100-ndr"))
+    assert h100.intra_busbw == 370e9 and h100.inter_busbw_per_node == pytest.approx(8 * 50e9 * 0.94)
+
+
+def test_fabric_file_round_trip_and_refusals(tmp_path):
+    shipped = load_fabric("a100-hdr")
+    text = "\n".join([f'name = "mine"', 'description = "a copy"'] + [
+        f'[{key}]\nvalue = {shipped[key]["value"]}\nsource = "{key} from the a100 file"' for key in FABRIC_FIELDS])
+    path = tmp_path / "mine.toml"
+    path.write_text(text)
+    mine = load_fabric(str(path))
+    assert fabric_links(mine) == dataclasses.replace(fabric_links(shipped), name="mine")
+    bad = {**{k: v for k, v in mine.items() if k != "file"}}
+    with pytest.raises(ConfigError, match="unknown key.*colour"):
+        check_fabric({**bad, "colour": "red"}, "x")
+    with pytest.raises(ConfigError, match="nics_per_node = 8 has no source"):
+        check_fabric({**bad, "nics_per_node": {"value": 8, "source": " "}}, "x")
+    with pytest.raises(ConfigError, match="achieved_fraction.value must be in"):
+        check_fabric({**bad, "achieved_fraction": {"value": 1.5, "source": "s"}}, "x")
+    with pytest.raises(ConfigError, match="gpus_per_node .* is missing"):
+        check_fabric({k: v for k, v in bad.items() if k != "gpus_per_node"}, "x")
+    with pytest.raises(ConfigError, match="neither a file nor one of"):
+        load_fabric("no-such-fabric")
+
+
+def test_published_cases_each_carry_their_sources(tmp_path):
+    spec = importlib.util.spec_from_file_location("predict_published", ROOT / "benchmarks" / "predict_published.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cases = sorted((ROOT / "benchmarks" / "published").glob("*.toml"))
+    assert len(cases) >= 5
+    for path in cases:
+        case = module.load_case(path)  # raises when any value lacks its source
+        assert 0 < case["published_efficiency"] <= 1 and case["fabric"] in fabric_names()
+        row = module.evaluate(case)
+        assert 0 < row["predicted"] <= row["without_network"] + 1e-9  # a network never speeds a step up
+    unsourced = tmp_path / "case.toml"
+    unsourced.write_text("\n".join(line for line in cases[0].read_text().splitlines() if not line.startswith("published_source")))
+    with pytest.raises(ValueError, match="missing: published_source"):
+        module.load_case(unsourced)
+
+
+# --- the command, on one real run
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory) -> Path:
+    """One cnn run with its compute-only window and timeline, one without (--no-breakdown)."""
+    folder = tmp_path_factory.mktemp("predict")
+    for extra, name in (([], "run"), (["--no-breakdown"], "blind")):
+        result = run_cli("run", "--workload", "cnn", "--model", "convnet", "--steps", "6", "--warmup", "2", "--repeats", "2",
+                         "--device", "cpu", *extra, "--out", str(folder / name))
+        assert result.returncode == 0, result.stderr
+    return folder
+
+
+def netbench_record(run: dict, folder: Path, system_id: str | None = None) -> Path:
+    """A netbench record of the run's system (its provenance), across 2 nodes: 20 us + 10 ms per MB."""
+    sizes = [2**k for k in range(12, 25, 2)]
+    rows = [{"size_bytes": n, "time_s": 20e-6 + n / 1e8, "algbw_gbps": n / (20e-6 + n / 1e8) / 1e9,
+             "busbw_gbps": n / (20e-6 + n / 1e8) / 1e9, "wrong": 0} for n in sizes]
+    prov = {**run["provenance"], "world_size": 2, "num_nodes": 2, "backend": "gloo", "hostnames": ["n1", "n2"]}
+    record = records.make_record(run_id=records.new_run_id(), status="ok", reason=None, config={"backend": "gloo"},
+                                 workload=None, metrics={"collectives": {"all_reduce": rows}}, ranks=[], provenance=prov,
+                                 kind="netbench")
+    if system_id:
+        record["system"]["system_id"] = system_id
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"netbench_{record['run_id']}.json"
+    records.write_atomic(path, record)
+    return path
+
+
+def test_predict_prints_its_limiting_term_and_the_report_keeps_it_apart(measured, tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(measured / "run", runs)
+    result = cli_in_process("predict", str(runs), "--fabric", "h100-ndr", "--nodes", "1,2,4,8,16,32,64,128",
+                            "--gpus-per-node", "8")
+    assert result.returncode == 0, result.stderr
+    assert "PREDICTION" in result.stdout and "not a measurement" in result.stdout
+    lines = [line for line in result.stdout.splitlines() if line.startswith(("ring", "tree"))]
+    assert len(lines) == 16 and all(any(term in line for term in ("compute", "latency", "bandwidth", "cannot hide"))
+                                    for line in lines)
+    [prediction] = [r for r in map(json.loads, map(Path.read_text, runs.glob("prediction_*.json")))]
+    assert prediction["kind"] == "prediction" and prediction["config"]["model_version"] >= 1
+    assert prediction["provenance"]["network_model"]["fabric"]["nics_per_node"]["source"]
+    assert records.record_problem(prediction) is None
+    # never a measurement: the runs frame, compare and the scaling tables see the one training run only
+    frame = load_records([runs])
+    assert len(frame) == 1 and set(frame["run_id"]) == {read_records(measured / "run")[0]["run_id"]}
+    assert len(compare(frame, load_records([runs]), 0.05)) == 1
+    report = tmp_path / "report"
+    assert cli_in_process("report", str(runs), "-o", str(report)).returncode == 0
+    markdown = (report / "report.md").read_text()
+    assert "PREDICTIONS (hpcbench predict" in markdown and (report / "plots" / "prediction.png").exists()
+    assert "fabric h100-ndr" in markdown
+
+
+def test_predict_from_netbench_of_the_same_system(measured, tmp_path):
+    [run] = read_records(measured / "run")
+    netbench_record(run, tmp_path / "net")
+    result = cli_in_process("predict", str(measured / "run"), "--netbench", str(tmp_path / "net"), "--nodes", "1,2",
+                            "--gpus-per-node", "1", "--algorithm", "ring", "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    [prediction] = read_records(tmp_path / "out")
+    two = prediction["metrics"]["points"][1]
+    fit = prediction["provenance"]["network_model"]["fits"][0]
+    assert fit["alpha_s"] == pytest.approx(10e-6, rel=1e-3) and fit["beta_s_per_byte"] == pytest.approx(1e-8, rel=1e-3)
+    buckets = run["metrics"]["gradient_timeline"]["buckets"]
+    assert two["comm_total_s"] == pytest.approx(sum(20e-6 + b["bytes"] / 1e8 for b in buckets), rel=1e-3)
+    assert two["step_time_s"] >= run["metrics"]["compute_step_time_s"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--fabric", "h100-ndr", "--nodes", "0,2"], "nodes"),
+    (["--fabric", "h100-ndr", "--nodes", "2,1"], "increasing"),
+    (["--fabric", "h100-ndr", "--nodes", "1,x"], "nodes"),
+    (["--fabric", "h100-ndr", "--nodes", "1,2", "--gpus-per-node", "16"], "more than this fabric's 8"),
+    (["--fabric", "nope", "--nodes", "1"], "neither a file nor one of"),
+    (["--nodes", "1"], "exactly one of --fabric"),
+    (["--fabric", "h100-ndr", "--nodes", "1", "--algorithm", "ring,star"], "algorithm"),
+])
+def test_bad_shapes_and_networks_are_refused(measured, args, message):
+    full = [*args] if "--gpus-per-node" in args else [*args, "--gpus-per-node", "8"]
+    result = cli_in_process("predict", str(measured / "run"), *full)
+    assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_records_it_cannot_predict_from_are_refused(measured, tmp_path):
+    blind = cli_in_process("predict", str(measured / "blind"), "--fabric", "h100-ndr", "--nodes", "1", "--gpus-per-node", "8")
+    assert blind.returncode == 2 and "no compute-only window" in blind.stderr and "--no-breakdown" in blind.stderr
+    [run] = read_records(measured / "run")
+    older = tmp_path / "older"
+    older.mkdir()
+    run["metrics"]["gradient_timeline"] = None
+    records.write_atomic(older / "run.json", run)
+    result = cli_in_process("predict", str(older), "--fabric", "h100-ndr", "--nodes", "1", "--gpus-per-node", "8")
+    assert result.returncode == 2 and "no gradient-ready timeline" in result.stderr
+    netbench_record(run, tmp_path / "other", system_id="0123456789ab")
+    other = cli_in_process("predict", str(measured / "run"), "--netbench", str(tmp_path / "other"), "--nodes", "1,2",
+                           "--gpus-per-node", "1")
+    assert other.returncode == 2 and "no netbench record of the run's system" in other.stderr
+    bad_fabric = tmp_path / "bad.toml"
+    bad_fabric.write_text('name = "x"\ndescription = "y"\n[gpus_per_node]\nvalue = 8\n')
+    result = cli_in_process("predict", str(measured / "run"), "--fabric", str(bad_fabric), "--nodes", "1", "--gpus-per-node", "8")
+    assert result.returncode == 2 and "has no source" in result.stderr
+
+
+def test_strong_scaling_refuses_a_point_without_its_measured_compute(measured, tmp_path):
+    [run] = read_records(measured / "run")  # batch 32 per process at 1 process
+    result = cli_in_process("predict", str(measured / "run"), "--fabric", "a100-hdr", "--nodes", "1,2",
+                            "--gpus-per-node", "1", "--scaling", "strong", "--global-batch-size", str(run["config"]["batch_size"]),
+                            "--algorithm", "ring", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    [prediction] = read_records(tmp_path)
+    first, second = prediction["metrics"]["points"]
+    assert first["step_time_s"] > 0 and "no measured compute at 16 samples per process" in second["refused"]
+    assert "--batch-size 16" in second["refused"]
+    assert math.isclose(first["efficiency"], 1.0)
