@@ -23,7 +23,7 @@ states no spread: its interval is compute's alone).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ import numpy as np
 from hpcbench import records
 from hpcbench.analysis.comm import netbench_frame
 from hpcbench.analysis.load import read_valid
-from hpcbench.analysis.netmodel import ALGORITHMS, Links, fabric_links, load_fabric, netbench_fits, netbench_links
+from hpcbench.analysis.netmodel import ALGORITHMS, Fit, Links, fabric_links, load_fabric, netbench_fits, netbench_links
 from hpcbench.errors import ConfigError
 
 MODEL_VERSION = 1
@@ -137,12 +137,11 @@ class Inputs:
     """Per-process batch -> timeline (one entry for weak scaling)."""
     network: dict[str, Any]
     """How the network is modelled: a fabric (with its sources) or netbench fits (with residuals)."""
-    links_for: Any
-    """(num_nodes, procs_per_node) -> Links."""
+    links_for: Callable[[int, int], Links]
+    """(num_nodes, procs_per_node) -> the links a point runs over."""
 
 
-def resolve_inputs(paths: Iterable[str], *, fabric: str | None, netbench: str | None, scaling: str,
-                   global_batch_size: int | None) -> list[Inputs]:
+def resolve_inputs(paths: Iterable[str], *, fabric: str | None, netbench: str | None, scaling: str) -> list[Inputs]:
     """One Inputs per (experiment, system) among the records; bad input is a ConfigError naming it."""
     if (fabric is None) == (netbench is None):
         raise ConfigError("fabric", "give exactly one of --fabric NAME|FILE or --netbench DIR")
@@ -155,7 +154,6 @@ def resolve_inputs(paths: Iterable[str], *, fabric: str | None, netbench: str | 
         key = (record["experiment"]["work_id" if scaling == "strong" else "experiment_id"], record["system"]["system_id"])
         groups.setdefault(key + ((record["config"]["engine"],) if scaling == "strong" else ()), []).append((path, record))
     fabric_data = load_fabric(fabric) if fabric else None
-    fits = None
     if netbench:
         if not Path(netbench).exists():
             raise ConfigError("netbench", f"no such file or folder: {netbench}")
@@ -192,7 +190,7 @@ def resolve_inputs(paths: Iterable[str], *, fabric: str | None, netbench: str | 
     return found_inputs
 
 
-def _fixed(links: Links) -> Any:
+def _fixed(links: Links) -> Callable[[int, int], Links]:
     def links_for(num_nodes: int, procs_per_node: int) -> Links:
         if procs_per_node > links.gpus_per_node:
             raise ConfigError("gpus-per-node", f"{procs_per_node} is more than this fabric's {links.gpus_per_node} GPUs per node")
@@ -200,7 +198,7 @@ def _fixed(links: Links) -> Any:
     return links_for
 
 
-def _measured(fits: list[Any]) -> Any:
+def _measured(fits: list[Fit]) -> Callable[[int, int], Links]:
     def links_for(num_nodes: int, procs_per_node: int) -> Links:
         return netbench_links(fits, num_nodes, procs_per_node)
     return links_for

@@ -440,8 +440,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     nodes = _int_list("nodes", args.nodes)
     check_shape(nodes, args.gpus_per_node)
     algorithms = _name_list("algorithm", args.algorithm)
-    found = resolve_inputs(args.paths, fabric=args.fabric, netbench=args.netbench, scaling=args.scaling,
-                           global_batch_size=args.global_batch_size)
+    found = resolve_inputs(args.paths, fabric=args.fabric, netbench=args.netbench, scaling=args.scaling)
     made = [(inputs, predict(inputs, nodes=nodes, gpus_per_node=args.gpus_per_node, algorithms=algorithms,
                              scaling=args.scaling, global_batch_size=args.global_batch_size)) for inputs in found]
     config = {"nodes": nodes, "gpus_per_node": args.gpus_per_node, "algorithms": algorithms, "scaling": args.scaling,

@@ -106,7 +106,7 @@ def test_every_shipped_fabric_loads_and_every_value_has_a_source():
 
 def test_fabric_file_round_trip_and_refusals(tmp_path):
     shipped = load_fabric("a100-hdr")
-    text = "\n".join([f'name = "mine"', 'description = "a copy"'] + [
+    text = "\n".join(['name = "mine"', 'description = "a copy"'] + [
         f'[{key}]\nvalue = {shipped[key]["value"]}\nsource = "{key} from the a100 file"' for key in FABRIC_FIELDS])
     path = tmp_path / "mine.toml"
     path.write_text(text)
