@@ -6,7 +6,7 @@ Taken in the compute-only window only, so the throughput windows carry no hook: 
 stamped where it starts, where backward starts and ends and where the optimizer step ends, and
 every gradient as it is accumulated (`register_post_accumulate_grad_hook`). On CUDA the stamps are
 events (no sync inside the steps); on a CPU, the run's clock. Per parameter the median over the
-window's steps, then the slowest rank. The hooks cost ~3.6 us per gradient on the 2-core VM
+window's steps, then the slowest rank. The hooks cost 3.6-5.3 us per gradient on the 2-core VM
 (benchmarks/timeline_cost.py): ~0.6 ms of a ResNet-50 step's 161 gradients, inside the compute-only
 window only.
 """
