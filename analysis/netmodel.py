@@ -160,10 +160,19 @@ def fabric_links(fabric: dict[str, Any]) -> Links:
 
 
 # --- from netbench
+STEPS_AND_SHARE = {"all_reduce": (lambda p: 2 * (p - 1), lambda p: 2 * (p - 1) / p),
+                   "all_gather": (lambda p: p - 1, lambda p: (p - 1) / p),
+                   "reduce_scatter": (lambda p: p - 1, lambda p: (p - 1) / p),
+                   "broadcast": (lambda p: p - 1, lambda p: 1.0)}
+"""Per collective, as a ring runs it on p processes: latency steps, and the share of n each process sends
+(nccl-tests' bus factor): intercept = steps x alpha, slope = share x beta."""
+
+
 @dataclass(frozen=True)
 class Fit:
-    """t(n) = intercept + slope x n, fitted to one netbench all-reduce curve, and alpha and beta as the ring reads them."""
+    """t(n) = intercept + slope x n, fitted to one netbench curve, and alpha and beta as a ring reads them."""
 
+    collective: str
     backend: str
     world_size: int
     num_nodes: int
@@ -176,9 +185,9 @@ class Fit:
     run_id: str
 
 
-def fit_alpha_beta(rows: pd.DataFrame) -> Fit:
-    """Least squares on relative error (each size counts alike, small and large), one all-reduce curve:
-    intercept = 2(p-1) alpha, slope = 2(p-1)/p beta."""
+def fit_alpha_beta(rows: pd.DataFrame, collective: str = "all_reduce") -> Fit:
+    """Least squares on relative error (each size counts alike, small and large), one collective's curve;
+    for all-reduce intercept = 2(p-1) alpha, slope = 2(p-1)/p beta (STEPS_AND_SHARE for the others)."""
     sizes, times = rows["size_bytes"].to_numpy(float), rows["time_s"].to_numpy(float)
     p = int(rows["world_size"].iloc[0])
     if p < 2 or len(sizes) < 2:
@@ -189,24 +198,28 @@ def fit_alpha_beta(rows: pd.DataFrame) -> Fit:
     intercept, slope = max(float(intercept), 0.0), max(float(slope), 1e-15)
     predicted = intercept + slope * sizes
     relative = (times - predicted) / times
-    return Fit(backend=str(rows["backend"].iloc[0]), world_size=p, num_nodes=int(rows["num_nodes"].iloc[0]),
-               intercept_s=intercept, slope_s_per_byte=slope, alpha_s=intercept / (2 * (p - 1)),
-               beta_s_per_byte=slope * p / (2 * (p - 1)),
+    steps, share = (f(p) for f in STEPS_AND_SHARE[collective])
+    return Fit(collective=collective, backend=str(rows["backend"].iloc[0]), world_size=p,
+               num_nodes=int(rows["num_nodes"].iloc[0]), intercept_s=intercept, slope_s_per_byte=slope,
+               alpha_s=intercept / steps, beta_s_per_byte=slope / share,
                residuals=[{"size_bytes": float(s), "time_s": float(t), "fit_s": float(f), "relative": float(r)}
                           for s, t, f, r in zip(sizes, times, predicted, relative)],
                rms_relative_residual=float(np.sqrt(np.mean(relative**2))), run_id=str(rows["run_id"].iloc[0]))
 
 
 def netbench_fits(netbench: pd.DataFrame, backend: str) -> list[Fit]:
-    """One fit per netbench run of `backend`'s all-reduce (a run is one process count on one node count)."""
-    mine = netbench[(netbench["collective"] == "all_reduce") & (netbench["backend"] == backend)]
-    return [fit_alpha_beta(rows.sort_values("size_bytes")) for _, rows in mine.groupby("run_id")]
+    """One fit per netbench run and collective of `backend` (a run is one process count on one node count);
+    the all-reduce fits model gradients, the others are recorded with their residuals."""
+    mine = netbench[(netbench["backend"] == backend) & (netbench["world_size"] > 1)]
+    return [fit_alpha_beta(rows.sort_values("size_bytes"), collective)
+            for (_, collective), rows in mine.groupby(["run_id", "collective"]) if collective in STEPS_AND_SHARE]
 
 
 def netbench_links(fits: list[Fit], num_nodes: int, procs_per_node: int) -> Links:
     """Links for a point of N nodes x g processes from the measured fits: across nodes the fit with the
     most nodes, inside one the 1-node fit with the most processes (or, lacking one, the same). Refused
     when the point crosses nodes and no fit did: a network not measured is not predicted."""
+    fits = [f for f in fits if f.collective == "all_reduce"]
     across = [f for f in fits if f.num_nodes > 1]
     inside = [f for f in fits if f.num_nodes == 1]
     if num_nodes > 1 and not across:

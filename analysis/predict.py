@@ -181,7 +181,7 @@ def resolve_inputs(paths: Iterable[str], *, fabric: str | None, netbench: str | 
                                               f"in {netbench} (found: {others}); measure the network of the system you predict")
             backend = base["provenance"].get("backend")
             fits = netbench_fits(mine, backend)
-            if not fits:
+            if not any(f.collective == "all_reduce" for f in fits):
                 raise ConfigError("netbench", f"no {backend} all-reduce among the netbench records of {base['system']['name']}")
             network = {"kind": "netbench", "backend": backend, "fits": [dataclasses.asdict(f) for f in fits]}
             links_for = _measured(fits)
@@ -334,3 +334,21 @@ def predictions_frame(found: list[tuple[Path, dict[str, Any]]]) -> Any:
                          "prediction_id": record["run_id"], "model_version": record["config"].get("model_version"),
                          "path": str(path)})
     return pd.DataFrame(rows, columns=PREDICTION_COLUMNS)
+
+
+def write_plot(record: dict[str, Any], record_path: Path, run_paths: list[str]) -> Path:
+    """The prediction's figure (measured step times of its runs, the predicted curves) as a PNG beside its record."""
+    import io
+
+    from hpcbench.analysis import plots
+    from hpcbench.analysis.load import runs_frame
+    from hpcbench.analysis.scaling import scaling_table
+    from hpcbench.files import write_atomic
+
+    runs = runs_frame(read_valid(run_paths))
+    figure = plots.prediction_figure(predictions_frame([(record_path, record)]), scaling_table(runs, "weak"), runs)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    path = record_path.with_suffix(".png")
+    write_atomic(path, buffer.getvalue())
+    return path

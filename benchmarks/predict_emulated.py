@@ -91,7 +91,7 @@ def compare(link: str, top: Path) -> list[dict]:
                      "measured_exposed_ms": measured["exposed_comm_s"] * 1e3,
                      "compute_1node_ms": predicted["compute_step_time_s"] * 1e3,
                      "compute_2node_ms": measured["compute_step_time_s"] * 1e3,
-                     "fit_rms": max(f["rms_relative_residual"] for f in inputs.network["fits"]), "limit": predicted["limit"]})
+                     "fit_rms": max(f["rms_relative_residual"] for f in inputs.network["fits"] if f["collective"] == "all_reduce"), "limit": predicted["limit"]})
         record = prediction_record(inputs, points, {"nodes": [1, 2], "gpus_per_node": 1, "algorithms": ["ring"],
                                                     "scaling": "weak", "netbench": str(top / "netbench" / "records")})
         records.write_atomic(top / "sweep" / "records" / f"prediction_netbench_{workload}_{record['run_id']}.json", record)

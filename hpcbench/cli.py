@@ -432,7 +432,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from hpcbench import records
-    from hpcbench.analysis.predict import check_shape, format_points, predict, prediction_record, resolve_inputs
+    from hpcbench.analysis.predict import (check_shape, format_points, predict, prediction_record, resolve_inputs,
+                                           write_plot)
 
     missing = [p for p in args.paths if not Path(p).exists()]
     if missing:
@@ -455,10 +456,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         network = inputs.network
         where = (f"fabric {network['fabric']['name']} ({network['fabric']['file']})" if network["kind"] == "fabric"
                  else f"netbench {network['backend']} fits (RMS residual "
-                      f"{max(f['rms_relative_residual'] for f in network['fits']):.1%})")
+                      f"{max(f['rms_relative_residual'] for f in network['fits'] if f['collective'] == 'all_reduce'):.1%})")
         print(format_points(points, f"PREDICTION (model v{record['config']['model_version']}, not a measurement): "
                                     f"{inputs.base['experiment']['label']} from run {inputs.base['run_id']}, {where}"))
-        print(f"-> {path}\n")
+        plotted = write_plot(record, path, [t.path for t in inputs.timelines.values()])
+        print(f"-> {path}\n-> {plotted}\n")
     return 0
 
 

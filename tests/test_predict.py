@@ -92,6 +92,9 @@ def test_alpha_beta_fit_recovers_a_known_line():
     fit = fit_alpha_beta(rows)
     assert fit.alpha_s == pytest.approx(alpha, rel=1e-6) and fit.beta_s_per_byte == pytest.approx(beta, rel=1e-6)
     assert fit.rms_relative_residual < 1e-9
+    gathered = rows.assign(time_s=[(p - 1) * alpha + (p - 1) / p * n * beta for n in sizes])  # all-gather: half the steps
+    fit = fit_alpha_beta(gathered, "all_gather")
+    assert fit.alpha_s == pytest.approx(alpha, rel=1e-6) and fit.beta_s_per_byte == pytest.approx(beta, rel=1e-6)
 
 
 def test_every_shipped_fabric_loads_and_every_value_has_a_source():
@@ -159,10 +162,11 @@ def netbench_record(run: dict, folder: Path, system_id: str | None = None) -> Pa
     sizes = [2**k for k in range(12, 25, 2)]
     rows = [{"size_bytes": n, "time_s": 20e-6 + n / 1e8, "algbw_gbps": n / (20e-6 + n / 1e8) / 1e9,
              "busbw_gbps": n / (20e-6 + n / 1e8) / 1e9, "wrong": 0} for n in sizes]
+    gathered = [{**row, "time_s": 10e-6 + n / 2e8} for row, n in zip(rows, sizes)]  # all-gather: half of each
     prov = {**run["provenance"], "world_size": 2, "num_nodes": 2, "backend": "gloo", "hostnames": ["n1", "n2"]}
     record = records.make_record(run_id=records.new_run_id(), status="ok", reason=None, config={"backend": "gloo"},
-                                 workload=None, metrics={"collectives": {"all_reduce": rows}}, ranks=[], provenance=prov,
-                                 kind="netbench")
+                                 workload=None, metrics={"collectives": {"all_reduce": rows, "all_gather": gathered}},
+                                 ranks=[], provenance=prov, kind="netbench")
     if system_id:
         record["system"]["system_id"] = system_id
     folder.mkdir(parents=True, exist_ok=True)
@@ -178,6 +182,7 @@ def test_predict_prints_its_limiting_term_and_the_report_keeps_it_apart(measured
                             "--gpus-per-node", "8")
     assert result.returncode == 0, result.stderr
     assert "PREDICTION" in result.stdout and "not a measurement" in result.stdout
+    assert len(list(runs.glob("prediction_*.png"))) == 1  # the plot beside the record
     lines = [line for line in result.stdout.splitlines() if line.startswith(("ring", "tree"))]
     assert len(lines) == 16 and all(any(term in line for term in ("compute", "latency", "bandwidth", "cannot hide"))
                                     for line in lines)
@@ -204,8 +209,10 @@ def test_predict_from_netbench_of_the_same_system(measured, tmp_path):
     assert result.returncode == 0, result.stderr
     [prediction] = read_records(tmp_path / "out")
     two = prediction["metrics"]["points"][1]
-    fit = prediction["provenance"]["network_model"]["fits"][0]
-    assert fit["alpha_s"] == pytest.approx(10e-6, rel=1e-3) and fit["beta_s_per_byte"] == pytest.approx(1e-8, rel=1e-3)
+    fits = {f["collective"]: f for f in prediction["provenance"]["network_model"]["fits"]}
+    for fit in fits.values():  # the same link, read through each collective's steps and share
+        assert fit["alpha_s"] == pytest.approx(10e-6, rel=1e-3) and fit["beta_s_per_byte"] == pytest.approx(1e-8, rel=1e-3)
+    assert set(fits) == {"all_reduce", "all_gather"}
     buckets = run["metrics"]["gradient_timeline"]["buckets"]
     assert two["comm_total_s"] == pytest.approx(sum(20e-6 + b["bytes"] / 1e8 for b in buckets), rel=1e-3)
     assert two["step_time_s"] >= run["metrics"]["compute_step_time_s"]
