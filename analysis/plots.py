@@ -103,7 +103,7 @@ def prediction_figure(predictions: pd.DataFrame, table: pd.DataFrame, runs: pd.D
     """Step time against processes: measured medians (points) of each predicted experiment, and every
     prediction (dashed, its interval shaded), labelled as one: a model's numbers never pass as measured."""
     experiments = sorted(predictions["experiment_id"].unique())
-    fig, axes = _grid(len(experiments))
+    fig, axes = _grid(len(experiments)) if len(experiments) > 1 else (lambda f: (f, [f.subplots()]))(_figure(7.5, 4.6))
     for ax, experiment in zip(axes, experiments):
         mine = predictions[(predictions["experiment_id"] == experiment) & predictions["step_time_s"].notna()]
         measured = table[table["experiment_id"] == experiment].sort_values("world_size")
