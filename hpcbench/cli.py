@@ -72,8 +72,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     if "sweep" in wanted:
         _add_sweep_flags(sweep)
 
-    listing = commands.add_parser("list", help="list the workloads (defaults, real data), or the engines (options)")
-    listing.add_argument("what", nargs="?", default="workloads", choices=["workloads", "engines"])
+    listing = commands.add_parser("list", help="list the workloads (defaults, real data), the engines (options), or the "
+                                  "fabrics `hpcbench predict --fabric` knows")
+    listing.add_argument("what", nargs="?", default="workloads", choices=["workloads", "engines", "fabrics"])
 
     for name, text in (("render", "write the job scripts of a cluster sweep (one job per node count + a report job)"),
                        ("submit", "render a cluster sweep and submit it: the report job runs after all points")):
@@ -465,6 +466,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_list(what: str) -> int:
+    if what == "fabrics":
+        from hpcbench.analysis.netmodel import fabric_names, load_fabric
+
+        for name in fabric_names():
+            print(f"{name:15s} {load_fabric(name)['description']}")
+        return 0
     from hpcbench.engines import ENGINES
     from hpcbench.plugins import option_flag
     from hpcbench.workloads import registry

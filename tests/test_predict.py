@@ -103,6 +103,8 @@ def test_every_shipped_fabric_loads_and_every_value_has_a_source():
         fabric = load_fabric(name)
         assert all(fabric[key]["source"].strip() for key in FABRIC_FIELDS)
         assert fabric_links(fabric).inter_busbw_per_node > 0
+    listed = cli_in_process("list", "fabrics")
+    assert listed.returncode == 0 and len(listed.stdout.splitlines()) == len(fabric_names())
     h100 = fabric_links(load_fabric("h100-ndr"))
     assert h100.intra_busbw == 370e9 and h100.inter_busbw_per_node == pytest.approx(8 * 50e9 * 0.94)
 
