@@ -35,6 +35,7 @@ from hpcbench.analysis.comm import netbench_frame
 from hpcbench.analysis.load import read_valid
 from hpcbench.analysis.netmodel import ALGORITHMS, Fit, Links, fabric_links, load_fabric, netbench_fits, netbench_links
 from hpcbench.errors import ConfigError
+from hpcbench.experiment import short_hash
 
 MODEL_VERSION = 1
 """Bumped whenever a formula changes: a prediction record names the model that made it."""
@@ -151,8 +152,8 @@ def resolve_inputs(paths: Iterable[str], *, fabric: str | None, netbench: str | 
         raise ConfigError("RECORDS", f"no ok training records in {', '.join(map(str, paths))}")
     groups: dict[tuple[str, str], list[tuple[Path, dict[str, Any]]]] = {}
     for path, record in runs:
-        key = (record["experiment"]["work_id" if scaling == "strong" else "experiment_id"], record["system"]["system_id"])
-        groups.setdefault(key + ((record["config"]["engine"],) if scaling == "strong" else ()), []).append((path, record))
+        work = _work_at_any_batch(record["experiment"]) if scaling == "strong" else record["experiment"]["experiment_id"]
+        groups.setdefault((work, record["system"]["system_id"]), []).append((path, record))
     fabric_data = load_fabric(fabric) if fabric else None
     if netbench:
         if not Path(netbench).exists():
@@ -188,6 +189,14 @@ def resolve_inputs(paths: Iterable[str], *, fabric: str | None, netbench: str | 
         found_inputs.append(Inputs(base={"path": str(base_path), **base}, timelines=timelines, network=network,
                                    links_for=links_for))
     return found_inputs
+
+
+BATCH_FIELDS = ("batch_size", "global_batch_size", "scaling", "experiment_id", "work_id", "label")
+
+
+def _work_at_any_batch(experiment: dict[str, Any]) -> str:
+    """The experiment without its batch: strong scaling draws each point's compute from a run at that point's batch."""
+    return short_hash({k: v for k, v in experiment.items() if k not in BATCH_FIELDS})
 
 
 def _fixed(links: Links) -> Callable[[int, int], Links]:

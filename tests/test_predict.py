@@ -150,9 +150,9 @@ def test_published_cases_each_carry_their_sources(tmp_path):
 # --- the command, on one real run
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory) -> Path:
-    """One cnn run with its compute-only window and timeline, one without (--no-breakdown)."""
+    """One cnn run with its compute-only window and timeline, one at half its batch, one without (--no-breakdown)."""
     folder = tmp_path_factory.mktemp("predict")
-    for extra, name in (([], "run"), (["--no-breakdown"], "blind")):
+    for extra, name in (([], "run"), (["--batch-size", "16"], "half"), (["--no-breakdown"], "blind")):
         result = run_cli("run", "--workload", "cnn", "--model", "convnet", "--steps", "6", "--warmup", "2", "--repeats", "2",
                          "--device", "cpu", *extra, "--out", str(folder / name))
         assert result.returncode == 0, result.stderr
@@ -255,14 +255,17 @@ def test_records_it_cannot_predict_from_are_refused(measured, tmp_path):
     assert result.returncode == 2 and "has no source" in result.stderr
 
 
-def test_strong_scaling_refuses_a_point_without_its_measured_compute(measured, tmp_path):
-    [run] = read_records(measured / "run")  # batch 32 per process at 1 process
-    result = cli_in_process("predict", str(measured / "run"), "--fabric", "a100-hdr", "--nodes", "1,2",
-                            "--gpus-per-node", "1", "--scaling", "strong", "--global-batch-size", str(run["config"]["batch_size"]),
+def test_strong_scaling_takes_each_points_compute_from_a_run_at_its_batch(measured, tmp_path):
+    [run] = read_records(measured / "run")  # 32 per process
+    [half] = read_records(measured / "half")  # 16 per process: what 2 processes get of a global 32
+    result = cli_in_process("predict", str(measured / "run"), str(measured / "half"), "--fabric", "a100-hdr",
+                            "--nodes", "1,2,4", "--gpus-per-node", "1", "--scaling", "strong", "--global-batch-size", "32",
                             "--algorithm", "ring", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    [prediction] = read_records(tmp_path)
-    first, second = prediction["metrics"]["points"]
-    assert first["step_time_s"] > 0 and "no measured compute at 16 samples per process" in second["refused"]
-    assert "--batch-size 16" in second["refused"]
-    assert math.isclose(first["efficiency"], 1.0)
+    [prediction] = [r for r in read_records(tmp_path)]
+    one, two, four = prediction["metrics"]["points"]
+    assert one["from_run"] == run["run_id"] and two["from_run"] == half["run_id"]
+    assert two["compute_step_time_s"] == pytest.approx(half["metrics"]["compute_step_time_s"])
+    assert "no measured compute at 8 samples per process" in four["refused"] and "--batch-size 8" in four["refused"]
+    assert math.isclose(one["efficiency"], 1.0)
+    assert two["efficiency"] == pytest.approx((32 / two["step_time_s"] / 2) / (32 / one["step_time_s"]))
