@@ -91,6 +91,7 @@ def test_no_breakdown_leaves_nulls_and_says_why(tmp_path):
     assert m["compute_step_time_s"] is None and m["exposed_comm_s"] is None and m["stragglers"] is None
     assert m["breakdown_note"] == "not measured (--no-breakdown)"
     assert record["ranks"][0]["compute_step_times_s"] is None
+    assert m["gradient_timeline"] is None  # taken in the compute-only window only
 
 
 def test_an_injected_slow_rank_is_named_with_its_host(tmp_path):

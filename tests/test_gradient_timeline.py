@@ -81,9 +81,3 @@ def test_timeline_buckets_are_ddps_own(out_dir, extra):
     phases = timeline["forward_s"] + timeline["backward_s"] + timeline["optimizer_s"]
     assert 0.5 < phases / record["metrics"]["compute_step_time_s"] < 1.5  # the same steps, cut at three marks
 
-
-def test_no_compute_only_window_no_timeline(out_dir):
-    result = run_cli("run", "--workload", "mlp", *TINY, "--no-breakdown", "--out", str(out_dir))
-    assert result.returncode == 0, result.stderr
-    (record,) = read_records(out_dir)
-    assert record["metrics"]["gradient_timeline"] is None

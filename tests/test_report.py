@@ -78,7 +78,8 @@ def test_report_files(report_dir):
     assert {"efficiency", "ci95_low", "ci95_high", "karp_flatt", "baseline_runs", "mode"} <= set(table.columns)
     assert set(table["workload"]) == {"mlp", "cnn", "finetune", "vae", "rnn", "rl"}
     markdown = (report_dir / "report.md").read_text()
-    assert "## Amdahl fit (predictions)" in markdown and "## Communication: exposed (measured)" in markdown
+    assert "## Amdahl fit (a curve fit of the measured points: a second opinion, not a measurement)" in markdown
+    assert "## Communication: exposed (measured)" in markdown
     assert "allreduce_bound_s" in markdown and "exposed_comm_s" in markdown and "| cnn |" in markdown
     assert "### Stragglers" in markdown
     assert table["exposed_comm_s"].notna().all() and table["compute_step_time_s"].notna().all()
