@@ -10,7 +10,8 @@ from hpcbench.buckets import Gradient, buckets, size_cap_rule, fusion_cycle_rule
 from hpcbench.measurements import COMPUTE_ONLY, THROUGHPUT, RankContext
 from hpcbench.measurements.gradient_timeline import GradientTimeline
 
-TINY = ["--steps", "5", "--warmup", "2", "--repeats", "1", "--device", "cpu", "--nproc", "2"]
+TINY = ["--steps", "5", "--warmup", "2", "--repeats", "1", "--device", "cpu", "--nproc", "1"]
+"""One process: DDP buckets and logs the same way at any world size (every 2-process run merges timelines)."""
 MIB = 2**20
 
 
@@ -72,8 +73,8 @@ def test_timeline_buckets_are_ddps_own(out_dir, extra):
     assert result.returncode == 0, result.stderr
     (record,) = read_records(out_dir)
     timeline = record["metrics"]["gradient_timeline"]
-    ddp_own = [counters["bucket_param_indices"] for counters in record["metrics"]["engine_counters_by_rank"]]
-    assert [b["params"] for b in timeline["buckets"]] == ddp_own[0] == ddp_own[1]
+    [ddp_own] = [counters["bucket_param_indices"] for counters in record["metrics"]["engine_counters_by_rank"]]
+    assert [b["params"] for b in timeline["buckets"]] == ddp_own
     assert len(timeline["buckets"]) >= 2
     ready = [b["ready_s"] for b in timeline["buckets"]]
     assert ready == sorted(ready) and 0 < ready[-1] <= timeline["backward_s"]
@@ -81,3 +82,17 @@ def test_timeline_buckets_are_ddps_own(out_dir, extra):
     phases = timeline["forward_s"] + timeline["backward_s"] + timeline["optimizer_s"]
     assert 0.5 < phases / record["metrics"]["compute_step_time_s"] < 1.5  # the same steps, cut at three marks
 
+
+
+def test_merge_takes_the_slowest_rank_per_gradient_and_buckets_after():
+    def rank(ready: list[float], backward: float) -> dict:
+        return {"gradient_timeline": {"forward_s": 0.01, "backward_s": backward, "optimizer_s": 0.002,
+                                      "param_bytes": [MIB, MIB, 8], "param_ready_s": ready, "steps": 5,
+                                      "clock": "host clock", "bucketing": size_cap_rule(MIB, 25 * MIB)}}
+
+    merged = GradientTimeline.merge([rank([0.009, 0.006, 0.001], 0.010), rank([0.008, 0.007, 0.002], 0.011)], None)
+    timeline = merged["gradient_timeline"]
+    assert timeline["param_ready_s"] == [0.009, 0.007, 0.002] and timeline["backward_s"] == 0.011
+    assert [b["params"] for b in timeline["buckets"]] == [[2, 1], [0]]  # 8 B + 1 MiB closes the first bucket
+    assert [b["ready_s"] for b in timeline["buckets"]] == [0.007, 0.009]
+    assert GradientTimeline.merge([rank([0.1, 0.1, 0.1], 0.2), {"gradient_timeline": None}], None) == {"gradient_timeline": None}
