@@ -79,12 +79,10 @@ def test_channels_last_converts_each_distinct_batch_once():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("workload", ["mlp", "cnn"])
-def test_compile_happens_in_a_warmup_extended_until_nothing_compiles(tmp_path, workload):
-    # The course's conv net, not ResNet-18: what is checked is the warm-up's extension, not the model, and
-    # inductor compiled ResNet-18 for 84 s on a fresh machine (its cache empty) against ~30 s once warm.
-    small = ["--model", "convnet", "--batch-size", "4"] if workload == "cnn" else SMALL[workload]
-    record = run(tmp_path, "--workload", workload, *small, "--compile", timeout=600)
+def test_compile_happens_in_a_warmup_extended_until_nothing_compiles(tmp_path):
+    # mlp only: what is checked is the warm-up's extension, not the model. With inductor's cache empty (every
+    # fresh CI machine) the course's conv net took 84-106 s to compile here, ResNet-18 longer.
+    record = run(tmp_path, "--workload", "mlp", *SMALL["mlp"], "--compile", timeout=600)
     compiled = record["metrics"]["compile"]
     assert compiled["warmup_extended_by"] >= 1 and compiled["warmup_steps_done"] == compiled["warmup_extended_by"]
     assert compiled["compile_s"] > 0 and not compiled["still_compiling_after_warmup"]
