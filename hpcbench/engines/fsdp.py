@@ -1,0 +1,125 @@
+"""FSDP engine: PyTorch's fully sharded data parallel (FSDP2, `torch.distributed.fsdp.fully_shard`).
+
+Each rank holds 1/N of every parameter, gradient and optimizer state; a block's parameters are
+all-gathered before its forward and backward, and its gradients reduce-scattered after. It runs on
+the DDP engine's process group (gloo on CPU, NCCL on CUDA) and an explicit device mesh on the run's
+device: without one, a GPU host with a gloo group moves parameters to CUDA and crashes (pytorch#132471).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from hpcbench.engines.base import register
+from hpcbench.engines.ddp import DdpEngine
+from hpcbench.engines.discovery import Placement
+from hpcbench.errors import ConfigError, check_choice
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+UNSHARDABLE = (nn.RNNBase,)
+"""Modules whose kernels take plain tensors, not the sharded DTensors FSDP leaves between steps."""
+
+
+@dataclass(kw_only=True)
+class FsdpOptions:
+    reshard_after_forward: bool = True
+    """free each block's gathered parameters after its forward (gather them again in backward): less memory, more traffic"""
+    param_dtype: str | None = None
+    """mixed precision: the dtype parameters are gathered and computed in (fp32, bf16, fp16; default: as stored)"""
+    reduce_dtype: str | None = None
+    """mixed precision: the dtype gradients are reduce-scattered in (default: the param dtype)"""
+    cpu_offload: bool = False
+    """keep the sharded parameters, gradients and optimizer state in host memory (CUDA runs)"""
+
+    def __post_init__(self) -> None:
+        for flag, value in (("fsdp-reshard-after-forward", self.reshard_after_forward), ("fsdp-cpu-offload", self.cpu_offload)):
+            if not isinstance(value, bool):
+                raise ConfigError(flag, f"must be true or false, got {value!r}")
+        for flag, value in (("fsdp-param-dtype", self.param_dtype), ("fsdp-reduce-dtype", self.reduce_dtype)):
+            if value is not None:
+                check_choice(flag, value, tuple(DTYPES))
+
+
+@register
+class FsdpEngine(DdpEngine):
+    """DDP's process group and collectives; the model wrapped by fully_shard per block, then at the root."""
+
+    name = "fsdp"
+    description = "PyTorch FSDP2 (fully_shard): parameters, gradients and optimizer state sharded over the ranks"
+    order = 15
+    Options = FsdpOptions
+    flag_prefix = "fsdp"
+
+    def __init__(self, placement: Placement, device_type: str, timeout_s: float, options: FsdpOptions | None = None) -> None:
+        self.fsdp_options = options or FsdpOptions()
+        super().__init__(placement, device_type, timeout_s, None)
+
+    @classmethod
+    def check_training(cls, options: FsdpOptions, precision: str, device_type: str) -> None:
+        if options.cpu_offload and device_type != "cuda":
+            raise ConfigError("fsdp-cpu-offload", "offloads from a GPU to host memory: needs --device cuda")
+        if precision == "fp16":
+            raise ConfigError("precision", "fp16 with its gradient scaler does not apply to FSDP here; use "
+                                           "--fsdp-param-dtype fp16 or bf16 (FSDP's own mixed precision), or --precision bf16")
+
+    def wrap_model(self, model: nn.Module) -> nn.Module:
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard
+
+        if any(isinstance(m, UNSHARDABLE) for m in model.modules()):
+            raise ConfigError("engine", "fsdp cannot shard a recurrent layer (its fused kernel takes plain tensors, not "
+                                        "FSDP's sharded ones); use --engine ddp for this workload")
+        options = self.fsdp_options
+        mesh = init_device_mesh(self.device.type, (self.placement.world_size,))
+        policy = MixedPrecisionPolicy(param_dtype=DTYPES.get(options.param_dtype or ""),
+                                      reduce_dtype=DTYPES.get(options.reduce_dtype or ""))
+        offload = CPUOffloadPolicy() if options.cpu_offload else OffloadPolicy()
+        for block in shard_units(model):
+            fully_shard(block, mesh=mesh, reshard_after_forward=options.reshard_after_forward, mp_policy=policy,
+                        offload_policy=offload)
+        return fully_shard(model, mesh=mesh, reshard_after_forward=options.reshard_after_forward, mp_policy=policy,
+                           offload_policy=offload)
+
+    @contextlib.contextmanager
+    def no_sync(self, model: nn.Module) -> Iterator[None]:
+        """FSDP2's own switch: backward accumulates unsharded gradients locally, no reduce-scatter."""
+        model.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            model.set_requires_gradient_sync(True)
+
+    def replica_digest(self, model: nn.Module) -> str:
+        """The whole model as every rank sees it: each parameter's shards gathered (full_tensor, a collective)
+        and hashed, so ranks agree exactly when their shards make up the same parameters."""
+        digest = hashlib.sha256()
+        for name, param in sorted(model.named_parameters()):
+            full = param.full_tensor() if hasattr(param, "full_tensor") else param
+            digest.update(name.encode())
+            digest.update(full.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()
+
+    def gradient_bucketing(self, model: nn.Module) -> dict[str, Any] | None:
+        return None  # reduce-scatters per shard unit: the timeline keeps per-gradient times only
+
+    def counters(self, model: nn.Module) -> dict[str, Any] | None:
+        return None
+
+    def versions(self) -> dict[str, Any]:
+        return {**super().versions(), "sharding": "fully_shard (FSDP2)"}
+
+
+def shard_units(model: nn.Module) -> list[nn.Module]:
+    """What fully_shard wraps before the root: every module of a ModuleList (transformer blocks), or, in a
+    model without one, each child holding parameters (an MLP's layers)."""
+    blocks = [m for lst in model.modules() if isinstance(lst, nn.ModuleList) for m in lst]
+    if blocks:
+        return blocks
+    return [child for child in model.children() if any(True for _ in child.parameters())]
