@@ -13,13 +13,14 @@ from hpcbench.analysis.curves import SYSTEM_COLUMNS
 PEAK_MATCH = ["system_name", "cpu_model", "gpu_model", "device", "precision"]
 """A measured peak belongs to runs on the same named system and processor, in the same precision."""
 PEAK_COLUMNS = [*PEAK_MATCH, "achievable_tflops", "run_id"]
-EFFICIENCY_COLUMNS = [*SYSTEM_COLUMNS, "experiment_label", "precision", "channels_last", "compile", "world_size",
-                      "samples_per_s", "peak_memory_gib", "tflops_per_device", "mfu", "mfu_peak_tflops",
+EFFICIENCY_COLUMNS = [*SYSTEM_COLUMNS, "experiment_label", "engine", "precision", "channels_last", "compile", "world_size",
+                      "samples_per_s", "tokens_per_s", "peak_memory_gib", "tflops_per_device", "mfu", "mfu_peak_tflops",
                       "achievable_tflops", "mfu_measured_peak", "energy_j_per_sample", "power_w_per_counter",
                       "compile_s", "note"]
-SIDE_BY_SIDE = ["samples_per_s", "peak_memory_gib", "mfu", "energy_j_per_sample"]
-SAME_WORK_BUT_PRECISION = [*SYSTEM_COLUMNS, "workload", "engine", "device", "batch_size", "channels_last", "compile",
-                           "world_size"]
+SIDE_BY_SIDE = ["samples_per_s", "tokens_per_s", "peak_memory_gib", "mfu", "energy_j_per_sample"]
+SAME_WORK = [*SYSTEM_COLUMNS, "workload", "engine", "precision", "device", "batch_size", "channels_last", "compile",
+             "world_size"]
+"""Runs that differ only in the one column a side-by-side table spreads (precision, engine)."""
 
 
 def peaks_frame(found: list[tuple[Path, dict]]) -> pd.DataFrame:
@@ -50,6 +51,7 @@ def efficiency_table(runs: pd.DataFrame, peaks: pd.DataFrame) -> pd.DataFrame:
     else:
         table = table.assign(achievable_tflops=float("nan"))
     table["mfu_measured_peak"] = table["tflops_per_device"] / table["achievable_tflops"]
+    table["tokens_per_s"] = with_tokens(table)["tokens_per_s"]
     energy_note = table["energy_note"].where(table["energy_j_per_sample"].isna()).fillna("")
     notes = table["mfu_note"].fillna("") + energy_note.map(lambda note: f"; energy: {note}" if note else "")
     table["note"] = notes.str.removeprefix("; ")
@@ -57,12 +59,29 @@ def efficiency_table(runs: pd.DataFrame, peaks: pd.DataFrame) -> pd.DataFrame:
                                                   ignore_index=True)
 
 
-def precision_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """The same work in each precision side by side (medians over runs): throughput, memory, MFU, energy."""
-    if runs.empty or runs["precision"].nunique() < 2:
+def with_tokens(runs: pd.DataFrame) -> pd.DataFrame:
+    """tokens/s beside samples/s for workloads whose sample is a token sequence (null for the others)."""
+    per_sample = runs["tokens_per_sample"] if "tokens_per_sample" in runs else float("nan")
+    return runs.assign(tokens_per_s=runs["samples_per_s"] * per_sample)
+
+
+def side_by_side_table(runs: pd.DataFrame, column: str) -> pd.DataFrame:
+    """The same work under each value of `column` (precision, engine) side by side, medians over runs:
+    throughput (samples and tokens), peak memory per rank, MFU, energy."""
+    if runs.empty or runs[column].nunique() < 2:
         return pd.DataFrame()
-    medians = runs.groupby([*SAME_WORK_BUT_PRECISION, "precision"], dropna=False)[SIDE_BY_SIDE].median()
-    wide = medians.unstack("precision")
-    compared = wide["samples_per_s"].notna().sum(axis=1) >= 2  # work measured in one precision only has no pair
-    wide.columns = [f"{metric}_{precision}" for metric, precision in wide.columns]
+    keys = [key for key in SAME_WORK if key != column]
+    medians = with_tokens(runs).groupby([*keys, column], dropna=False)[SIDE_BY_SIDE].median()
+    wide = medians.unstack(column)
+    compared = wide["samples_per_s"].notna().sum(axis=1) >= 2  # work measured one way only has no pair
+    wide = wide.dropna(axis=1, how="all")
+    wide.columns = [f"{metric}_{value}" for metric, value in wide.columns]
     return wide[compared].reset_index()
+
+
+def precision_table(runs: pd.DataFrame) -> pd.DataFrame:
+    return side_by_side_table(runs, "precision")
+
+
+def engine_table(runs: pd.DataFrame) -> pd.DataFrame:
+    return side_by_side_table(runs, "engine")

@@ -69,6 +69,7 @@ COLUMNS = {
     "energy_note": ("metrics", "energy_note"),
     "gradient_bytes_per_step": ("workload", "gradient_bytes_per_step"),
     "sample_unit": ("workload", "sample_unit"),
+    "tokens_per_sample": ("workload", "tokens_per_sample"),
     "cpu_model": ("provenance", "cpu_model"),
     "cores_per_node": ("system", "cores_per_node"),
     "network": ("system", "network"),

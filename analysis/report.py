@@ -19,7 +19,7 @@ from hpcbench.analysis import plots
 from hpcbench.analysis.breakdown import phase_table, straggler_table
 from hpcbench.analysis.comm import communication_table, netbench_frame
 from hpcbench.analysis.convergence import quality_figure, tta_table
-from hpcbench.analysis.efficiency import efficiency_table, peaks_frame, precision_table
+from hpcbench.analysis.efficiency import efficiency_table, engine_table, peaks_frame, precision_table
 from hpcbench.analysis.load import read_valid, runs_frame
 from hpcbench.analysis.predict import predictions_frame
 from hpcbench.analysis.scaling import ENGINE_COST_NOTED, amdahl_fits, baselines_note, scaling_table
@@ -42,6 +42,7 @@ class Section:
     phases: pd.DataFrame
     efficiency: pd.DataFrame
     precisions: pd.DataFrame
+    engines: pd.DataFrame
     tta: pd.DataFrame
     predictions: pd.DataFrame
     """`hpcbench predict`'s points for this system's experiments: shown apart, never pooled with measurements."""
@@ -74,6 +75,7 @@ def build_report(paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, 
     phases = phase_table(runs)
     efficiency = efficiency_table(runs, peaks_frame(found))
     precisions = precision_table(runs)
+    engines = engine_table(runs)
     tta = tta_table(runs)
     predictions = predictions_frame(found)
 
@@ -90,7 +92,7 @@ def build_report(paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, 
         network = next((v for v in (*mine(runs)["network"], *mine(netbench)["network"]) if pd.notna(v)), None)
         sections.append(Section(name, system_id, network, _describe(mine(runs), mine(netbench)), mine(weak), mine(strong),
                                 mine(fits), mine(comm), mine(stragglers), mine(phases), mine(efficiency),
-                                mine(precisions), mine(tta), mine(predictions), images))
+                                mine(precisions), mine(engines), mine(tta), mine(predictions), images))
 
     tables = pd.concat([weak.assign(mode="weak"), strong.assign(mode="strong")], ignore_index=True)
     written = {"csv": out / "scaling.csv", "markdown": out / "report.md", "html": out / "report.html"}
@@ -180,6 +182,7 @@ def _summary_lines(runs: pd.DataFrame, netbench: pd.DataFrame) -> list[str]:
 EFFICIENCY_HEADING = ("Memory, FLOPs and energy per run (MFU: achieved TFLOP/s per device over the datasheet's dense "
                       "peak, and over the rate `hpcbench peak` measured; null where unknown, with the reason)")
 PRECISION_HEADING = "Precision side by side (the same work, medians over runs)"
+ENGINE_HEADING = "Engines side by side (the same work, medians over runs: throughput, peak memory per rank, MFU)"
 TTA_HEADING = ("Time to accuracy (--mode tta): olympic mean over the seeds that reached the target, beside the "
                "throughput speedup of the same runs")
 TTA_HIDDEN = ["system_name", "system_id", "experiment_id"]
@@ -231,6 +234,7 @@ def _markdown(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFram
                   _markdown_table(section.phases.round(4)),
                   f"### {EFFICIENCY_HEADING}", "", _markdown_table(section.efficiency.round(4)),
                   f"### {PRECISION_HEADING}", "", _markdown_table(section.precisions.round(4)),
+                  f"### {ENGINE_HEADING}", "", _markdown_table(section.engines.round(4)),
                   f"### {TTA_HEADING}", "", _markdown_table(section.tta.drop(columns=TTA_HIDDEN).round(4))]
     return "\n".join(parts)
 
@@ -261,6 +265,7 @@ def _html(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFrame) -
         f"<h3>Step phases (--phases: synchronised between phases, so overlap is lost)</h3>{table(s.phases.round(4))}"
         f"<h3>{html.escape(EFFICIENCY_HEADING)}</h3>{table(s.efficiency.round(4))}"
         f"<h3>{html.escape(PRECISION_HEADING)}</h3>{table(s.precisions.round(4))}"
+        f"<h3>{html.escape(ENGINE_HEADING)}</h3>{table(s.engines.round(4))}"
         f"<h3>{html.escape(TTA_HEADING)}</h3>{table(s.tta.drop(columns=TTA_HIDDEN).round(4))}"
         for s in sections
     )

@@ -59,6 +59,7 @@ class FsdpEngine(DdpEngine):
 
     def __init__(self, placement: Placement, device_type: str, timeout_s: float, options: FsdpOptions | None = None) -> None:
         self.fsdp_options = options or FsdpOptions()
+        self._num_units = 0
         super().__init__(placement, device_type, timeout_s, None)
 
     @classmethod
@@ -81,15 +82,19 @@ class FsdpEngine(DdpEngine):
         policy = MixedPrecisionPolicy(param_dtype=DTYPES.get(options.param_dtype or ""),
                                       reduce_dtype=DTYPES.get(options.reduce_dtype or ""))
         offload = CPUOffloadPolicy() if options.cpu_offload else OffloadPolicy()
-        for block in shard_units(model):
+        units = shard_units(model)
+        for block in units:
             fully_shard(block, mesh=mesh, reshard_after_forward=options.reshard_after_forward, mp_policy=policy,
                         offload_policy=offload)
+        self._num_units = len(units) + 1
         return fully_shard(model, mesh=mesh, reshard_after_forward=options.reshard_after_forward, mp_policy=policy,
                            offload_policy=offload)
 
     @contextlib.contextmanager
     def no_sync(self, model: nn.Module) -> Iterator[None]:
-        """FSDP2's own switch: backward accumulates unsharded gradients locally, no reduce-scatter."""
+        """FSDP2's own switch: backward keeps each rank's unsharded gradients, no reduce-scatter (and the
+        optimizer sees no gradient, so these steps change nothing). The all-gathers of parameters still run:
+        FSDP's compute-only step includes them, and its exposed communication is the reduce-scatters'."""
         model.set_requires_gradient_sync(False)
         try:
             yield
@@ -110,7 +115,16 @@ class FsdpEngine(DdpEngine):
         return None  # reduce-scatters per shard unit: the timeline keeps per-gradient times only
 
     def counters(self, model: nn.Module) -> dict[str, Any] | None:
-        return None
+        """What FSDP sends per step (facts of the wrapping, not timings): the collectives per shard unit, the
+        gradient bytes reduce-scattered and the parameter bytes this rank holds."""
+        gathers = 2 if self.fsdp_options.reshard_after_forward else 1
+        local = [getattr(p, "to_local", lambda: p)() for p in model.parameters()]
+        return {"shard_units": self._num_units, "all_gathers_per_step": gathers * self._num_units,
+                "reduce_scatters_per_step": self._num_units,
+                "gradient_bytes_reduce_scattered_per_step": sum(p.numel() * p.element_size() for p in model.parameters()),
+                "parameter_bytes_this_rank": sum(t.numel() * t.element_size() for t in local),
+                "source": "the fully_shard wrapping (one all-gather per unit before forward, again before backward "
+                          "when resharding after forward; one reduce-scatter per unit after backward)"}
 
     def versions(self) -> dict[str, Any]:
         return {**super().versions(), "sharding": "fully_shard (FSDP2)"}
