@@ -27,7 +27,8 @@ from hpcbench.analysis.stats import bootstrap_median_ci, coefficient_of_variatio
 
 CURVE_KEYS = {mode: curve_keys(mode) for mode in MODES}
 TABLE_COLUMNS = [
-    "num_runs", "samples_per_s", "ci95_low", "ci95_high", "cv", "samples_per_s_per_proc", "step_time_s_median",
+    "num_runs", "samples_per_s", "ci95_low", "ci95_high", "cv", "samples_per_s_per_proc", "tokens_per_s",
+    "peak_memory_gib", "step_time_s_median",
     "compute_step_time_s", "exposed_comm_s", "exposed_comm_share", "baseline_samples_per_s", "baseline_runs", "speedup",
     "efficiency", "bare_baseline_samples_per_s", "bare_efficiency", "engine_cost_at_1", "karp_flatt",
 ]
@@ -64,6 +65,8 @@ def scaling_table(runs: pd.DataFrame, mode: str = "weak") -> pd.DataFrame:
             "ci95_high": high,
             "cv": coefficient_of_variation(pooled),
             "samples_per_s_per_proc": median / key[-1],
+            "tokens_per_s": median * _median_or_nan(group.get("tokens_per_sample", pd.Series(dtype=float))),
+            "peak_memory_gib": _median_or_nan(group.get("peak_memory_gib", pd.Series(dtype=float))),
             "step_time_s_median": float(group["step_time_s_median"].median()),
             "compute_step_time_s": _median_or_nan(group["compute_step_time_s"]),
             "exposed_comm_s": _median_or_nan(group["exposed_comm_s"]),
@@ -145,16 +148,17 @@ def format_scaling_table(table: pd.DataFrame, compact: bool = False) -> str:
     """The table as text; compact (a sweep's terminal) names each experiment only by what sets it apart."""
     hidden = ["baseline_runs", "global_batch_size", "procs_per_node"] + (COMPACT_HIDDEN if compact else [])
     shown = table.drop(columns=hidden, errors="ignore")
+    shown = shown.drop(columns=[c for c in ("tokens_per_s", "peak_memory_gib") if c in shown and shown[c].isna().all()])
     if compact and table["experiment_id"].nunique() > 1:
         labels = list(dict.fromkeys(table["experiment_label"]))
         short = dict(zip(labels, legend_labels(labels)))
         shown.insert(0, "experiment", table["experiment_label"].map(short))
     shown = shown.rename(
         columns={"world_size": "procs", "batch_size": "batch/proc", "num_nodes": "nodes", "num_runs": "runs",
-                 "exposed_comm_share": "exposed_comm"}
+                 "exposed_comm_share": "exposed_comm", "peak_memory_gib": "peak_mem_gib"}
     )
     specs = {
-        "samples_per_s": ".1f", "ci95_low": ".1f", "ci95_high": ".1f", "samples_per_s_per_proc": ".1f",
+        "samples_per_s": ".1f", "tokens_per_s": ".0f", "peak_mem_gib": ".2f", "ci95_low": ".1f", "ci95_high": ".1f", "samples_per_s_per_proc": ".1f",
         "baseline_samples_per_s": ".1f", "cv": ".1%", "step_time_s_median": ".4f", "speedup": ".2f",
         "efficiency": ".1%", "karp_flatt": ".3f", "compute_step_time_s": ".4f", "exposed_comm_s": ".4f",
         "exposed_comm": ".1%", "bare_baseline_samples_per_s": ".1f", "bare_efficiency": ".1%", "engine_cost_at_1": ".1%",

@@ -41,6 +41,7 @@ def resolve(cfg: RunConfig, *, sweep_max_procs: int | None = None, world_size: i
     device = resolve_device(cfg.device, cfg.num_procs)
     workload.check_training(cfg.precision, cfg.channels_last, cfg.compile, node_device or device)
     engine.check_training(engine.Options(**engine_options), cfg.precision, node_device or device)
+    engine.check_model(lambda: workload.meta_model(workload.options(options)), workload.name)
     return dataclasses.replace(
         cfg,
         device=device,

@@ -125,7 +125,7 @@ def measure(cfg: RunConfig, engine: Engine, clock: Callable[[], float], stop: St
     if cfg.channels_last:
         local_model = local_model.to(memory_format=torch.channels_last)
     arithmetic = Arithmetic(cfg.precision, engine.device)
-    description = describe_model(workload, options, local_model, engine.device)  # before wrapping: DDP's hooks would all-reduce
+    description = describe_model(workload, options, local_model)
     description["arithmetic"] = arithmetic.settings()
     wrapped = engine.wrap_model(local_model)
     optimizer = engine.wrap_optimizer(workload.optimizer(wrapped.parameters(), options), wrapped)
@@ -269,19 +269,21 @@ UNCOUNTED_MODULES = (nn.RNNBase,)
 """torch.utils.flop_counter sees no FLOPs inside these fused kernels; a partial count would mislead."""
 
 
-def flops_per_sample(workload: Any, options: Any, model: nn.Module, device: torch.device, batch_size: int = 2) -> float | None:
-    """Forward + backward FLOPs per sample as torch.utils.flop_counter counts them (matmuls, convolutions).
+def flops_per_sample(workload: Any, options: Any, batch_size: int = 2) -> float | None:
+    """Forward + backward FLOPs per sample as torch.utils.flop_counter counts them (matmuls, convolutions,
+    attention), on the meta device: shapes only, so no memory and no time beyond dispatch.
 
     None where the counter cannot see the model's main kernels — never a guess.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
+    model = workload.meta_model(options)
     if any(isinstance(m, UNCOUNTED_MODULES) for m in model.modules()):
         return None
-    inputs, targets = to_device(workload.synthetic_batch(options, batch_size, torch.Generator().manual_seed(0)), device)
+    meta = torch.device("meta")
+    inputs, targets = to_device(workload.synthetic_batch(options, batch_size, torch.Generator().manual_seed(0)), meta)
     with FlopCounterMode(display=False) as counter, _dispatch_mode_without_dynamo_import():
         workload.loss(model(inputs), targets).backward()
-    model.zero_grad(set_to_none=True)
     total = counter.get_total_flops()
     return total / batch_size if total else None
 
@@ -308,7 +310,7 @@ def _dispatch_mode_without_dynamo_import() -> Iterator[None]:
         delattr(raw, "__dynamo_disable")
 
 
-def describe_model(workload: Any, options: Any, model: nn.Module, device: torch.device) -> dict[str, Any]:
+def describe_model(workload: Any, options: Any, model: nn.Module) -> dict[str, Any]:
     params = list(model.parameters())
     trainable = [p for p in params if p.requires_grad]
     return {
@@ -317,7 +319,7 @@ def describe_model(workload: Any, options: Any, model: nn.Module, device: torch.
         "num_params": sum(p.numel() for p in params),
         "num_trainable_params": sum(p.numel() for p in trainable),
         "gradient_bytes_per_step": sum(p.numel() * p.element_size() for p in trainable),
-        "flops_per_sample": flops_per_sample(workload, options, model, device),
+        "flops_per_sample": flops_per_sample(workload, options),
         **workload.describe(options),
     }
 

@@ -112,6 +112,7 @@ SMALL = {
     "vae": ["--architecture", "conv", "--batch-size", "8"],
     "rnn": ["--vocab-size", "300", "--seq-len", "16", "--batch-size", "4"],
     "rl": ["--num-envs", "4", "--batch-size", "64"],
+    "gpt": ["--batch-size", "4"],
 }
 """Small settings for every workload (every registered workload needs an entry here)."""
 

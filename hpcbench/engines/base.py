@@ -67,6 +67,11 @@ class Engine:
         """Raise a ConfigError when these engine options cannot run with this precision on this device."""
 
     @classmethod
+    def check_model(cls, build_on_meta: Callable[[], nn.Module], workload: str) -> None:
+        """Raise a ConfigError when this engine cannot wrap the workload's model (`build_on_meta` builds it
+        without memory, on the meta device: only an engine that looks pays for it)."""
+
+    @classmethod
     def backend_for(cls, device_type: str) -> str:
         """The backend a rank on this device type will use (known before any rank starts)."""
         raise NotImplementedError

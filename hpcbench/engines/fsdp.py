@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,7 +59,7 @@ class FsdpEngine(DdpEngine):
 
     def __init__(self, placement: Placement, device_type: str, timeout_s: float, options: FsdpOptions | None = None) -> None:
         self.fsdp_options = options or FsdpOptions()
-        self._num_units = 0
+        self._units = Units()
         super().__init__(placement, device_type, timeout_s, None)
 
     @classmethod
@@ -70,13 +70,16 @@ class FsdpEngine(DdpEngine):
             raise ConfigError("precision", "fp16 with its gradient scaler does not apply to FSDP here; use "
                                            "--fsdp-param-dtype fp16 or bf16 (FSDP's own mixed precision), or --precision bf16")
 
+    @classmethod
+    def check_model(cls, build_on_meta: Callable[[], nn.Module], workload: str) -> None:
+        if any(isinstance(m, UNSHARDABLE) for m in build_on_meta().modules()):
+            raise ConfigError("engine", f"fsdp cannot shard workload {workload!r}: its recurrent layer's fused kernel "
+                                        "takes its weights as plain tensors, not FSDP's sharded ones; use --engine ddp")
+
     def wrap_model(self, model: nn.Module) -> nn.Module:
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard
 
-        if any(isinstance(m, UNSHARDABLE) for m in model.modules()):
-            raise ConfigError("engine", "fsdp cannot shard a recurrent layer (its fused kernel takes plain tensors, not "
-                                        "FSDP's sharded ones); use --engine ddp for this workload")
         options = self.fsdp_options
         mesh = init_device_mesh(self.device.type, (self.placement.world_size,))
         policy = MixedPrecisionPolicy(param_dtype=DTYPES.get(options.param_dtype or ""),
@@ -86,15 +89,17 @@ class FsdpEngine(DdpEngine):
         for block in units:
             fully_shard(block, mesh=mesh, reshard_after_forward=options.reshard_after_forward, mp_policy=policy,
                         offload_policy=offload)
-        self._num_units = len(units) + 1
+        self._units = Units.of(model, units)
         return fully_shard(model, mesh=mesh, reshard_after_forward=options.reshard_after_forward, mp_policy=policy,
                            offload_policy=offload)
 
     @contextlib.contextmanager
     def no_sync(self, model: nn.Module) -> Iterator[None]:
-        """FSDP2's own switch: backward keeps each rank's unsharded gradients, no reduce-scatter (and the
-        optimizer sees no gradient, so these steps change nothing). The all-gathers of parameters still run:
-        FSDP's compute-only step includes them, and its exposed communication is the reduce-scatters'."""
+        """FSDP2's own switch: backward keeps each rank's gradients unsharded, with no reduce-scatter, and the
+        optimizer sees none, so these steps change no parameter. The all-gathers of parameters still run:
+        FSDP's compute-only step includes them, and its exposed communication is the reduce-scatters'.
+        zero_grad does not reach the kept gradients (the next synced backward would reduce-scatter them
+        too): the runner's compute-only window is its last."""
         model.set_requires_gradient_sync(False)
         try:
             yield
@@ -117,14 +122,18 @@ class FsdpEngine(DdpEngine):
     def counters(self, model: nn.Module) -> dict[str, Any] | None:
         """What FSDP sends per step (facts of the wrapping, not timings): the collectives per shard unit, the
         gradient bytes reduce-scattered and the parameter bytes this rank holds."""
-        gathers = 2 if self.fsdp_options.reshard_after_forward else 1
+        blocks, root = self._units.blocks, self._units.root
+        units = [*blocks, *([] if root is None else [root])]
+        regathered = sum(blocks) if self.fsdp_options.reshard_after_forward else 0
         local = [getattr(p, "to_local", lambda: p)() for p in model.parameters()]
-        return {"shard_units": self._num_units, "all_gathers_per_step": gathers * self._num_units,
-                "reduce_scatters_per_step": self._num_units,
-                "gradient_bytes_reduce_scattered_per_step": sum(p.numel() * p.element_size() for p in model.parameters()),
+        return {"shard_units": len(units), "all_gathers_per_step": len(units) + regathered,
+                "reduce_scatters_per_step": sum(units),
+                "gradient_bytes_reduce_scattered_per_step": sum(p.numel() * p.element_size() for p in model.parameters()
+                                                                if p.requires_grad),
                 "parameter_bytes_this_rank": sum(t.numel() * t.element_size() for t in local),
-                "source": "the fully_shard wrapping (one all-gather per unit before forward, again before backward "
-                          "when resharding after forward; one reduce-scatter per unit after backward)"}
+                "source": "the fully_shard wrapping: per unit with parameters one all-gather before forward, again "
+                          "before backward when it trains and reshards after forward (the root never does); one "
+                          "reduce-scatter per unit with trainable parameters"}
 
     def versions(self) -> dict[str, Any]:
         return {**super().versions(), "sharding": "fully_shard (FSDP2)"}
@@ -137,3 +146,19 @@ def shard_units(model: nn.Module) -> list[nn.Module]:
     if blocks:
         return blocks
     return [child for child in model.children() if any(True for _ in child.parameters())]
+
+
+@dataclass(frozen=True)
+class Units:
+    """Per shard unit with parameters, whether it trains (any parameter needing a gradient): the blocks,
+    then the root's own parameters (None when it owns none)."""
+
+    blocks: tuple[bool, ...] = ()
+    root: bool | None = None
+
+    @classmethod
+    def of(cls, model: nn.Module, blocks: list[nn.Module]) -> Units:
+        inside = {id(p) for block in blocks for p in block.parameters()}
+        own = [p for p in model.parameters() if id(p) not in inside]
+        return cls(tuple(any(p.requires_grad for p in block.parameters()) for block in blocks),
+                   any(p.requires_grad for p in own) if own else None)

@@ -73,6 +73,12 @@ class Workload:
     def build_model(self, options: Any) -> nn.Module:
         raise NotImplementedError
 
+    def meta_model(self, options: Any) -> nn.Module:
+        """The model with its shapes and no storage (the meta device): what FLOP counting and an engine's
+        checks need, at no memory and before any process starts."""
+        with torch.device("meta"):
+            return self.build_model(options)
+
     def synthetic_batch(self, options: Any, batch_size: int, generator: torch.Generator) -> Batch:
         """One batch of the right shapes; the runner generates it once and reuses it."""
         raise NotImplementedError
