@@ -28,11 +28,12 @@ from matplotlib.figure import Figure
 from hpcbench.analysis import plots
 from hpcbench.analysis.comm import communication_table, netbench_frame
 from hpcbench.analysis.convergence import quality_figure, tta_table
+from hpcbench.analysis.efficiency import engine_table
 from hpcbench.analysis.load import read_valid, runs_frame
 from hpcbench.analysis.scaling import scaling_table
 from hpcbench.progress import ENV as PROGRESS_ENV
 
-__all__ = ["breakdown_plot", "efficiency_plot", "load", "run_sweep", "scaling", "source", "throughput_plot", "tta",
+__all__ = ["breakdown_plot", "efficiency_plot", "engines", "load", "run_sweep", "scaling", "source", "throughput_plot", "tta",
            "tta_plot"]
 
 
@@ -75,6 +76,12 @@ def scaling(runs: pd.DataFrame, mode: str = "weak") -> pd.DataFrame:
 def tta(runs: pd.DataFrame) -> pd.DataFrame:
     """Time to accuracy per experiment and process count, beside the throughput speedup of the same runs."""
     return tta_table(runs)
+
+
+def engines(runs: pd.DataFrame) -> pd.DataFrame:
+    """The same work under each engine side by side (`run_sweep(..., engine="ddp,fsdp")`): samples and
+    tokens per second, peak memory per rank, MFU."""
+    return engine_table(runs)
 
 
 def throughput_plot(runs: pd.DataFrame) -> Figure:

@@ -1,5 +1,5 @@
-"""Engines side by side: DDP vs Horovod throughput per workload, and hpcbench-Horovod vs a minimal
-Horovod loop written like Horovod's own synthetic benchmark (fixed batch, SGD, cross-entropy).
+"""Engines side by side: DDP vs Horovod and DDP vs FSDP throughput per workload, and hpcbench-Horovod vs
+a minimal Horovod loop written like Horovod's own synthetic benchmark (fixed batch, SGD, cross-entropy).
 
 Everything is measured in one invocation, alternating the order each round so drift on the
 machine hits all sides; ratios are paired per round (the median of the per-round ratios, with
@@ -10,6 +10,7 @@ since this benchmark found a 3 % cost in it, neither does hpcbench's horovodrun 
     python benchmarks/engines.py --workloads mlp --steps 100 --rounds 10 --no-ddp   # the parity check
     python benchmarks/engines.py --workloads cnn --steps 20 --rounds 10 --no-ddp
     python benchmarks/engines.py --workloads mlp,cnn,vae --nproc 2 --rounds 3        # DDP vs Horovod too
+    python benchmarks/engines.py --workloads gpt,mlp --fsdp --no-horovod --rounds 5   # DDP vs FSDP
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--ddp", action=argparse.BooleanOptionalAction, default=True, help="measure DDP too")
+    parser.add_argument("--horovod", action=argparse.BooleanOptionalAction, default=True, help="measure Horovod")
+    parser.add_argument("--fsdp", action=argparse.BooleanOptionalAction, default=False, help="measure FSDP too")
     parser.add_argument("--bare-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_worker:
@@ -102,17 +105,23 @@ def main() -> None:
             base = resolve(RunConfig(workload=workload, num_procs=args.nproc, num_steps=args.steps, device="cpu",
                                      num_warmup_steps=args.warmup, num_repeats=args.repeats, out_dir=out, breakdown=False))
             # resolved again: the engine's own options (DDP's --ddp-*, Horovod's --hvd-*) are its own
-            horovod = resolve(dataclasses.replace(base, engine="horovod", engine_options={}))
-            sides = {"horovod": lambda c=horovod: hpcbench_samples_per_s(c)}
+            sides = {}
+            if args.horovod:
+                horovod = resolve(dataclasses.replace(base, engine="horovod", engine_options={}))
+                sides["horovod"] = lambda c=horovod: hpcbench_samples_per_s(c)
             if args.ddp:
                 sides["ddp"] = lambda c=base: hpcbench_samples_per_s(c)
-            if workload in CLASSIFIERS:
+            if args.fsdp:
+                fsdp = resolve(dataclasses.replace(base, engine="fsdp", engine_options={}))
+                sides["fsdp"] = lambda c=fsdp: hpcbench_samples_per_s(c)
+            if args.horovod and workload in CLASSIFIERS:
                 sides["bare_horovod"] = lambda c=base: bare_samples_per_s(c)
             measured = interleaved(sides, args.rounds)
             rows.append((workload, measured))
             print(f"{workload}: {({k: [round(v, 1) for v in vs] for k, vs in measured.items()})}", flush=True)
-    print(f"\n{'workload':10s} {'horovod':>10s} {'ddp':>10s} {'bare hvd':>10s} {'hpcbench-hvd/bare [min, max]':>60s} "
-          f"{'hvd/ddp [min, max]':>24s}  (samples/s: medians of {args.rounds} rounds; ratios paired per round)")
+    print(f"\n{'workload':10s} {'horovod':>10s} {'ddp':>10s} {'fsdp':>10s} {'bare hvd':>10s} "
+          f"{'hpcbench-hvd/bare [min, max]':>60s} {'hvd/ddp [min, max]':>24s} {'fsdp/ddp [min, max]':>24s}"
+          f"  (samples/s: medians of {args.rounds} rounds; ratios paired per round)")
     for workload, measured in rows:
         m = {name: statistics.median(values) for name, values in measured.items()}
         bare = paired(measured["horovod"], measured["bare_horovod"]) if "bare_horovod" in m else "n/a"
@@ -120,9 +129,11 @@ def main() -> None:
             ratios = [h / b for h, b in zip(measured["horovod"], measured["bare_horovod"])]
             low, high = bootstrap_median_ci(ratios)
             bare += f" CI95 of the median [{low:.3f}, {high:.3f}]"
-        ddp = paired(measured["horovod"], measured["ddp"]) if "ddp" in m else "n/a"
-        print(f"{workload:10s} {m['horovod']:10.1f} {m.get('ddp', float('nan')):10.1f} "
-              f"{m.get('bare_horovod', float('nan')):10.1f} {bare:>60s} {ddp:>24s}")
+        ddp = paired(measured["horovod"], measured["ddp"]) if "ddp" in m and "horovod" in m else "n/a"
+        fsdp = paired(measured["fsdp"], measured["ddp"]) if "ddp" in m and "fsdp" in m else "n/a"
+        nan = float("nan")
+        print(f"{workload:10s} {m.get('horovod', nan):10.1f} {m.get('ddp', nan):10.1f} {m.get('fsdp', nan):10.1f} "
+              f"{m.get('bare_horovod', nan):10.1f} {bare:>60s} {ddp:>24s} {fsdp:>24s}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import cli_in_process, read_records, run_cli
 from hpcbench import records
-from hpcbench.analysis import load_records
+from hpcbench.analysis import load_records, notebook
 from hpcbench.analysis.efficiency import efficiency_table, engine_table, peaks_frame, precision_table
 from hpcbench.analysis.load import read_valid
 from hpcbench.measurements.base import RunFacts
@@ -159,6 +159,7 @@ def test_engine_table_sets_engines_side_by_side_with_tokens_per_second():
                          {**base, "engine": "fsdp", "samples_per_s": 8.0, "peak_memory_gib": 1.2},
                          {**base, "engine": "fsdp", "world_size": 4, "samples_per_s": 15.0, "peak_memory_gib": 0.8}])
     table = engine_table(runs)
+    assert table.equals(notebook.engines(runs))
     assert len(table) == 1  # the 4-process fsdp run has no ddp partner
     row = table.loc[0]
     assert row["tokens_per_s_ddp"] == 640 and row["tokens_per_s_fsdp"] == 512

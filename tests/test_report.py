@@ -76,7 +76,7 @@ def report_dir(tmp_path_factory, every_workload_runs) -> Path:
 def test_report_files(report_dir):
     table = pd.read_csv(report_dir / "scaling.csv")
     assert {"efficiency", "ci95_low", "ci95_high", "karp_flatt", "baseline_runs", "mode"} <= set(table.columns)
-    assert set(table["workload"]) == {"mlp", "cnn", "finetune", "vae", "rnn", "rl"}
+    assert set(table["workload"]) == {"mlp", "cnn", "finetune", "vae", "rnn", "rl", "gpt"}
     markdown = (report_dir / "report.md").read_text()
     assert "## Amdahl fit (a curve fit of the measured points: a second opinion, not a measurement)" in markdown
     assert "## Communication: exposed (measured)" in markdown

@@ -126,5 +126,5 @@ def test_shipped_sweeps_validate_whole(tmp_path, name):
 
 
 def test_an_unknown_sweep_name_lists_the_shipped_ones():
-    with pytest.raises(ConfigError, match="neither a file nor one of: course-demo, cpu-node-study, gpu-node-scaling"):
+    with pytest.raises(ConfigError, match="neither a file nor one of: course-demo, cpu-node-study, gpt-engines, gpu-node-scaling"):
         load_sweep_file("nope")

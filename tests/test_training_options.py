@@ -14,7 +14,8 @@ from hpcbench.workloads import get_workload, registry
 SMALL = {"mlp": ["--hidden-size", "64", "--batch-size", "16"],
          "cnn": ["--model", "convnet", "--batch-size", "8"],
          "finetune": ["--image-size", "32", "--batch-size", "4"],
-         "vae": ["--batch-size", "16"]}
+         "vae": ["--batch-size", "16"],
+         "gpt": ["--batch-size", "4", "--engine", "fsdp"]}  # autocast under FSDP's sharded parameters
 BF16_LOSS_TOLERANCE = 0.05
 """bf16 keeps 8 bits of mantissa (~3 significant digits): over 10 SGD steps from the same weights,
 each step's bf16 loss is within 5 % of the first fp32 loss from that step's fp32 loss (the first loss

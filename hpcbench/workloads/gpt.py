@@ -25,8 +25,8 @@ PRESETS = {"gpt2-124m": {"layers": 12, "heads": 12, "embed": 768, "seq_len": 102
            "gpt2-350m": {"layers": 24, "heads": 16, "embed": 1024, "seq_len": 1024, "vocab_size": 50304}}
 """GPT-2 small and medium (Radford et al. 2019, table 2); vocabulary padded to 50304 as nanoGPT pads it."""
 TARGET_BITS_PER_BYTE = 2.5
-TARGET_WHY = ("2.5 bits per byte on the held-out tenth of the bundled text, the rnn's target: well under the ~4.5 "
-              "bits of single-byte frequencies")
+TARGET_WHY = ("2.5 bits per byte on the held-out tenth, the rnn's target: well under the ~4.5 bits of single-byte "
+              "frequencies; the default gpt passes it in ~600 steps at batch 16 on the bundled text (measured)")
 
 
 @dataclass(kw_only=True)
