@@ -166,9 +166,10 @@ def out_dir(tmp_path: Path) -> Path:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Long files first. pytest-xdist's --dist loadfile hands out whole files in collection order, so
-    a long file collected last (test_tta.py, alphabetically) ran alone at the end while the other
-    process idled. Files with a slurm- or slow-marked test go first, the rest keep their order."""
+    """Long files first. pytest-xdist's --dist loadfile hands out whole files in collection order (with
+    --no-loadscope-reorder, in pyproject.toml: by default xdist reorders files by their number of tests,
+    which undid this), so a long file collected last (test_tta.py, alphabetically) ran alone at the end
+    while the other process idled. Files with a slurm- or slow-marked test go first, the rest keep their order."""
     def weight(item: pytest.Item) -> int:
         marks = {mark.name for mark in item.iter_markers()}
         return 0 if "slurm" in marks else 1 if "slow" in marks else 2

@@ -33,6 +33,7 @@ def test_fsdp_trains_as_ddp_does_from_the_same_seed():
     assert facts["gpt"]["fsdp"][-1] < facts["gpt"]["fsdp"][0]
 
 
+@pytest.mark.slow
 def test_fsdp_compute_only_window_and_memory_per_rank_fall_with_the_process_count(tmp_path):
     """A model whose parameters dominate: mlp 10 x 2048 wide, 39.5M parameters (0.15 GiB; with gradients and
     momentum 0.44 GiB, against the ~0.67 GiB of a process with torch and gloo). Each rank holds half of it at

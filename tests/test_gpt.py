@@ -30,6 +30,7 @@ def test_gpt_presets_and_bad_shapes():
     assert result.returncode == 2 and "embed: 100 is not a multiple of --heads 3" in result.stderr
 
 
+@pytest.mark.slow
 def test_gpt_reaches_its_bits_per_byte_target_on_bundled_text_at_1_and_2_processes(tmp_path):
     """Budget: 240 s per run; measured here 33 s at 1 process (600 steps, 7 s of it evaluating every 50), ~30 s
     at 2 (400 steps). Evaluating every 100 steps finds the same step here at half the evaluations."""
