@@ -24,6 +24,8 @@ class Peak:
 
 NVIDIA_H100 = "NVIDIA H100 Tensor Core GPU datasheet (nvidia.com/en-us/data-center/h100), dense = sparse / 2"
 NVIDIA_H200 = "NVIDIA H200 Tensor Core GPU datasheet (nvidia.com/en-us/data-center/h200), dense = sparse / 2"
+NVIDIA_GH200 = ("NVIDIA GH200 Grace Hopper Superchip datasheet (nvidia.com/en-us/data-center/grace-hopper-superchip): "
+                "its Hopper GPU's rates, dense = sparse / 2")
 NVIDIA_A100 = "NVIDIA A100 Tensor Core GPU datasheet (nvidia.com/en-us/data-center/a100), dense = sparse / 2"
 NVIDIA_V100 = "NVIDIA Tesla V100 GPU datasheet (nvidia.com/en-us/data-center/v100)"
 NVIDIA_L40S = "NVIDIA L40S GPU datasheet (nvidia.com/en-us/data-center/l40s), dense = sparse / 2"
@@ -35,6 +37,7 @@ PEAKS: list[tuple[str, Peak]] = [
     (r"H100 NVL", Peak("H100 NVL", {"fp32": 60.0, "tf32": 417.5, "bf16": 835.5, "fp16": 835.5}, NVIDIA_H100)),
     (r"H100.*PCIe", Peak("H100 PCIe", {"fp32": 51.0, "tf32": 378.0, "bf16": 756.5, "fp16": 756.5}, NVIDIA_H100)),
     (r"H100.*(SXM|HBM3)", Peak("H100 SXM", {"fp32": 67.0, "tf32": 494.5, "bf16": 989.5, "fp16": 989.5}, NVIDIA_H100)),
+    (r"GH200", Peak("GH200 (Hopper GPU)", {"fp32": 67.0, "tf32": 494.5, "bf16": 989.5, "fp16": 989.5}, NVIDIA_GH200)),
     (r"H200 NVL", Peak("H200 NVL", {"fp32": 60.0, "tf32": 417.5, "bf16": 835.5, "fp16": 835.5}, NVIDIA_H200)),
     (r"H200", Peak("H200 SXM", {"fp32": 67.0, "tf32": 494.5, "bf16": 989.5, "fp16": 989.5}, NVIDIA_H200)),
     (r"A100", Peak("A100 (40 GB and 80 GB, SXM and PCIe)", {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0, "fp16": 312.0},
@@ -54,7 +57,7 @@ def find_peak(gpu_model: str | None, precision: str) -> tuple[float | None, dict
         return None, {"reason": "no datasheet peak for CPUs in the table (`hpcbench peak` measures an achievable one)"}
     for pattern, peak in PEAKS:
         if re.search(rf"(?<![A-Za-z0-9]){pattern}", gpu_model):  # "GH200" is not an "H200"
-            if precision not in peak.tflops:
+            if precision not in peak.tflops:  # the lookbehind: "GH200" is not an "H200", nor "NVIDIA H200NVL"
                 return None, {"reason": f"{peak.model} has no {precision} arithmetic in its datasheet",
                               "peak_model": peak.model, "source": peak.source}
             return peak.tflops[precision], {"peak_model": peak.model, "source": peak.source}

@@ -48,12 +48,18 @@ def test_unknown_flops_give_no_tflops_and_say_why():
 
 def test_every_peak_entry_carries_a_source_and_the_named_gpus_resolve():
     assert all(peak.source and peak.tflops and all(v > 0 for v in peak.tflops.values()) for _, peak in PEAKS)
-    named = {"NVIDIA H100 80GB HBM3": "H100 SXM", "NVIDIA H100 PCIe": "H100 PCIe", "NVIDIA H200": "H200 SXM",
-             "NVIDIA A100-SXM4-40GB": "A100", "NVIDIA A100 80GB PCIe": "A100", "Tesla V100-SXM2-16GB": "V100 SXM2",
-             "NVIDIA L40S": "L40S", "AMD Instinct MI250X": "MI250X", "AMD Instinct MI300X": "MI300X"}
-    for device_name, model in named.items():
+    # torch.cuda.get_device_name() as NVIDIA's drivers report it -> (table entry, dense bf16 or fp16 TFLOP/s)
+    named = {"NVIDIA H100 80GB HBM3": ("H100 SXM", 989.5), "NVIDIA H100 PCIe": ("H100 PCIe", 756.5),
+             "NVIDIA H100 NVL": ("H100 NVL", 835.5), "NVIDIA H200": ("H200 SXM", 989.5),
+             "NVIDIA H200 NVL": ("H200 NVL", 835.5), "NVIDIA GH200 480GB": ("GH200", 989.5),
+             "NVIDIA A100-SXM4-80GB": ("A100", 312.0), "NVIDIA A100-SXM4-40GB": ("A100", 312.0),
+             "NVIDIA A100 80GB PCIe": ("A100", 312.0), "Tesla V100-SXM2-32GB": ("V100 SXM2", 125.0),
+             "Tesla V100-SXM2-16GB": ("V100 SXM2", 125.0), "NVIDIA L40S": ("L40S", 362.05),
+             "AMD Instinct MI250X": ("MI250X", 383.0), "AMD Instinct MI300X": ("MI300X", 1307.4)}
+    for device_name, (model, tflops) in named.items():
         peak, facts = find_peak(device_name, "fp16")
-        assert peak and facts["peak_model"].startswith(model), device_name
+        assert peak == tflops and facts["peak_model"].startswith(model), device_name
+    assert find_peak("NVIDIA GeForce RTX 4090", "bf16")[0] is None  # not in the table: no MFU, never a guess
 
 
 def write_rapl(root: Path, energy_uj: int, max_uj: int = 262_143_328_850) -> None:
