@@ -82,7 +82,7 @@ def plan(device: str, dry_run: bool, out: Path) -> list[Step]:
     steps = [Step("pytest -m gpu", [sys.executable, "-m", "pytest", "-m", "gpu", "-n", "0", "-q", "-p", "no:cacheprovider",
                                     str(ROOT / "tests")], 240)]
     if dry_run:
-        timing = ["--steps", "2", "--warmup", "1", "--repeats", "1"]
+        timing = ["--steps", "1", "--warmup", "1", "--repeats", "1", "--no-breakdown"]
         resnet = ["--workload", "cnn", "--model", "resnet50", "--image-size", "32", "--channels-last", *timing]
         steps += [Step(f"resnet50 {precision}", [*run, *resnet, "--batch-size", "2", "--precision", precision], 300)
                   for precision in ("fp32", "bf16")]
@@ -154,8 +154,8 @@ def summary(out: Path) -> str:
     if runs.empty:
         return "no training records"
     table = efficiency_table(runs, peaks)
-    references = [reference_for(w, label, p) for w, label, p in
-                  zip(table["workload"], table["experiment_label"], table["precision"])]
+    references = [reference_for(label.split()[0], label, precision)  # a label starts with its workload
+                  for label, precision in zip(table["experiment_label"], table["precision"])]
     table["reference"] = [f"{r.value:g} {r.unit} ({r.gpu})" if r else "" for r in references]
     shown = table[["experiment_label", "compile", "samples_per_s", "tokens_per_s", "tflops_per_device", "mfu",
                    "mfu_measured_peak", "achievable_tflops", "peak_memory_gib", "energy_j_per_sample", "reference"]]
