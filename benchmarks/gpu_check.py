@@ -80,7 +80,7 @@ def plan(device: str, dry_run: bool, out: Path) -> list[Step]:
     hb = [sys.executable, "-m", "hpcbench"]
     run = [*hb, "run", "--device", device, "--nproc", "1", "--out", str(out)]
     steps = [Step("pytest -m gpu", [sys.executable, "-m", "pytest", "-m", "gpu", "-n", "0", "-q", "-p", "no:cacheprovider",
-                                    str(ROOT / "tests")], 240)]
+                                    str(ROOT / "tests" / "test_gpu.py")], 240)]
     if dry_run:
         timing = ["--steps", "1", "--warmup", "1", "--repeats", "1", "--no-breakdown"]
         resnet = ["--workload", "cnn", "--model", "resnet50", "--image-size", "32", "--channels-last", *timing]

@@ -68,6 +68,20 @@ def test_bf16_autocasts_without_a_scaler_and_fp16_skips_a_step_with_an_injected_
     assert torch.equal(model.weight, before) and fp16.scaler.get_scale() < scale
 
 
+@pytest.mark.parametrize("precision", ["tf32", "fp16", "bf16"])
+def test_cuda_precisions_mfu_and_nvml_energy(tmp_path, precision):
+    record = run_cli("run", "--workload", "cnn", "--model", "convnet", "--device", "cuda", "--nproc", "1",
+                     "--precision", precision, "--channels-last", "--steps", "20", "--repeats", "1",
+                     "--out", str(tmp_path))
+    assert record.returncode == 0, record.stderr
+    [record] = read_records(tmp_path)
+    m = record["metrics"]
+    assert record["status"] == "ok" and record["workload"]["arithmetic"]["grad_scaler"] == (precision == "fp16")
+    assert m["peak_memory_kind"] == "cuda_max_allocated" and m["peak_memory_gib"] > 0
+    assert (m["mfu"] is None) == (m["mfu_peak_tflops"] is None) and (m["mfu"] is not None or m["mfu_note"])
+    assert m["energy_j_per_sample"] is None and m["energy_note"] or m["energy_method"] == "nvml"
+
+
 def test_compile_warm_up_peak_memory_energy_and_the_peak_table_on_this_gpu(tmp_path):
     result = run_cli("run", "--workload", "mlp", "--device", "cuda", "--nproc", "1", "--precision", "bf16", "--compile",
                      "--steps", "20", "--repeats", "2", "--out", str(tmp_path), timeout=600)

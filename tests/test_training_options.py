@@ -145,19 +145,3 @@ def test_each_workload_declares_what_applies_to_it():
         workload = get_workload(name)
         assert set(cls.precisions) <= {"fp32", "tf32", "bf16", "fp16"} and "fp32" in cls.precisions, name
         workload.check_training("fp32", False, False, "cpu")
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("precision", ["tf32", "fp16", "bf16"])
-def test_cuda_precisions_mfu_and_nvml_energy(tmp_path, precision):
-    record = run_cli("run", "--workload", "cnn", "--model", "convnet", "--device", "cuda", "--nproc", "1",
-                     "--precision", precision, "--channels-last", "--steps", "20", "--repeats", "1",
-                     "--out", str(tmp_path))
-    assert record.returncode == 0, record.stderr
-    [record] = read_records(tmp_path)
-    m = record["metrics"]
-    assert record["status"] == "ok" and record["workload"]["arithmetic"]["grad_scaler"] == (precision == "fp16")
-    assert m["peak_memory_kind"] == "cuda_max_allocated" and m["peak_memory_gib"] > 0
-    assert (m["mfu"] is None) == (m["mfu_peak_tflops"] is None) and (m["mfu"] is not None or m["mfu_note"])
-    assert m["energy_j_per_sample"] is None and m["energy_note"] or m["energy_method"] == "nvml"
