@@ -183,6 +183,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 # --- the local Slurm cluster (jobs/local-slurm.sh), shared by the cluster tests
 SLURM_DIR = Path(os.environ.get("HPCBENCH_SLURM_DIR", "/tmp/hpcbench-slurm"))
+SLURM_IDLE_WAIT_S = 300
 
 
 @pytest.fixture(scope="module")
@@ -193,10 +194,17 @@ def slurm_env() -> dict:
         env |= {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
     if not shutil.which("sinfo") or not (SLURM_DIR / "slurm.conf").exists():
         pytest.skip("no local Slurm cluster: run `jobs/local-slurm.sh up` (.ci/run does)")
-    idle = subprocess.run(["sinfo", "-h", "-o", "%D %t"], capture_output=True, text=True, env={**os.environ, **env})
-    if idle.returncode != 0 or "idle" not in idle.stdout:
-        pytest.skip(f"local Slurm cluster not idle: {idle.stdout.strip()} {idle.stderr.strip()}")
-    return env
+    # The other pytest process may have jobs on it (both cluster files start first, one per process): wait
+    # for an idle node rather than skip a test that can run (CI skipped one so, at "1 mix").
+    deadline = time.monotonic() + SLURM_IDLE_WAIT_S
+    while True:
+        idle = subprocess.run(["sinfo", "-h", "-o", "%D %t"], capture_output=True, text=True, env={**os.environ, **env})
+        if idle.returncode == 0 and "idle" in idle.stdout:
+            return env
+        if time.monotonic() > deadline:
+            pytest.skip(f"local Slurm cluster not idle after {SLURM_IDLE_WAIT_S} s: {idle.stdout.strip()} "
+                        f"{idle.stderr.strip()}")
+        time.sleep(2)
 
 
 def scontrol_job(job_id: str, env: dict) -> dict[str, str]:
