@@ -29,7 +29,7 @@ def test_mfu_known_answer_with_its_denominator():
 
 
 @pytest.mark.parametrize(("models", "precision", "reason"), [
-    (["NVIDIA GH200 480GB"], "bf16", "not in hpcbench's peak table"),   # unknown: never a fallback
+    (["NVIDIA GeForce RTX 4090"], "bf16", "not in hpcbench's peak table"),   # unknown: never a fallback
     (["AMD Instinct MI250X / MI250"], "tf32", "MI250X has no tf32"),      # known, but not in that precision
     (["Tesla V100-SXM2-32GB"], "bf16", "V100 SXM2 has no bf16"),
     ([None], "fp32", "CPUs"),
