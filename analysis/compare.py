@@ -1,19 +1,33 @@
-"""`hpcbench compare`: per-configuration throughput differences between two sets of records, for gating.
+"""`hpcbench compare`: per-configuration throughput, new against baseline, with noise taken into account.
 
 A configuration is one point of one curve: the same experiment at the same scale on the same
 system. Across systems (`across_systems=True`) the system leaves the key and every row names the
 system on each side, so a cross-machine comparison is never mistaken for a regression check.
+
+Each side's samples are its repeats (every repeat of every run of the configuration on that side:
+runs of the same experiment on the same system may pool). A point gets the ratio of medians, new over
+baseline, with a 95 % bootstrap interval, and a two-sided Welch test on log throughput. Its verdict:
+- `slower` / `faster`: significant (p < alpha) and beyond the tolerance; only `slower` fails a gate;
+- `within tolerance`: significant but smaller than the tolerance;
+- `within noise`: not significant, whatever the ratio (the repeats disagree as much as the sides do);
+- `too few repeats`: a side has fewer than two, so no test is possible; the ratio is shown, no verdict.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from hpcbench.analysis.curves import POINT_KEYS, SYSTEM_COLUMNS
+from hpcbench.analysis.history import version_changes
+from hpcbench.analysis.load import VERSION_COLUMNS
+from hpcbench.analysis.stats import bootstrap_ratio_ci, log_welch_p_value
 
 KEYS = ["system_name", "system_id", "experiment_id", "experiment_label", "scaling", *POINT_KEYS]
 """A configuration: the curve identity (system, experiment; the experiment holds the batch and
 the scaling mode) and the point on it."""
+DEFAULT_ALPHA = 0.05
+VERDICTS = ("slower", "faster", "within tolerance", "within noise", "too few repeats")
 
 
 def parse_tolerance(text: str) -> float:
@@ -24,18 +38,58 @@ def parse_tolerance(text: str) -> float:
     return value
 
 
-def compare(baseline: pd.DataFrame, new: pd.DataFrame, tolerance: float, across_systems: bool = False) -> pd.DataFrame:
-    """Median samples/s per configuration in both sets; `regressed` where new < baseline x (1 - tolerance)."""
+def repeats_of(runs: pd.DataFrame) -> list[float]:
+    """Every repeat's samples/s of these runs; a run that recorded none counts once, at its headline rate."""
+    values: list[float] = []
+    for rates, headline in zip(runs["samples_per_s_repeats"], runs["samples_per_s"]):
+        found = [float(r) for r in rates] if isinstance(rates, (list, tuple, np.ndarray)) and len(rates) else []
+        values += [r for r in found if r > 0] or [float(headline)]
+    return values
+
+
+def verdict(ratio: float, p_value: float, tolerance: float, alpha: float) -> str:
+    if np.isnan(p_value):
+        return "too few repeats"
+    if p_value >= alpha:
+        return "within noise"
+    if ratio < 1 - tolerance:
+        return "slower"
+    return "faster" if ratio > 1 + tolerance else "within tolerance"
+
+
+def compare(baseline: pd.DataFrame, new: pd.DataFrame, tolerance: float, across_systems: bool = False,
+            alpha: float = DEFAULT_ALPHA) -> pd.DataFrame:
+    """A row per configuration in both sets: medians, ratio and interval, p-value, verdict, what software differs."""
     keys = [k for k in KEYS if not (across_systems and k in SYSTEM_COLUMNS)]
-
-    def medians(runs: pd.DataFrame, side: str) -> pd.DataFrame:
-        grouped = runs.groupby(keys, dropna=False)
-        found = grouped["samples_per_s"].median().rename(f"{side}_samples_per_s").to_frame()
+    sides = {name: dict(iter(runs.groupby(keys, dropna=False))) for name, runs in (("baseline", baseline), ("new", new))}
+    rows = []
+    for key in sorted(set(sides["baseline"]) & set(sides["new"]), key=str):
+        before, after = sides["baseline"][key], sides["new"][key]
+        a, b = repeats_of(before), repeats_of(after)
+        ratio = float(np.median(b) / np.median(a))
+        low, high = bootstrap_ratio_ci(a, b)
+        p_value = log_welch_p_value(a, b)
+        row = dict(zip(keys, key, strict=True)) | {
+            "baseline_samples_per_s": float(np.median(a)), "new_samples_per_s": float(np.median(b)),
+            "change": ratio - 1, "ci95_low": low - 1, "ci95_high": high - 1, "p_value": p_value,
+            "repeats": f"{len(a)}/{len(b)}", "verdict": verdict(ratio, p_value, tolerance, alpha),
+            "software_differs": _software_differs(before, after)}
         if across_systems:
-            found[f"{side}_system"] = grouped["system_name"].agg(lambda names: ", ".join(sorted(set(names))))
-        return found
+            row |= {f"{side}_system": ", ".join(sorted(set(runs["system_name"])))
+                    for side, runs in (("baseline", before), ("new", after))}
+        rows.append(row)
+    columns = [*keys, "baseline_samples_per_s", "new_samples_per_s", "change", "ci95_low", "ci95_high", "p_value",
+               "repeats", "verdict", "software_differs"]
+    table = pd.DataFrame(rows, columns=columns + (["baseline_system", "new_system"] if across_systems else []))
+    table["regressed"] = table["verdict"] == "slower"
+    return table
 
-    joined = pd.concat([medians(baseline, "baseline"), medians(new, "new")], axis=1, join="inner").reset_index()
-    joined["change"] = joined["new_samples_per_s"] / joined["baseline_samples_per_s"] - 1
-    joined["regressed"] = joined["change"] < -tolerance
-    return joined
+
+def _software_differs(before: pd.DataFrame, after: pd.DataFrame) -> str:
+    """The versions that differ between the sides ('torch 2.13.0 -> 2.14.1'), or '-'; a side that mixes
+    versions names them all."""
+    def side(runs: pd.DataFrame) -> pd.Series:
+        return pd.Series({name: "/".join(sorted({str(v) for v in runs[name].dropna()})) or None
+                          for name in VERSION_COLUMNS if name in runs})
+
+    return version_changes(side(before), side(after)) or "-"

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from hpcbench import records
+from hpcbench.experiment import hardware_id
 
 COLUMNS = {
     "run_id": ("run_id",),
@@ -76,17 +77,39 @@ COLUMNS = {
     "memory_gib_per_node": ("system", "memory_gib_per_node"),
     "gpus_per_node": ("system", "gpus_per_node"),
     "gpu_model": ("provenance", "gpu_model"),
-    "torch": ("provenance", "torch"),
-    "hpcbench": ("provenance", "hpcbench"),
     "hostnames": ("provenance", "hostnames"),
     "started": ("provenance", "started"),
 }
 
 
+VERSION_COLUMNS = ["torch", "cuda", "nccl", "mpi", "engine_library", "driver", "python", "hpcbench", "git_sha"]
+"""The software a run's numbers depend on, each null where the run did not use it (MPI only under an MPI
+engine, a GPU driver only on a GPU; engine_library: the engine's own library, "NAME VERSION", for an engine
+that has one beside torch): `history` names the changes between them."""
+
+
+def versions(record: dict) -> dict[str, str | None]:
+    """VERSION_COLUMNS of one record, from its provenance (a record before a field existed gives null)."""
+    prov, system = record.get("provenance") or {}, record.get("system") or {}
+    found = {name: prov.get(name) for name in VERSION_COLUMNS}
+    mpi = prov.get("mpi_library")
+    # "Open MPI v4.1.4, package: Debian OpenMPI, ident: ..., repo rev: ..., Oct 2022": its first part names it
+    found["mpi"] = str(mpi).splitlines()[0].split(",")[0].strip() if mpi else None
+    if found["nccl"] is None:
+        found["nccl"] = system.get("nccl")
+    engine = (record.get("config") or {}).get("engine")
+    library = (system.get("engine_libraries") or {}).get(engine) if isinstance(system.get("engine_libraries"), dict) else None
+    found["engine_library"] = f"{engine} {library}" if library else None
+    return {name: None if value is None else str(value) for name, value in found.items()}
+
+
 def record_files(paths: Iterable[str | Path]) -> list[Path]:
+    """The record files in files, folders (recursively) and indexes (the files an index lists)."""
+    from hpcbench.analysis.index import indexed_files, is_index  # the index reads records with this module
+
     found: list[Path] = []
     for path in map(Path, paths):
-        found += sorted(path.rglob("*.json")) if path.is_dir() else [path]
+        found += sorted(path.rglob("*.json")) if path.is_dir() else indexed_files(path) if is_index(path) else [path]
     return found
 
 
@@ -104,21 +127,31 @@ def read_valid(paths: Iterable[str | Path]) -> list[tuple[Path, dict]]:
     return found
 
 
+def run_row(path: Path | str, record: dict) -> dict:
+    """One run's columns (COLUMNS, VERSION_COLUMNS, hardware_id), as the frame and the index hold them."""
+    return ({column: _dig(record, keys) for column, keys in COLUMNS.items()} | versions(record)
+            | {"hardware_id": hardware_id(record.get("system") or {}),
+               "rank_hosts": [rank.get("host") for rank in record.get("ranks") or []], "path": str(path)})
+
+
+FRAME_COLUMNS = [*COLUMNS, *VERSION_COLUMNS, "hardware_id", "rank_hosts", "path"]
+
+
 def runs_frame(found: list[tuple[Path, dict]], *, include_failed: bool = False) -> pd.DataFrame:
     """One row per training run; failed and interrupted runs only on request (they never count)."""
-    rows = [
-        {column: _dig(record, keys) for column, keys in COLUMNS.items()}
-        | {"rank_hosts": [rank.get("host") for rank in record.get("ranks") or []], "path": str(path)}
-        for path, record in found
-        if record.get("kind", "train") == "train" and (record["status"] == "ok" or include_failed)
-    ]
-    frame = pd.DataFrame(rows, columns=[*COLUMNS, "rank_hosts", "path"])
+    return frame_from_rows([run_row(path, record) for path, record in found
+                            if record.get("kind", "train") == "train" and (record["status"] == "ok" or include_failed)])
+
+
+def frame_from_rows(rows: list[dict]) -> pd.DataFrame:
+    """The runs frame from run_row's rows (or the index's): every column, older records' defaults filled."""
+    frame = pd.DataFrame(rows, columns=FRAME_COLUMNS)
     frame["num_nodes"] = frame["num_nodes"].fillna(1).astype(int)
     # Runs recorded before --precision, --channels-last and --compile ran fp32, NCHW, eager.
     frame["precision"] = frame["precision"].fillna("fp32")
     frame["mode"] = frame["mode"].fillna("throughput")  # runs recorded before --mode measured throughput
     for column in ("channels_last", "compile"):
-        frame[column] = frame[column].fillna(False).astype(bool)
+        frame[column] = frame[column].astype(object).where(frame[column].notna(), False).astype(bool)
     frame["procs_per_node"] = frame["world_size"] // frame["num_nodes"]
     return frame
 

@@ -220,3 +220,40 @@ def breakdown_figure(table: pd.DataFrame, comm: pd.DataFrame, runs: pd.DataFrame
     fig.suptitle("Where the step time goes (weak scaling, median step, slowest rank)")
     stamp(fig, runs)
     return fig
+
+
+HISTORY_PANELS = 9
+"""A history figure shows at most this many series (those with steps first): more panels are unreadable."""
+
+
+def history_figure(points: pd.DataFrame, steps: pd.DataFrame, metric: str, runs: pd.DataFrame) -> Figure:
+    """A panel per series: the metric by run start, software changes as dashed lines named at the top,
+    detected steps as a red (regression) or green (improvement) marker with their size."""
+    keys = ["hardware_id", "experiment_id", "num_nodes", "world_size"]
+    stepped = set(map(tuple, steps[keys].to_numpy().tolist()))
+    series = sorted(points.groupby(keys, sort=False), key=lambda item: (tuple(item[0]) not in stepped, item[0]))
+    series = series[:HISTORY_PANELS]
+    fig, axes = _grid(len(series))
+    for ax, (key, rows) in zip(axes, series):
+        when = pd.to_datetime(rows["started"], utc=True, format="ISO8601")
+        ax.plot(when, rows[metric], marker="o", markersize=3, linewidth=1)
+        for moment, change in zip(when, rows["changed"]):
+            if change:
+                ax.axvline(moment, color="0.5", linestyle="--", linewidth=0.8)
+                ax.annotate(textwrap.shorten(change, 40), (moment, 1), xycoords=("data", "axes fraction"),
+                            rotation=90, fontsize=5, va="top", ha="right", color="0.3")
+        mine = steps[(steps[keys].to_numpy() == np.array(key, dtype=object)).all(axis=1)]
+        for _, step in mine.iterrows():
+            moment = pd.to_datetime(step["started"], utc=True, format="ISO8601")
+            value = rows.loc[rows["run_id"] == step["run_id"], metric].iloc[0]
+            color = "tab:red" if step["verdict"] == "regression" else "tab:green"
+            ax.plot([moment], [value], marker="v" if step["change"] < 0 else "^", color=color, markersize=9)
+            ax.annotate(f"{step['change']:+.0%}", (moment, value), textcoords="offset points", xytext=(6, -10),
+                        color=color, fontsize=8)
+        label = rows["experiment_label"].iloc[0]
+        ax.set_title(textwrap.shorten(f"{rows['system_name'].iloc[0]}: {label}", 60) + f", {key[3]}p", fontsize=7)
+        ax.set_ylabel(metric)
+        ax.tick_params(axis="x", labelsize=6, labelrotation=30)
+    fig.suptitle(f"History: {metric} by run (dashed: software changed; triangles: detected steps)")
+    stamp(fig, runs)
+    return fig

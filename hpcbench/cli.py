@@ -13,6 +13,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from hpcbench.cli_results import COMMANDS as RESULTS_COMMANDS
+from hpcbench.cli_results import add_commands as add_results_commands
+from hpcbench.cli_results import run as run_results_command
 from hpcbench.config import RunConfig
 from hpcbench.errors import ConfigError
 from hpcbench.records import check_out_dir
@@ -144,12 +147,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     predict.add_argument("--global-batch-size", type=int, default=None, help="with --scaling strong")
     predict.add_argument("--out", default=None, help="folder for the prediction record (default: beside the first run)")
 
-    compare = commands.add_parser("compare", help="throughput per configuration, new vs baseline; exit 1 on a regression")
-    compare.add_argument("baseline", help="baseline records (file or folder)")
-    compare.add_argument("new", help="new records (file or folder)")
-    compare.add_argument("--tolerance", default="5%", help="allowed slowdown, e.g. 5%% or 0.05 (default 5%%)")
-    compare.add_argument("--across-systems", action="store_true",
-                         help="pair the same experiment and scale on different systems (each row names both)")
+    add_results_commands(commands)
     return parser
 
 
@@ -197,8 +195,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_peak(args)
         if args.command == "report":
             return cmd_report(args)
-        if args.command == "compare":
-            return cmd_compare(args)
+        if args.command in RESULTS_COMMANDS:
+            return run_results_command(args)
         if args.command == "predict":
             return cmd_predict(args)
         return cmd_list(args.what)
@@ -406,29 +404,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     for path in written.values():
         print(path)
     return 0
-
-
-def cmd_compare(args: argparse.Namespace) -> int:
-    from hpcbench.analysis import load_records
-    from hpcbench.analysis.compare import compare, parse_tolerance
-
-    try:
-        tolerance = parse_tolerance(args.tolerance)
-    except ValueError:
-        raise ConfigError("tolerance", f"{args.tolerance!r} is not a percentage such as 5% or a fraction such as 0.05 in [0, 1)") from None
-    for name in ("baseline", "new"):
-        if not Path(getattr(args, name)).exists():
-            raise ConfigError(name, f"no such file or folder: {getattr(args, name)}")
-    table = compare(load_records([args.baseline]), load_records([args.new]), tolerance, args.across_systems)
-    if table.empty:
-        hint = "" if args.across_systems else " on the same system (--across-systems pairs different systems)"
-        print(f"hpcbench compare: error: no configuration appears in both sets of records{hint}", file=sys.stderr)
-        return 1
-    print(table.to_string(index=False, formatters={"change": "{:+.1%}".format, "baseline_samples_per_s": "{:.1f}".format,
-                                                   "new_samples_per_s": "{:.1f}".format}))
-    regressed = int(table["regressed"].sum())
-    print(f"\n{regressed} of {len(table)} configuration(s) regressed by more than {tolerance:.1%}")
-    return 1 if regressed else 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

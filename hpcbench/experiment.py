@@ -94,6 +94,13 @@ def system_name(configured: str | None, hostnames: list[str] | None) -> str:
     return re.sub(r"[-_]?\d+$", "", host) or host
 
 
+def hardware_id(system: dict[str, Any]) -> str:
+    """A system by its name and hardware only: one history runs across a torch, CUDA or NCCL upgrade (whose
+    effect is what a history is for), where `system_id` changes with the software and starts a new curve."""
+    return short_hash({"name": system.get("name"), **{k: system.get(k) for k in HARDWARE_FIELDS
+                                                       if k != "network" or system.get(k) is not None}})
+
+
 def system_block(provenance: dict[str, Any], configured_name: str | None = None) -> dict[str, Any]:
     """The system of a run from its provenance; facts an older record lacks stay null."""
     facts = provenance.get("system_facts")

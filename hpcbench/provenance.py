@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,7 @@ def provenance(*, hosts: list[str], engine_versions: dict[str, Any], started: st
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         **engine_versions,
+        "driver": gpu_driver_version(),
         "hpcbench": hpcbench.__version__,
         "git_sha": git_sha(),
         "scheduler": scheduler_facts(os.environ),
@@ -90,6 +92,17 @@ def provenance(*, hosts: list[str], engine_versions: dict[str, Any], started: st
         "ended": ended,
         **({"system_facts": system_facts(engine_libraries)} if engine_libraries is not None else {}),
     }
+
+
+def gpu_driver_version(proc_file: Path = Path("/proc/driver/nvidia/version")) -> str | None:
+    """The NVIDIA kernel driver's version ("NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15 ..."), read
+    without NVML; None without an NVIDIA driver. A driver upgrade is one of the changes `history` names."""
+    try:
+        first = proc_file.read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    match = re.search(r"Kernel Module\s+(\S+)", first)
+    return match.group(1) if match else None
 
 
 def git_sha() -> str | None:

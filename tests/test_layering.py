@@ -32,7 +32,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # 6: starting them: local processes, job scripts, sweeps, the worker entry point
     ("hpcbench.worker", "hpcbench.launch", "hpcbench.sweep"),
     # 7: the command line
-    ("hpcbench.cli", "hpcbench.__main__", "hpcbench.install_horovod"),
+    ("hpcbench.cli", "hpcbench.cli_results", "hpcbench.__main__", "hpcbench.install_horovod"),
 )
 
 
