@@ -84,8 +84,8 @@ def plan(device: str, dry_run: bool, out: Path) -> list[Step]:
     if dry_run:
         timing = ["--steps", "1", "--warmup", "1", "--repeats", "1", "--no-breakdown"]
         resnet = ["--workload", "cnn", "--model", "resnet50", "--image-size", "32", "--channels-last", *timing]
-        steps += [Step(f"resnet50 {precision}", [*run, *resnet, "--batch-size", "2", "--precision", precision], 300)
-                  for precision in ("fp32", "bf16")]
+        # one precision: the rest differ by a flag other tests cover, and each ResNet-50 costs ~20 s on a loaded CPU
+        steps += [Step("resnet50 bf16", [*run, *resnet, "--batch-size", "2", "--precision", "bf16"], 300)]
         steps += [Step("peak fp32", [*hb, "peak", "--device", device, "--precision", "fp32", "--sizes", "64,128",
                                      "-n", "2", "-w", "1", "--out", str(out)], 120)]
         steps += [Step("gpt", [*run, "--workload", "gpt", "--batch-size", "2", *timing], 300)]

@@ -149,12 +149,16 @@ def test_communication_model_against_the_measured_growth(tmp_path):
 def test_compare_flags_regressions_beyond_tolerance(tmp_path):
     (tmp_path / "base").mkdir()
     (tmp_path / "new").mkdir()
-    write_run(tmp_path / "base", "b1", [100.0], 1)
-    write_run(tmp_path / "base", "b2", [200.0], 2)
-    write_run(tmp_path / "new", "n1", [96.0], 1)  # -4 %: within 5 %
-    write_run(tmp_path / "new", "n2", [180.0], 2)  # -10 %: regressed
+    spread = np.array([0.99, 1.0, 1.01])
+    write_run(tmp_path / "base", "b1", list(100.0 * spread), 1)
+    write_run(tmp_path / "base", "b2", list(200.0 * spread), 2)
+    write_run(tmp_path / "base", "b4", list(400.0 * spread), 4)
+    write_run(tmp_path / "new", "n1", list(96.0 * spread), 1)  # -4 %: significant, within 5 %
+    write_run(tmp_path / "new", "n2", list(180.0 * spread), 2)  # -10 %: significant, regressed
+    write_run(tmp_path / "new", "n4", [360.0], 4)  # -10 % but one repeat: nothing to test
     table = compare(load_records([tmp_path / "base"]), load_records([tmp_path / "new"]), parse_tolerance("5%"))
-    assert table.set_index("world_size")["regressed"].to_dict() == {1: False, 2: True}
+    assert table.set_index("world_size")["regressed"].to_dict() == {1: False, 2: True, 4: False}
+    assert table.set_index("world_size")["verdict"].to_dict() == {1: "within tolerance", 2: "slower", 4: "too few repeats"}
     assert table.set_index("world_size").loc[2, "change"] == pytest.approx(-0.1)
     assert parse_tolerance("0.05") == parse_tolerance("5%") == pytest.approx(0.05)
     with pytest.raises(ValueError):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import special
 
-from conftest import cli_in_process
+from conftest import cli_in_process, run_cli
 from history_records import history_record, write_series
 from hpcbench import records
 from hpcbench.analysis import load_records
@@ -172,3 +172,17 @@ def test_compare_reads_an_index_as_a_folder(tmp_path):
     from_index = cli_in_process("compare", str(db), str(tmp_path / "runs"))
     assert from_index.returncode == 0 and "0 of 12 configuration(s) slower" in from_index.stdout
     assert "12 within noise" in from_index.stdout
+
+
+@pytest.mark.slow
+def test_done_when_two_sweeps_of_the_same_code_here_are_within_noise(tmp_path):
+    """Each side three runs (--seeds 3): their medians carry this VM's run-to-run noise (+-10 % here), which a
+    test over one run's repeats cannot see (it called the same code 'faster' three times out of three)."""
+    for side in ("a", "b"):
+        result = run_cli("sweep", "--workloads", "mlp", "--nproc", "1", "--seeds", "3", "--hidden-size", "256",
+                         "--no-breakdown", "--out", str(tmp_path / side))
+        assert result.returncode == 0, result.stderr[-2000:]
+    result = run_cli("compare", str(tmp_path / "a"), str(tmp_path / "b"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3/3 runs" in result.stdout and "within noise" in result.stdout, result.stdout
+    assert "0 of 1 configuration(s) slower" in result.stdout
