@@ -21,6 +21,8 @@ Welch test on log throughput, over those units. Its verdict:
 
 from __future__ import annotations
 
+import statistics
+
 import numpy as np
 import pandas as pd
 
@@ -44,18 +46,18 @@ def parse_tolerance(text: str) -> float:
     return value
 
 
+def _per_run(rates_column, headlines) -> list[list[float]]:
+    """Each run's samples/s per repeat; a run that recorded none counts once, at its headline rate."""
+    found = []
+    for rates, headline in zip(rates_column, headlines):
+        listed = [float(r) for r in rates if r > 0] if isinstance(rates, (list, tuple, np.ndarray)) else []
+        found.append(listed or [float(headline)])
+    return found
+
+
 def repeats_of(runs: pd.DataFrame) -> list[float]:
-    """Every repeat's samples/s of these runs; a run that recorded none counts once, at its headline rate."""
-    values: list[float] = []
-    for rates, headline in zip(runs["samples_per_s_repeats"], runs["samples_per_s"]):
-        found = [float(r) for r in rates] if isinstance(rates, (list, tuple, np.ndarray)) and len(rates) else []
-        values += [r for r in found if r > 0] or [float(headline)]
-    return values
-
-
-def run_medians(runs: pd.DataFrame) -> list[float]:
-    """Each run's median over its repeats (its headline rate when it recorded none)."""
-    return [float(np.median(repeats_of(runs.iloc[[i]]))) for i in range(len(runs))]
+    """Every repeat's samples/s of these runs (see _per_run)."""
+    return [rate for rates in _per_run(runs["samples_per_s_repeats"], runs["samples_per_s"]) for rate in rates]
 
 
 def verdict(ratio: float, p_value: float, tolerance: float, alpha: float) -> str:
@@ -72,23 +74,23 @@ def compare(baseline: pd.DataFrame, new: pd.DataFrame, tolerance: float, across_
             alpha: float = DEFAULT_ALPHA) -> pd.DataFrame:
     """A row per configuration in both sets: medians, ratio and interval, p-value, verdict, what software differs."""
     keys = [k for k in KEYS if not (across_systems and k in SYSTEM_COLUMNS)]
-    sides = {name: dict(iter(runs.groupby(keys, dropna=False))) for name, runs in (("baseline", baseline), ("new", new))}
+    sides = {name: _Side(runs, keys) for name, runs in (("baseline", baseline), ("new", new))}
     rows = []
-    for key in sorted(set(sides["baseline"]) & set(sides["new"]), key=str):
-        before, after = sides["baseline"][key], sides["new"][key]
-        unit = "runs" if len(before) >= 2 and len(after) >= 2 else "repeats"
-        a, b = (run_medians(before), run_medians(after)) if unit == "runs" else (repeats_of(before), repeats_of(after))
+    for key in sorted(set(sides["baseline"].groups) & set(sides["new"].groups), key=str):
+        before, after = sides["baseline"].at(key), sides["new"].at(key)
+        unit = "runs" if len(before.runs) >= 2 and len(after.runs) >= 2 else "repeats"
+        a, b = (before.medians(), after.medians()) if unit == "runs" else (before.repeats(), after.repeats())
         ratio = float(np.median(b) / np.median(a))
         low, high = bootstrap_ratio_ci(a, b)
         p_value = log_welch_p_value(a, b)
         row = dict(zip(keys, key, strict=True)) | {
             "baseline_samples_per_s": float(np.median(a)), "new_samples_per_s": float(np.median(b)),
             "change": ratio - 1, "ci95_low": low - 1, "ci95_high": high - 1, "p_value": p_value,
-            "tested": f"{len(a)}/{len(b)} {unit}" + (" (a side has 1 run)" if unit == "repeats" else ""), "verdict": verdict(ratio, p_value, tolerance, alpha),
-            "software_differs": _software_differs(before, after)}
+            "tested": f"{len(a)}/{len(b)} {unit}" + (" (a side has 1 run)" if unit == "repeats" else ""),
+            "verdict": verdict(ratio, p_value, tolerance, alpha),
+            "software_differs": version_changes(before.versions(), after.versions()) or "-"}
         if across_systems:
-            row |= {f"{side}_system": ", ".join(sorted(set(runs["system_name"])))
-                    for side, runs in (("baseline", before), ("new", after))}
+            row |= {"baseline_system": before.systems(), "new_system": after.systems()}
         rows.append(row)
     columns = [*keys, "baseline_samples_per_s", "new_samples_per_s", "change", "ci95_low", "ci95_high", "p_value",
                "tested", "verdict", "software_differs"]
@@ -97,11 +99,34 @@ def compare(baseline: pd.DataFrame, new: pd.DataFrame, tolerance: float, across_
     return table
 
 
-def _software_differs(before: pd.DataFrame, after: pd.DataFrame) -> str:
-    """The versions that differ between the sides ('torch 2.13.0 -> 2.14.1'), or '-'; a side that mixes
-    versions names them all."""
-    def side(runs: pd.DataFrame) -> pd.Series:
-        return pd.Series({name: "/".join(sorted({str(v) for v in runs[name].dropna()})) or None
-                          for name in VERSION_COLUMNS if name in runs})
+class _Side:
+    """One side's runs by configuration, as plain lists: a comparison of thousands of configurations
+    would spend its time building a DataFrame per group."""
 
-    return version_changes(side(before), side(after)) or "-"
+    def __init__(self, runs: pd.DataFrame, keys: list[str]) -> None:
+        self.groups = runs.groupby(keys, dropna=False, sort=False).indices if len(runs) else {}
+        self.per_run = _per_run(runs["samples_per_s_repeats"], runs["samples_per_s"])
+        self.version_values = {name: runs[name].tolist() for name in VERSION_COLUMNS if name in runs}
+        self.names = runs["system_name"].tolist()
+        self.runs: list[int] = []
+
+    def at(self, key) -> _Side:
+        chosen = object.__new__(_Side)
+        chosen.per_run, chosen.version_values, chosen.names = self.per_run, self.version_values, self.names
+        chosen.runs = list(self.groups[key])
+        return chosen
+
+    def repeats(self) -> list[float]:
+        return [rate for i in self.runs for rate in self.per_run[i]]
+
+    def medians(self) -> list[float]:
+        return [float(statistics.median(self.per_run[i])) for i in self.runs]
+
+    def versions(self) -> pd.Series:
+        """Per version column, the values on this side ('a/b' when runs differ)."""
+        return pd.Series({name: "/".join(sorted({str(values[i]) for i in self.runs if values[i] is not None
+                                                 and values[i] == values[i]})) or None
+                          for name, values in self.version_values.items()})
+
+    def systems(self) -> str:
+        return ", ".join(sorted({self.names[i] for i in self.runs}))

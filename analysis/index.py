@@ -152,15 +152,13 @@ def index_runs(db: Path, *, include_failed: bool = False, repeats: bool = True,
     with reading(db) as connection:
         found = pd.read_sql_query(f"SELECT run_id, path, {', '.join(RUN_COLUMNS)} FROM runs{where}", connection,
                                   params=parameters)
-        per_repeat = (pd.read_sql_query(f"SELECT run_id, repeats.samples_per_s FROM repeats JOIN runs USING (run_id)"
-                                        f"{where} ORDER BY run_id, repeat", connection, params=parameters)
-                      if repeats else None)
-    rows = found.drop(columns="kind").to_dict("records")
-    if per_repeat is not None:
-        lists = per_repeat.groupby("run_id", sort=False)["samples_per_s"].agg(list)
-        for row in rows:
-            row["samples_per_s_repeats"] = lists.get(row["run_id"])
-    return frame_from_rows(rows)
+        if repeats:  # a list per run, in plain Python: a pandas groupby into lists costs 4 s per 100,000 runs
+            lists: dict[str, list[float]] = {}
+            for run_id, rate in connection.execute(f"SELECT run_id, repeats.samples_per_s FROM repeats JOIN runs "
+                                                   f"USING (run_id){where} ORDER BY run_id, repeat", parameters):
+                lists.setdefault(run_id, []).append(rate)
+            found["samples_per_s_repeats"] = found["run_id"].map(lists)
+    return frame_from_rows(found.drop(columns="kind"))
 
 
 def update_index(roots: Iterable[str | Path], db: Path = DEFAULT_DB, *, lock_timeout_s: float = 120.0) -> Ingest:

@@ -143,9 +143,9 @@ def runs_frame(found: list[tuple[Path, dict]], *, include_failed: bool = False) 
                             if record.get("kind", "train") == "train" and (record["status"] == "ok" or include_failed)])
 
 
-def frame_from_rows(rows: list[dict]) -> pd.DataFrame:
-    """The runs frame from run_row's rows (or the index's): every column, older records' defaults filled."""
-    frame = pd.DataFrame(rows, columns=FRAME_COLUMNS)
+def frame_from_rows(rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
+    """The runs frame from run_row's rows (or the index's table): every column, older records' defaults filled."""
+    frame = rows.reindex(columns=FRAME_COLUMNS) if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows, columns=FRAME_COLUMNS)
     frame["num_nodes"] = frame["num_nodes"].fillna(1).astype(int)
     # Runs recorded before --precision, --channels-last and --compile ran fp32, NCHW, eager.
     frame["precision"] = frame["precision"].fillna("fp32")
