@@ -61,6 +61,7 @@ CREATE INDEX IF NOT EXISTS files_by_run ON files (run_id);
 CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, sha256 TEXT NOT NULL, path TEXT NOT NULL,
                                  {", ".join(RUN_COLUMNS)});
 CREATE INDEX IF NOT EXISTS runs_by_point ON runs (hardware_id, experiment_id, num_nodes, world_size, started);
+CREATE INDEX IF NOT EXISTS runs_by_system ON runs (system_name, world_size);
 CREATE TABLE IF NOT EXISTS repeats (run_id TEXT NOT NULL, repeat INTEGER NOT NULL, samples_per_s REAL,
                                     PRIMARY KEY (run_id, repeat)) WITHOUT ROWID;
 """

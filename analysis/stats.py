@@ -60,13 +60,13 @@ def log_welch_p_value(baseline: Sequence[float], new: Sequence[float]) -> float:
     var_a, var_b = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
     if var_a == 0 and var_b == 0:
         return 0.0 if a.mean() != b.mean() else 1.0
-    from scipy import stats
+    from scipy.special import stdtr  # the t distribution's CDF; scipy.stats costs 1.4 s to import, this 0.4 s
 
     # Welch's t and Welch-Satterthwaite's degrees of freedom, written out: scipy's ttest_ind costs 5 ms a call,
     # which a comparison of a thousand configurations pays a thousand times.
     t = abs(a.mean() - b.mean()) / np.sqrt(var_a + var_b)
     dof = (var_a + var_b) ** 2 / (var_a ** 2 / (a.size - 1) + var_b ** 2 / (b.size - 1))
-    return float(2 * stats.t.sf(t, dof))
+    return float(2 * stdtr(dof, -t))
 
 
 def bootstrap_ratio_ci(baseline: Sequence[float], new: Sequence[float], level: float = 0.95,

@@ -56,12 +56,13 @@ def _add_compare(commands) -> None:
     from hpcbench.analysis.compare import DEFAULT_ALPHA
 
     compare = commands.add_parser("compare", help="throughput per configuration, new vs baseline, with a 95%% interval "
-                                  "and a test over the repeats; exit 1 on a significant slowdown beyond the tolerance")
+                                  "and a test over the runs (or one run's repeats); exit 1 on a significant slowdown "
+                                  "beyond the tolerance")
     compare.add_argument("baseline", help="baseline records (file, folder or index)")
     compare.add_argument("new", help="new records (file, folder or index)")
     compare.add_argument("--tolerance", default="5%", help="allowed slowdown, e.g. 5%% or 0.05 (default 5%%)")
     compare.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
-                         help=f"significance level of the test over repeats (default {DEFAULT_ALPHA})")
+                         help=f"significance level of the test (default {DEFAULT_ALPHA})")
     compare.add_argument("--across-systems", action="store_true",
                          help="pair the same experiment and scale on different systems (each row names both)")
 

@@ -186,3 +186,15 @@ def test_done_when_two_sweeps_of_the_same_code_here_are_within_noise(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3/3 runs" in result.stdout and "within noise" in result.stdout, result.stdout
     assert "0 of 1 configuration(s) slower" in result.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["compare", str(REFERENCE / "cpu-2core-vm"), str(REFERENCE / "cpu-2core-vm"), "--alpha", "2"], "alpha: must be in (0, 1)"),
+    (["history", str(REFERENCE), "--tolerance", "lots"], "tolerance: 'lots' is not a percentage"),
+    (["history", "/no/such/folder"], "RESULTS: no such file or folder: /no/such/folder"),
+    (["references", str(REFERENCE), "--metric", "speed"], "metric: 'speed' is not one of"),
+    (["check", str(REFERENCE), "--references", "/no/such.toml"], "references: no such file or folder"),
+])
+def test_bad_input_to_the_results_commands_is_one_line_and_exit_2(args, message):
+    result = cli_in_process(*args)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
