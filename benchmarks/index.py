@@ -90,7 +90,7 @@ def main() -> int:
         print(f"    {len(points)} runs, {len(steps)} step(s): " + "; ".join(
             f"{s.change:+.1%} at run {s.run} ({s.changed})" for s in steps.itertuples()))
         (points, steps), all_s = timed("history of every series from the index", lambda: history_of(Selection(), [db]))
-        stepped = sum(1 for series in range(args.records // RUNS_PER_SERIES) if series % 10 == 0)
+        stepped = sum(1 for series in range(-(-(args.records + args.new) // RUNS_PER_SERIES)) if series % 10 == 0)
         series_count = points.groupby(["hardware_id", "experiment_id", "world_size"]).ngroups
         print(f"    {len(points)} runs, {series_count} series, {len(steps)} step(s) (made: {stepped})")
 
