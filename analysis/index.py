@@ -229,13 +229,15 @@ def _write(db: Path, reads: list, stat_only: list, removed: list[str], done: Ing
             connection.execute("INSERT OR REPLACE INTO meta VALUES ('index_version', ?)", (INDEX_VERSION,))
             connection.executemany("UPDATE files SET size = ?, mtime_ns = ? WHERE path = ?", stat_only)
             connection.executemany("DELETE FROM files WHERE path = ?", [(path,) for path in removed])
+            replaced_before = done.updated
             for path, (size, mtime_ns), digest, record in reads:
                 _put(connection, path, size, mtime_ns, digest, record, done)
-            # runs whose every file is gone or now holds another run leave with their repeats
-            connection.execute("DELETE FROM runs WHERE run_id NOT IN (SELECT run_id FROM files)")
-            connection.execute("DELETE FROM repeats WHERE run_id NOT IN (SELECT run_id FROM runs)")
-            connection.execute("UPDATE runs SET path = (SELECT min(path) FROM files WHERE files.run_id = runs.run_id) "
-                               "WHERE path NOT IN (SELECT path FROM files)")
+            if removed or done.updated > replaced_before:  # whole-table passes: only when a file left or changed hands
+                # runs whose every file is gone or now holds another run leave with their repeats
+                connection.execute("DELETE FROM runs WHERE run_id NOT IN (SELECT run_id FROM files)")
+                connection.execute("DELETE FROM repeats WHERE run_id NOT IN (SELECT run_id FROM runs)")
+                connection.execute("UPDATE runs SET path = (SELECT min(path) FROM files WHERE files.run_id = runs.run_id) "
+                                   "WHERE path NOT IN (SELECT path FROM files)")
             connection.execute("COMMIT")
         finally:
             connection.close()
@@ -281,14 +283,15 @@ def _is_number(value) -> bool:
 
 
 def _known_files(db: Path, roots: list[Path]) -> dict[str, tuple[int, int, str]]:
-    """path -> (size, mtime_ns, sha256) of the indexed files under `roots`."""
-    if not db.exists():
-        return {}
-    prefixes = tuple(f"{root}{os.sep}" for root in roots)
+    """path -> (size, mtime_ns, sha256) of the indexed files under `roots` (a range of the primary key each)."""
+    found: dict[str, tuple[int, int, str]] = {}
     with reading(db) as connection:
-        return {path: (size, mtime_ns, digest)
-                for path, size, mtime_ns, digest in connection.execute("SELECT path, size, mtime_ns, sha256 FROM files")
-                if path.startswith(prefixes) or path in {str(root) for root in roots}}
+        for root in roots:
+            query = "SELECT path, size, mtime_ns, sha256 FROM files WHERE path = ? OR (path >= ? AND path < ?)"
+            below = f"{root}{os.sep}"
+            for path, size, mtime_ns, digest in connection.execute(query, (str(root), below, below[:-1] + chr(ord(os.sep) + 1))):
+                found[path] = (size, mtime_ns, digest)
+    return found
 
 
 def _scan(roots: list[Path]) -> dict[str, tuple[int, int]]:
@@ -299,15 +302,22 @@ def _scan(roots: list[Path]) -> dict[str, tuple[int, int]]:
             stat = root.stat()
             found[str(root)] = (stat.st_size, stat.st_mtime_ns)
             continue
-        for folder, _, names in os.walk(root):
-            for name in names:
+        folders = [str(root)]
+        while folders:
+            try:
+                entries = list(os.scandir(folders.pop()))
+            except OSError:  # removed while we walked
+                continue
+            for entry in entries:
+                name = entry.name
                 if name.endswith(".json") and not name.startswith("."):
-                    path = os.path.join(folder, name)
                     try:
-                        stat = os.stat(path)
-                    except OSError:  # removed while we walked
+                        stat = entry.stat()
+                    except OSError:
                         continue
-                    found[path] = (stat.st_size, stat.st_mtime_ns)
+                    found[entry.path] = (stat.st_size, stat.st_mtime_ns)
+                elif entry.is_dir(follow_symlinks=False):
+                    folders.append(entry.path)
     return found
 
 
