@@ -229,10 +229,9 @@ def _write(db: Path, reads: list, stat_only: list, removed: list[str], done: Ing
             connection.execute("INSERT OR REPLACE INTO meta VALUES ('index_version', ?)", (INDEX_VERSION,))
             connection.executemany("UPDATE files SET size = ?, mtime_ns = ? WHERE path = ?", stat_only)
             connection.executemany("DELETE FROM files WHERE path = ?", [(path,) for path in removed])
-            replaced_before = done.updated
             for path, (size, mtime_ns), digest, record in reads:
                 _put(connection, path, size, mtime_ns, digest, record, done)
-            if removed or done.updated > replaced_before:  # whole-table passes: only when a file left or changed hands
+            if removed or done.updated:  # whole-table passes: only when a file left or changed hands
                 # runs whose every file is gone or now holds another run leave with their repeats
                 connection.execute("DELETE FROM runs WHERE run_id NOT IN (SELECT run_id FROM files)")
                 connection.execute("DELETE FROM repeats WHERE run_id NOT IN (SELECT run_id FROM runs)")
