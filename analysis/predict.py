@@ -84,9 +84,13 @@ def timeline_of(path: Path | str, record: dict[str, Any]) -> Timeline:
         raise ConfigError("RECORDS", f"{path}: no compute-only window ({metrics.get('breakdown_note') or 'not measured'}); "
                                      "predict needs it: rerun without --no-breakdown")
     timeline = metrics.get("gradient_timeline")
-    if not timeline or not timeline.get("buckets"):
-        raise ConfigError("RECORDS", f"{path}: no gradient-ready timeline (recorded before hpcbench measured it, or by an "
-                                     "engine that does not say how it buckets gradients); rerun it")
+    if not timeline:
+        raise ConfigError("RECORDS", f"{path}: no gradient-ready timeline (recorded before hpcbench measured it, or "
+                                     "without a compute-only window): rerun it")
+    if not timeline.get("buckets"):
+        engine = (record.get("config") or {}).get("engine")
+        raise ConfigError("RECORDS", f"{path}: engine {engine!r} does not group gradients into all-reduce buckets, and "
+                                     "the overlap model replays all-reduces: predict from a run of an all-reduce engine")
     per_step = np.max(np.asarray([r["compute_step_times_s"] for r in record["ranks"]], dtype=float), axis=0)
     median = float(np.median(per_step))
     low, high = (float(np.percentile(per_step, q)) / median for q in SPREAD_QUANTILES)

@@ -132,8 +132,9 @@ def cmd_history(args: argparse.Namespace) -> int:
     with pd.option_context("display.width", 250, "display.max_colwidth", 70):
         print(f"history of {args.metric}: {len(summary)} series, {len(points)} runs "
               f"(a series: one system's hardware, one experiment, one scale)")
-        print(summary.drop(columns=["hardware_id", "experiment_id"]).assign(
-            first=summary["first"].str[:16], last=summary["last"].str[:16]).to_string(index=False))
+        shown = ["system", "experiment", "num_nodes", "world_size", "runs", "first", "last", "software_changes",
+                 "last_value", "steps"]
+        print(summary.assign(first=summary["first"].str[:16], last=summary["last"].str[:16])[shown].to_string(index=False))
         if args.runs or len(summary) == 1:
             for _, rows in series:
                 print(f"\n{rows['system_name'].iloc[0]}: {rows['experiment_label'].iloc[0]}, "

@@ -243,12 +243,19 @@ def test_records_it_cannot_predict_from_are_refused(measured, tmp_path):
                                                                  "breakdown_note": "not measured (--no-breakdown)"}})
     result = cli_in_process("predict", str(blind), "--fabric", "h100-ndr", "--nodes", "1", "--gpus-per-node", "8")
     assert result.returncode == 2 and "no compute-only window" in result.stderr and "--no-breakdown" in result.stderr
+    sharded = tmp_path / "sharded"  # an engine without all-reduce buckets: its timeline keeps per-gradient times only
+    sharded.mkdir()
+    records.write_atomic(sharded / "run.json", {**run, "config": {**run["config"], "engine": "fsdp"}, "metrics": {
+        **run["metrics"], "gradient_timeline": {**run["metrics"]["gradient_timeline"], "buckets": None}}})
+    result = cli_in_process("predict", str(sharded), "--fabric", "h100-ndr", "--nodes", "1", "--gpus-per-node", "8")
+    assert result.returncode == 2 and "engine 'fsdp' does not group gradients into all-reduce buckets" in result.stderr
+    assert "rerun" not in result.stderr
     older = tmp_path / "older"
     older.mkdir()
     run["metrics"]["gradient_timeline"] = None
     records.write_atomic(older / "run.json", run)
     result = cli_in_process("predict", str(older), "--fabric", "h100-ndr", "--nodes", "1", "--gpus-per-node", "8")
-    assert result.returncode == 2 and "no gradient-ready timeline" in result.stderr
+    assert result.returncode == 2 and "no gradient-ready timeline" in result.stderr and "rerun it" in result.stderr
     netbench_record(run, tmp_path / "other", system_id="0123456789ab")
     other = cli_in_process("predict", str(measured / "run"), "--netbench", str(tmp_path / "other"), "--nodes", "1,2",
                            "--gpus-per-node", "1")

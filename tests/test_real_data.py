@@ -51,7 +51,7 @@ def test_rnn_reads_character_level_text(tmp_path, out_dir):
 def test_text_windows_shift_targets_by_one():
     import torch
 
-    from hpcbench.workloads.rnn import TextWindows
+    from hpcbench.workloads.text import TextWindows
 
     windows = TextWindows(torch.arange(10), seq_len=3)
     assert len(windows) == 3

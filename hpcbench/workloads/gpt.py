@@ -15,16 +15,14 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import Dataset
 
 from hpcbench.errors import ConfigError, check_at_least, check_choice
-from hpcbench.workloads.base import Batch, Quality, Workload, register
-from hpcbench.workloads.rnn import BYTE_VOCABULARY, TextWindows, bundled_text, read_text, text_split
+from hpcbench.workloads.base import register
+from hpcbench.workloads.text import ByteLanguageModel
 
 PRESETS = {"gpt2-124m": {"layers": 12, "heads": 12, "embed": 768, "seq_len": 1024, "vocab_size": 50304},
            "gpt2-350m": {"layers": 24, "heads": 16, "embed": 1024, "seq_len": 1024, "vocab_size": 50304}}
 """GPT-2 small and medium (Radford et al. 2019, table 2); vocabulary padded to 50304 as nanoGPT pads it."""
-TARGET_BITS_PER_BYTE = 2.5
 TARGET_WHY = ("2.5 bits per byte on the held-out tenth, the rnn's target: well under the ~4.5 bits of single-byte "
               "frequencies; the default gpt passes it in ~600 steps at batch 16 on the bundled text (measured)")
 
@@ -111,48 +109,17 @@ def palm_flops_per_token(options: GptOptions) -> float:
 
 
 @register
-class GptWorkload(Workload):
+class GptWorkload(ByteLanguageModel):
     name = "gpt"
     description = "decoder-only transformer language model (GPT-2 shape, causal SDPA, tied embeddings)"
     sample_unit = "token sequence (seq_len tokens)"
     default_batch_size = 16
-    real_data = "byte-level text: a .txt file or a folder of them as --data-dir (the last tenth held out)"
     Options = GptOptions
-    tta_data = "bundled"
     eval_every_steps = 50
+    target_why = TARGET_WHY
 
     def build_model(self, options: GptOptions) -> nn.Module:
         return Gpt(options)
-
-    def synthetic_batch(self, options: GptOptions, batch_size: int, generator: torch.Generator) -> Batch:
-        tokens = torch.randint(0, options.vocab_size, (batch_size, options.seq_len + 1), generator=generator)
-        return tokens[:, :-1], tokens[:, 1:]
-
-    def check_run(self, options: GptOptions, batch_size: int, data: str, data_dir: str | None) -> None:
-        if data in ("real", "bundled") and options.vocab_size < BYTE_VOCABULARY:
-            raise ConfigError("vocab-size", f"must be >= {BYTE_VOCABULARY} for byte-level text, got {options.vocab_size}")
-
-    def real_dataset(self, options: GptOptions, data_dir: str) -> Dataset:
-        return TextWindows(text_split(read_text(data_dir), "train"), options.seq_len)
-
-    def real_heldout_dataset(self, options: GptOptions, data_dir: str) -> Dataset:
-        return TextWindows(text_split(read_text(data_dir), "heldout"), options.seq_len)
-
-    def bundled_dataset(self, options: GptOptions, split: str) -> Dataset:
-        return TextWindows(text_split(bundled_text(), split), options.seq_len)
-
-    def quality(self, options: GptOptions, data: str) -> Quality | None:
-        if data == "synthetic":
-            return None
-        return Quality(metric="heldout_bits_per_byte", higher_is_better=False, low=0.0,
-                       high=math.log2(options.vocab_size), target=TARGET_BITS_PER_BYTE, why=TARGET_WHY)
-
-    def loss(self, output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(output.flatten(0, 1), targets.flatten())
-
-    def score(self, output: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
-        nats = F.cross_entropy(output.flatten(0, 1), targets.flatten(), reduction="sum")
-        return nats / math.log(2), targets.numel()
 
     def optimizer(self, params: Any, options: GptOptions) -> torch.optim.Optimizer:
         """AdamW at nanoGPT's small-model rate (shakespeare_char: 1e-3)."""
