@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpcbench.errors import ConfigError, check_at_least, check_choice, check_in_range
+from hpcbench.errors import ConfigError, check_at_least, check_bool, check_choice, check_in_range
 
 DEVICES = ("auto", "cpu", "cuda")
 DATA_SOURCES = ("synthetic", "real", "bundled")
@@ -120,8 +120,7 @@ class RunConfig:
             check_at_least("batch-size", self.batch_size, 1)
         check_choice("precision", self.precision, PRECISIONS)
         for name in ("breakdown", "phases", "channels_last", "compile"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(_flag_name(name), f"must be true or false, got {getattr(self, name)!r}")
+            check_bool(_flag_name(name), getattr(self, name))
         check_at_least("seed", self.seed, 0)
         check_at_least("steps", self.num_steps, 1)
         check_at_least("warmup", self.num_warmup_steps, 0)

@@ -25,6 +25,12 @@ def check_choice(name: str, value: Any, allowed: tuple[Any, ...] | list[Any]) ->
         raise ConfigError(name, f"{value!r} is not one of: {', '.join(map(str, allowed))}")
 
 
+def check_bool(name: str, value: Any) -> None:
+    """A switch is True or False: a sweep file's "yes" or 1 is refused, not read as true."""
+    if not isinstance(value, bool):
+        raise ConfigError(name, f"must be true or false, got {value!r}")
+
+
 def check_at_least(name: str, value: int, minimum: int, why: str = "") -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         suffix = f" ({why})" if why else ""

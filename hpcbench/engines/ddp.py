@@ -19,7 +19,7 @@ from hpcbench.buckets import size_cap_rule
 from hpcbench.engines.base import Engine, register
 from hpcbench.engines.discovery import Placement
 from hpcbench.engines.mpi import INSTALL_HINT as MPI_INSTALL_HINT
-from hpcbench.errors import ConfigError, check_at_least, check_choice, check_in_range
+from hpcbench.errors import ConfigError, check_at_least, check_bool, check_choice, check_in_range
 
 COMM_HOOKS = ("none", "fp16", "bf16", "powersgd")
 POWERSGD_START_ITER = 2
@@ -72,10 +72,8 @@ class DdpOptions:
 
     def __post_init__(self) -> None:
         check_choice("ddp-comm-hook", self.comm_hook, COMM_HOOKS)
-        for flag, value in (("ddp-static-graph", self.static_graph),
-                            ("ddp-gradient-as-bucket-view", self.gradient_as_bucket_view)):
-            if not isinstance(value, bool):
-                raise ConfigError(flag, f"must be true or false, got {value!r}")
+        check_bool("ddp-static-graph", self.static_graph)
+        check_bool("ddp-gradient-as-bucket-view", self.gradient_as_bucket_view)
         if self.bucket_cap_mb is not None:
             check_in_range("ddp-bucket-cap-mb", self.bucket_cap_mb, 0, 1e6)
         if self.comm_hook == "powersgd":

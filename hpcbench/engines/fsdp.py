@@ -20,7 +20,7 @@ from torch import nn
 from hpcbench.engines.base import register
 from hpcbench.engines.ddp import DdpEngine
 from hpcbench.engines.discovery import Placement
-from hpcbench.errors import ConfigError, check_choice
+from hpcbench.errors import ConfigError, check_bool, check_choice
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 UNSHARDABLE = (nn.RNNBase,)
@@ -39,9 +39,8 @@ class FsdpOptions:
     """keep the sharded parameters, gradients and optimizer state in host memory (CUDA runs)"""
 
     def __post_init__(self) -> None:
-        for flag, value in (("fsdp-reshard-after-forward", self.reshard_after_forward), ("fsdp-cpu-offload", self.cpu_offload)):
-            if not isinstance(value, bool):
-                raise ConfigError(flag, f"must be true or false, got {value!r}")
+        check_bool("fsdp-reshard-after-forward", self.reshard_after_forward)
+        check_bool("fsdp-cpu-offload", self.cpu_offload)
         for flag, value in (("fsdp-param-dtype", self.param_dtype), ("fsdp-reduce-dtype", self.reduce_dtype)):
             if value is not None:
                 check_choice(flag, value, tuple(DTYPES))
