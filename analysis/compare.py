@@ -22,6 +22,7 @@ Welch test on log throughput, over those units. Its verdict:
 from __future__ import annotations
 
 import statistics
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -108,25 +109,29 @@ class _Side:
         self.per_run = _per_run(runs["samples_per_s_repeats"], runs["samples_per_s"])
         self.version_values = {name: runs[name].tolist() for name in VERSION_COLUMNS if name in runs}
         self.names = runs["system_name"].tolist()
-        self.runs: list[int] = []
 
-    def at(self, key) -> _Side:
-        chosen = object.__new__(_Side)
-        chosen.per_run, chosen.version_values, chosen.names = self.per_run, self.version_values, self.names
-        chosen.runs = list(self.groups[key])
-        return chosen
+    def at(self, key) -> _Group:
+        return _Group(self, list(self.groups[key]))
+
+
+@dataclass(frozen=True)
+class _Group:
+    """One configuration's runs on one side: positions into that side's lists."""
+
+    side: _Side
+    runs: list[int]
 
     def repeats(self) -> list[float]:
-        return [rate for i in self.runs for rate in self.per_run[i]]
+        return [rate for i in self.runs for rate in self.side.per_run[i]]
 
     def medians(self) -> list[float]:
-        return [float(statistics.median(self.per_run[i])) for i in self.runs]
+        return [float(statistics.median(self.side.per_run[i])) for i in self.runs]
 
     def versions(self) -> pd.Series:
         """Per version column, the values on this side ('a/b' when runs differ)."""
         return pd.Series({name: "/".join(sorted({str(values[i]) for i in self.runs if values[i] is not None
                                                  and values[i] == values[i]})) or None
-                          for name, values in self.version_values.items()})
+                          for name, values in self.side.version_values.items()})
 
     def systems(self) -> str:
-        return ", ".join(sorted({self.names[i] for i in self.runs}))
+        return ", ".join(sorted({self.side.names[i] for i in self.runs}))

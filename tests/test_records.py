@@ -59,3 +59,13 @@ def test_provenance_keeps_performance_environment(monkeypatch):
     assert prov["environment"]["OMP_NUM_THREADS"] == "3" and prov["environment"]["NCCL_DEBUG"] == "INFO"
     assert "UNRELATED_SECRET" not in prov["environment"]
     assert prov["num_nodes"] == 2 and prov["world_size"] == 3 and prov["torch"]
+
+
+def test_the_gpu_driver_version_is_read_from_the_kernel_modules_line(tmp_path):
+    from hpcbench.provenance import gpu_driver_version
+
+    proc = tmp_path / "version"
+    proc.write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 22:23:56 UTC 2024\n"
+                    "GCC version:  gcc version 12.2.0 (Debian 12.2.0-14)\n")
+    assert gpu_driver_version(proc) == "550.54.15"
+    assert gpu_driver_version(tmp_path / "absent") is None  # no NVIDIA driver: null, not a guess
