@@ -36,7 +36,6 @@ KEYS = ["system_name", "system_id", "experiment_id", "experiment_label", "scalin
 """A configuration: the curve identity (system, experiment; the experiment holds the batch and
 the scaling mode) and the point on it."""
 DEFAULT_ALPHA = 0.05
-VERDICTS = ("slower", "faster", "within tolerance", "within noise", "too few repeats")
 
 
 def parse_tolerance(text: str) -> float:
