@@ -1,7 +1,5 @@
 """`python -m hpcbench` is the `hpcbench` command."""
 
-import sys
+from hpcbench.cli import program
 
-from hpcbench.cli import main
-
-sys.exit(main())
+program()

@@ -16,7 +16,10 @@ from typing import Any
 import hpcbench
 from hpcbench.launch.schedulers import node_name, scheduler_facts
 
-ENV_PREFIXES = ("OMP_", "MKL_", "NCCL_", "GLOO_", "CUDA_VISIBLE_DEVICES", "TORCH_NCCL_", "MASTER_ADDR", "MASTER_PORT")
+ENV_PREFIXES = ("OMP_", "MKL_", "NCCL_", "GLOO_", "CUDA_VISIBLE_DEVICES", "TORCH_NCCL_", "MASTER_ADDR", "MASTER_PORT",
+                "HPCBENCH_START", "HPCBENCH_INJECT_FAULT")
+"""Recorded as set: thread and library settings, the rendezvous, how the ranks started (warm: forked from a
+preloaded interpreter), and a test's injected fault."""
 
 
 def host_facts() -> dict[str, Any]:

@@ -28,6 +28,7 @@ from hpcbench.config import RunConfig
 from hpcbench.engines import ENGINES
 from hpcbench.flags import config_to_args
 from hpcbench.guard import STOP_SIGNALS
+from hpcbench.launch import warm
 from hpcbench.netbench import NetbenchConfig
 from hpcbench.netbench import to_args as netbench_args
 
@@ -56,7 +57,7 @@ def run_local(cfg: RunConfig) -> Path:
     entrypoint_args = ["-m", "hpcbench.worker", *config_to_args(cfg, skip=("num_procs",)), "--run-id", run_id,
                        "--record", str(path)]
     launcher = ENGINES.get(cfg.engine).local_launcher
-    launch = LOCAL_LAUNCHERS[launcher]
+    launch = local_launcher(launcher)
     started = records.utc_now().isoformat()
     threads = _worker_environment(cfg) if launcher in EXPORTS_OMP_NUM_THREADS else contextlib.nullcontext()
     with threads, _quiet_elastic_logs(), ForwardStopSignals() as signals:
@@ -86,7 +87,7 @@ def run_local(cfg: RunConfig) -> Path:
 
 
 def _launch_elastic(num_procs: int, timeout_s: float, entrypoint_args: list[str], options: dict[str, Any]) -> str | None:
-    """torch's elastic agent (torchrun's engine); returns why it failed, or None."""
+    """torch's elastic agent (torchrun's engine), a new interpreter per rank; returns why it failed, or None."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import elastic_launch
 
@@ -95,6 +96,16 @@ def _launch_elastic(num_procs: int, timeout_s: float, entrypoint_args: list[str]
     except ChildFailedError as exc:
         return failure_reason(exc)
     return None
+
+
+def _launch_warm(num_procs: int, timeout_s: float, entrypoint_args: list[str], options: dict[str, Any]) -> str | None:
+    """torchrun's contract (its rank variables, an agent-hosted store, fail-fast), ranks forked from the warm
+    zygote (hpcbench.launch.warm); returns why it failed, or None."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    module_args = entrypoint_args[1:]  # ["-m", MODULE, ARGS...]
+    failures = warm.launch(num_procs, timeout_s, module_args, shutdown_timeout_s(timeout_s))
+    return failure_reason(ChildFailedError(module_args[0], failures)) if failures else None
 
 
 def _launch_horovodrun(num_procs: int, timeout_s: float, entrypoint_args: list[str], options: dict[str, Any]) -> str | None:
@@ -150,13 +161,27 @@ def elastic_config(num_procs: int, timeout_s: float):
         max_restarts=0,  # a benchmark that silently restarts would time the restart
         monitor_interval=0.1,
         signals_to_handle="SIGHUP,SIGQUIT",  # SIGINT, SIGTERM and SIGUSR1 are ours: see ForwardStopSignals
-        # Workers asked to stop finish their step within the step watchdog's limit, then write.
-        shutdown_timeout=int(2 * timeout_s) + 10,
+        shutdown_timeout=shutdown_timeout_s(timeout_s),
     )
 
 
+def shutdown_timeout_s(timeout_s: float) -> int:
+    """How long ranks asked to stop may take: they finish their step within the step watchdog's limit, then write."""
+    return int(2 * timeout_s) + 10
+
+
 LOCAL_LAUNCHERS = {"torchrun": _launch_elastic, "horovodrun": _launch_horovodrun, "mpirun": _launch_mpirun}
-"""An engine's `local_launcher` -> how its ranks start on this machine."""
+"""An engine's `local_launcher` -> how its ranks start on this machine (a new interpreter each)."""
+WARM_LAUNCHERS = {"torchrun": _launch_warm}
+"""The launchers whose ranks start warm by default (HPCBENCH_START=cold: as above). Horovod's and MPI's
+launchers start ranks themselves; their contracts (horovodrun's gloo rendezvous, MPI's PMI) are theirs."""
+
+
+def local_launcher(name: str):
+    """How ranks of launcher `name` start here: warm where it can, unless HPCBENCH_START=cold."""
+    if warm.start_mode() == "warm" and name in WARM_LAUNCHERS:
+        return WARM_LAUNCHERS[name]
+    return LOCAL_LAUNCHERS[name]
 EXPORTS_OMP_NUM_THREADS = {"torchrun"}
 """Launchers whose workers get OMP_NUM_THREADS (torchrun's CLI exports it; horovodrun and mpirun do
 not, and benchmarks/engines.py measured Horovod 3 % slower with it than a stock horovodrun loop:
@@ -169,7 +194,7 @@ def run_netbench(cfg: NetbenchConfig, num_procs: int) -> Path:
     path = records.record_path(cfg.out_dir, "netbench", cfg.backend, num_procs, run_id)
     args = ["-m", "hpcbench.netbench", *netbench_args(cfg), "--run-id", run_id, "--record", str(path)]
     with _quiet_elastic_logs():
-        failure = LOCAL_LAUNCHERS[cfg.backend_entry.local_launcher](num_procs, cfg.timeout_s, args, {})
+        failure = local_launcher(cfg.backend_entry.local_launcher)(num_procs, cfg.timeout_s, args, {})
     if failure:
         raise RunFailed(failure, path)
     return path
@@ -208,35 +233,40 @@ class ForwardStopSignals:
                 pass
 
 
-def _process_table() -> dict[int, tuple[int, bytes]]:
-    """pid -> (parent pid, command line), from /proc (launchers keep their handles private)."""
+def _process_table() -> dict[int, tuple[int, bytes, bytes]]:
+    """pid -> (parent pid, command line, name), from /proc (launchers keep their handles private)."""
     table = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            text = stat.read_bytes()
             cmdline = (stat.parent / "cmdline").read_bytes()
         except OSError:
             continue
-        if fields[0] != "Z":
-            table[int(stat.parent.name)] = (int(fields[1]), cmdline)
+        name = text[text.index(b"(") + 1 : text.rindex(b")")]
+        fields = text[text.rindex(b")") + 1 :].split()
+        if fields[0] != b"Z":
+            table[int(stat.parent.name)] = (int(fields[1]), cmdline, name)
     return table
 
 
-def descendant_pids(root: int) -> list[int]:
-    table = _process_table()
+def descendant_pids(root: int, table: dict[int, tuple[int, bytes, bytes]] | None = None) -> list[int]:
+    table = _process_table() if table is None else table
     found, frontier = [], [root]
     while frontier:
         parent = frontier.pop()
-        children = [pid for pid, (ppid, _) in table.items() if ppid == parent]
+        children = [pid for pid, (ppid, _, _) in table.items() if ppid == parent]
         found += children
         frontier += children
     return found
 
 
 def worker_pids(root: int) -> list[int]:
-    """The hpcbench workers below `root`, however deep the launcher nests them (horovodrun does)."""
+    """The hpcbench workers below `root`, however deep the launcher nests them (horovodrun does): processes
+    started as `python -m hpcbench.worker`, and the ranks a warm zygote forked (its children, by name)."""
     table = _process_table()
-    return [pid for pid in descendant_pids(root) if _runs_worker(table.get(pid, (0, b""))[1])]
+    zygotes = {pid for pid, (_, _, name) in table.items() if name == warm.ZYGOTE_NAME}
+    return [pid for pid in descendant_pids(root, table)
+            if pid in table and (_runs_worker(table[pid][1]) or table[pid][0] in zygotes)]
 
 
 def _runs_worker(cmdline: bytes) -> bool:
