@@ -316,6 +316,14 @@ def zygote() -> Zygote:
     return _ZYGOTE
 
 
+def shutdown() -> None:
+    """End this process's zygote now (it ends anyway when this process does)."""
+    global _ZYGOTE
+    if _ZYGOTE is not None:
+        _ZYGOTE.close()
+        _ZYGOTE = None
+
+
 def start_early() -> None:
     """Start the zygote now, so that its imports overlap the caller's own (the CLI imports torch too)."""
     if start_mode() == "warm":
