@@ -31,13 +31,30 @@ def host_facts() -> dict[str, Any]:
 
 
 def cpu_model() -> str:
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
+
+
+def cpu_generation() -> str | None:
+    """"family F model M stepping S": a VM's "AMD EPYC" names several generations, whose math kernels round
+    differently (README, Reproducibility). None where /proc/cpuinfo does not say (not x86 Linux)."""
+    info = _cpuinfo()
+    if not {"cpu family", "model", "stepping"} <= info.keys():
+        return None
+    return f"family {info['cpu family']} model {info['model']} stepping {info['stepping']}"
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo (empty where there is none)."""
+    fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            if not line.strip():
+                break
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return fields
 
 
 def system_facts(engine_libraries: dict[str, str | None]) -> dict[str, Any]:
@@ -51,6 +68,8 @@ def system_facts(engine_libraries: dict[str, str | None]) -> dict[str, Any]:
         memory_gib = None
     return {
         "cpu_model": cpu_model(),
+        "cpu_generation": cpu_generation(),
+        "cpu_isa": torch.backends.cpu.get_cpu_capability(),  # the kernels torch dispatches to: AVX2, AVX512, ...
         "cores_per_node": os.cpu_count(),
         "memory_gib_per_node": memory_gib,
         "gpu_model": torch.cuda.get_device_name() if cuda else None,
