@@ -25,7 +25,8 @@ name = open("/proc/self/comm").read().strip()
 parent = open(f"/proc/{os.getppid()}/comm").read().strip()
 blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
 facts = {"env": dict(os.environ), "cwd": os.getcwd(), "torch_threads": torch.get_num_threads(), "blas_threads": blas,
-         "name": name, "parent": parent, "argv": sys.argv, "main": __name__, "zygote": os.getppid(), "pid": os.getpid()}
+         "name": name, "parent": parent, "argv": sys.argv, "main": __name__, "zygote": os.getppid(), "pid": os.getpid(),
+         "zygote_threads": len(os.listdir(f"/proc/{os.getppid()}/task"))}
 with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
     json.dump(facts, f)
 
@@ -72,6 +73,7 @@ def test_ranks_get_their_own_environment_directory_and_threads(probe):
         assert seen["env"]["OMP_NUM_THREADS"] == "2" and seen["torch_threads"] == 2 and seen["blas_threads"] == [2]
         assert seen["cwd"] == str(probe) and seen["main"] == "__main__" and seen["argv"][1:] == [str(probe), "exit"]
         assert seen["name"] == "hpcbench-rank" and seen["parent"] == "hpcbench-zygote"
+        assert seen["zygote_threads"] == 1  # it forks from one thread: no pool, no store, no process group
     assert ranks[0]["env"]["MASTER_PORT"] == ranks[1]["env"]["MASTER_PORT"]
 
 

@@ -104,7 +104,10 @@ def _launch_warm(num_procs: int, timeout_s: float, entrypoint_args: list[str], o
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     module_args = entrypoint_args[1:]  # ["-m", MODULE, ARGS...]
-    failures = warm.launch(num_procs, timeout_s, module_args, shutdown_timeout_s(timeout_s))
+    try:
+        failures = warm.launch(num_procs, timeout_s, module_args, shutdown_timeout_s(timeout_s))
+    except warm.WarmStartError as exc:
+        return f"warm start failed: {exc}; HPCBENCH_START=cold starts each rank as a new interpreter"
     return failure_reason(ChildFailedError(module_args[0], failures)) if failures else None
 
 

@@ -61,8 +61,12 @@ A module that is not installed is skipped."""
 
 READY_TIMEOUT_S = 300.0
 """How long the zygote may take to import everything: seconds here, minutes on a cold shared filesystem."""
-UNIFORM_ENV = ("OMP_NUM_THREADS",)
-"""Set per run by the launcher; the zygote itself always imports with 1."""
+PER_RUN_VARIABLES = ("OMP_NUM_THREADS",)
+"""Set per run by the launcher (the zygote itself always imports with 1): no reason to restart it."""
+
+
+class WarmStartError(RuntimeError):
+    """The zygote could not start, or could not fork a rank: the run fails, saying so."""
 
 
 def start_mode(environ: dict[str, str] | None = None) -> str:
@@ -252,8 +256,7 @@ class Zygote:
             message = None
         if message is None or "ready" not in message[0]:
             self.close()
-            raise RuntimeError(f"the warm-start server did not start (exit code {self.process.poll()}); "
-                               f"{START_VARIABLE}=cold starts each rank as a new interpreter")
+            raise WarmStartError(f"the zygote did not start (exit code {self.process.poll()})")
         self.pid = message[0]["ready"]
 
     def fork(self, module_args: list[str], env: dict[str, str]) -> int:
@@ -261,13 +264,14 @@ class Zygote:
         self.wait_ready()
         streams = [fd for fd in (1, 2) if _is_open(fd)]
         request = {"module_args": module_args, "env": env, "cwd": os.getcwd(), "zygote": self.pid, "streams": streams}
-        self.channel.send(request, fds=streams)
-        while True:
-            message = self.next_message(timeout=None)
-            if "started" in message:
-                return message["started"]
-            if "refused" in message:
-                raise RuntimeError(message["refused"])
+        try:
+            self.channel.send(request, fds=streams)
+            while "started" not in (message := self.next_message(timeout=None)):
+                if "refused" in message:
+                    raise WarmStartError(message["refused"])
+        except (EOFError, OSError) as exc:
+            raise WarmStartError(f"the zygote ended while starting a rank ({exc})") from None
+        return message["started"]
 
     def next_message(self, timeout: float | None) -> dict[str, Any] | None:
         received = self.channel.receive(timeout)
@@ -299,7 +303,7 @@ def _is_open(fd: int) -> bool:
 
 
 def _comparable(environ: os._Environ | dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in environ.items() if k not in UNIFORM_ENV}
+    return {k: v for k, v in environ.items() if k not in PER_RUN_VARIABLES}
 
 
 _ZYGOTE: Zygote | None = None
