@@ -3,7 +3,7 @@
 A cold start runs a new interpreter per rank, and each spends 1.5-3 s importing torch (and ~1 s more
 on torch._dynamo and sympy, which the FLOP counter pulls in) before it can meet the others; a sweep
 paid that at every point. Here one fork server per launching process (the zygote, started by
-`python -m hpcbench.launch.warm FD`) imports all of it once and forks every rank of every run from
+`python -m hpcbench.launch.warm FD LAUNCHER_PID`) imports all of it once and forks every rank of every run from
 then on. Like multiprocessing's forkserver, and unlike forking the launcher itself, it forks from a
 known state: one thread (it refuses to fork with more), no thread pool (OMP_NUM_THREADS=1 while it
 imports, so OpenBLAS starts none), no process group, no store.
@@ -126,48 +126,56 @@ def _prctl(option: int, value: int | bytes) -> None:
 PR_SET_PDEATHSIG, PR_SET_NAME = 1, 15
 
 
-def serve(fd: int) -> None:
+def serve(fd: int, launcher: int) -> None:
     """The zygote: import everything once, then fork a rank per request and report how each ended."""
+    _prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))  # a launcher gone (even mid-import, even killed) ends it
+    if os.getppid() != launcher:
+        os._exit(0)
     _prctl(PR_SET_NAME, ZYGOTE_NAME)
     channel = Channel(socket.socket(fileno=fd))
-    for module in PRELOAD:
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            pass
-    gc.freeze()  # what the imports made stays out of the ranks' collections (no copy-on-write of it)
-    channel.send({"ready": os.getpid()})
     running: dict[int, int] = {}  # pidfd -> pid
-    while True:
-        readable = select.select([channel.sock, *running], [], [], 0 if channel.has_line() else None)[0]
-        for pidfd in set(readable) & set(running):
-            pid = running.pop(pidfd)
-            os.close(pidfd)
-            _, status = os.waitpid(pid, 0)
-            channel.send({"exited": pid, "exitcode": os.waitstatus_to_exitcode(status)})
-        if not (channel.has_line() or channel.sock in readable):
-            continue
-        try:
-            message = channel.receive(timeout=0)
-        except (EOFError, OSError):  # the launcher is gone: so is its job
-            for pid in running.values():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            os._exit(0)
-        if message is None:  # part of a line so far
-            continue
-        request, fds = message
-        threads = len(os.listdir("/proc/self/task"))
-        if threads != 1:
-            channel.send({"refused": f"the zygote has {threads} threads; it forks only with one"})
-            continue
-        pid = os.fork()
-        if pid == 0:
-            _become_rank(request, fds, channel, list(running))
-        for received in fds:
-            os.close(received)
-        running[os.pidfd_open(pid)] = pid
-        channel.send({"started": pid})
+    try:
+        for module in PRELOAD:
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                pass
+        gc.freeze()  # what the imports made stays out of the ranks' collections (no copy-on-write of it)
+        channel.send({"ready": os.getpid()})
+        while True:
+            _serve_once(channel, running)
+    except (EOFError, OSError):  # the launcher closed its end: its job ends with it
+        for pid in running.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        os._exit(0)
+
+
+def _serve_once(channel: Channel, running: dict[int, int]) -> None:
+    """Report the ranks that ended, then fork the next rank asked for, if any."""
+    readable = select.select([channel.sock, *running], [], [], 0 if channel.has_line() else None)[0]
+    for pidfd in set(readable) & set(running):
+        pid = running.pop(pidfd)
+        os.close(pidfd)
+        _, status = os.waitpid(pid, 0)
+        channel.send({"exited": pid, "exitcode": os.waitstatus_to_exitcode(status)})
+    if not (channel.has_line() or channel.sock in readable):
+        return
+    message = channel.receive(timeout=0)
+    if message is None:  # part of a line so far
+        return
+    request, fds = message
+    threads = len(os.listdir("/proc/self/task"))
+    if threads != 1:
+        channel.send({"refused": f"the zygote has {threads} threads; it forks only with one"})
+        return
+    pid = os.fork()
+    if pid == 0:
+        _become_rank(request, fds, channel, list(running))
+    for received in fds:
+        os.close(received)
+    running[os.pidfd_open(pid)] = pid
+    channel.send({"started": pid})
 
 
 def _become_rank(request: dict[str, Any], fds: list[int], channel: Channel, inherited: list[int]) -> None:
@@ -241,7 +249,7 @@ class Zygote:
     def start(cls) -> Zygote:
         ours, theirs = socket.socketpair()
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        process = subprocess.Popen([sys.executable, "-m", "hpcbench.launch.warm", str(theirs.fileno())],
+        process = subprocess.Popen([sys.executable, "-m", "hpcbench.launch.warm", str(theirs.fileno()), str(os.getpid())],
                                    pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL,
                                    start_new_session=True)  # Ctrl-C reaches the launcher, which forwards it once
         theirs.close()
@@ -425,4 +433,4 @@ def _end(server: Zygote, running: dict[int, int], sig: int, grace_s: float) -> N
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]))
+    serve(int(sys.argv[1]), int(sys.argv[2]))
