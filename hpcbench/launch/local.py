@@ -1,5 +1,6 @@
 """Local launch: N worker processes on this machine, through the launcher the engine asks for
-(torch's elastic agent, torchrun's engine, horovodrun, or mpirun).
+(torchrun's contract: ranks forked from a warm zygote, or torch's elastic agent with HPCBENCH_START=cold;
+horovodrun; or mpirun).
 
 The workers run `python -m hpcbench.worker` with the resolved config as flags — the same entry
 point a cluster launcher uses — and the record's path, computed here once. When any worker
@@ -185,6 +186,8 @@ def local_launcher(name: str):
     if warm.start_mode() == "warm" and name in WARM_LAUNCHERS:
         return WARM_LAUNCHERS[name]
     return LOCAL_LAUNCHERS[name]
+
+
 EXPORTS_OMP_NUM_THREADS = {"torchrun"}
 """Launchers whose workers get OMP_NUM_THREADS (torchrun's CLI exports it; horovodrun and mpirun do
 not, and benchmarks/engines.py measured Horovod 3 % slower with it than a stock horovodrun loop:
