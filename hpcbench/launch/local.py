@@ -304,22 +304,38 @@ def _remove_temp_files(path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+LOST_PEER = ("Connection closed by peer", "Connection reset by peer", "remote process exited")
+"""How a rank's error reads when a peer went away under it (gloo; NCCL): a consequence, not a cause."""
+
+
 def failure_reason(exc) -> str:
     """One line: the rank that caused the failure, and its error or signal.
 
-    A rank killed by a signal other than SIGTERM (which the agent itself sends to the survivors
-    when it tears the group down) is the cause, even when a peer's lost-connection error bears an
-    earlier timestamp: the agent dates a signalled death only when it notices it.
+    A rank killed by a signal other than SIGTERM (which the launcher itself sends to the survivors when
+    it tears the group down) is the cause, even when a peer's lost-connection error bears an earlier
+    timestamp: a signalled death is dated only when it is noticed. Else a rank that failed on its own
+    is the cause before one whose connection to a failed peer broke: the raising rank closes its
+    connections before its error file is written, so its peer's error can be the earlier one.
     """
     external = sorted(r for r, f in exc.failures.items() if f.exitcode < 0 and f.signal_name() != "SIGTERM")
-    rank, failure = (external[0], exc.failures[external[0]]) if external else exc.get_first_failure()
+    own = [r for r, f in exc.failures.items() if not any(text in _message(f) for text in LOST_PEER)]
+    if external:
+        rank = external[0]
+    elif own:
+        rank = min(own, key=lambda r: (exc.failures[r].timestamp, r))
+    else:
+        rank = exc.get_first_failure()[0]
+    failure = exc.failures[rank]
     how = f"killed by {failure.signal_name()}" if failure.exitcode < 0 else f"exit code {failure.exitcode}"
-    message = failure.message.get("message", "") if isinstance(failure.message, dict) else failure.message or ""
-    first_line = message.strip().splitlines()[0] if message.strip() else ""
+    first_line = _message(failure).strip().splitlines()[0] if _message(failure).strip() else ""
     detail = f": {first_line}" if first_line and not first_line.startswith(("To enable traceback", "Signal ")) else ""
     others = sorted(r for r in exc.failures if r != rank)
     tail = f" (then ranks {others})" if others else ""
     return f"rank {rank} failed, {how}{detail}{tail}"
+
+
+def _message(failure) -> str:
+    return failure.message.get("message", "") if isinstance(failure.message, dict) else failure.message or ""
 
 
 def _complete_record(cfg: RunConfig, path: Path, record: dict | None, run_id: str, status: str, reason: str,
