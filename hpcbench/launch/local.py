@@ -107,6 +107,9 @@ def _launch_warm(num_procs: int, timeout_s: float, entrypoint_args: list[str], o
     module_args = entrypoint_args[1:]  # ["-m", MODULE, ARGS...]
     try:
         failures = warm.launch(num_procs, timeout_s, module_args, shutdown_timeout_s(timeout_s))
+    except warm.WarmStartUnsupported as exc:  # before any rank started
+        print(f"hpcbench: ranks start cold: warm starts need {exc}", file=sys.stderr)
+        return _launch_elastic(num_procs, timeout_s, entrypoint_args, options)
     except warm.WarmStartError as exc:
         return f"warm start failed: {exc}; HPCBENCH_START=cold starts each rank as a new interpreter"
     return failure_reason(ChildFailedError(module_args[0], failures)) if failures else None

@@ -56,7 +56,7 @@ RANK_NAME = b"hpcbench-rank"
 PRELOAD = ("hpcbench.worker", "hpcbench.netbench", "threadpoolctl", "torch.utils.flop_counter", "torch._dynamo",
            "torchvision", "gymnasium")
 """What a rank would import itself: the entry points, and the modules a first step pulls in lazily
-(measured per rank: torch._dynamo 0.70 s, sympy 0.37 s, the FLOP counter 0.10 s, torchvision ~0.4 s).
+(measured per rank: torch._dynamo 0.70 s and sympy with it 0.37 s, the FLOP counter 0.10 s, torchvision ~0.4 s).
 A module that is not installed is skipped."""
 
 READY_TIMEOUT_S = 300.0
@@ -67,6 +67,10 @@ PER_RUN_VARIABLES = ("OMP_NUM_THREADS",)
 
 class WarmStartError(RuntimeError):
     """The zygote could not start, or could not fork a rank: the run fails, saying so."""
+
+
+class WarmStartUnsupported(WarmStartError):
+    """This machine lacks what the zygote needs (pidfds: Linux 5.3): ranks start cold instead."""
 
 
 def start_mode(environ: dict[str, str] | None = None) -> str:
@@ -135,6 +139,11 @@ def serve(fd: int, launcher: int) -> None:
     channel = Channel(socket.socket(fileno=fd))
     running: dict[int, int] = {}  # pidfd -> pid
     try:
+        try:
+            os.close(os.pidfd_open(os.getpid()))  # how it waits for ranks (Linux 5.3, 2019)
+        except (AttributeError, OSError) as exc:
+            channel.send({"unsupported": f"no pidfd_open ({exc})"})
+            os._exit(0)
         for module in PRELOAD:
             try:
                 importlib.import_module(module)
@@ -262,6 +271,9 @@ class Zygote:
             message = self.channel.receive(timeout=READY_TIMEOUT_S)
         except EOFError:
             message = None
+        if message is not None and "unsupported" in message[0]:
+            self.close()
+            raise WarmStartUnsupported(message[0]["unsupported"])
         if message is None or "ready" not in message[0]:
             self.close()
             raise WarmStartError(f"the zygote did not start (exit code {self.process.poll()})")
