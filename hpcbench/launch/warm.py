@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -61,6 +61,10 @@ A module that is not installed is skipped."""
 
 READY_TIMEOUT_S = 300.0
 """How long the zygote may take to import everything: seconds here, minutes on a cold shared filesystem."""
+FAILED_TOGETHER_S = 2.0
+"""After a rank fails, how long the launcher waits for the others to fail with it before it ends them: a rank
+that raised closes its connections and its peers fail within milliseconds, but which of them exits first is
+chance on a loaded machine (seen: the peer, in 1 run of ~10). With all of them in hand, the cause is named."""
 PER_RUN_VARIABLES = ("OMP_NUM_THREADS",)
 """Set per run by the launcher (the zygote itself always imports with 1): no reason to restart it."""
 
@@ -382,40 +386,38 @@ def launch(num_procs: int, timeout_s: float, module_args: list[str], shutdown_ti
 
 
 def _supervise(server: Zygote, ranks: dict[int, int], errors: str, shutdown_timeout_s: float) -> dict[int, Any]:
-    """Wait for every rank; at the first failure, end the others (as the elastic agent: SIGTERM, then SIGKILL)."""
+    """Wait for every rank; after the first failure, collect the ranks that fail with it for a moment, then end the
+    others (as the elastic agent: SIGTERM, then SIGKILL)."""
     from torch.distributed.elastic.multiprocessing.errors import ProcessFailure
 
     running = dict(ranks)
-    failures: dict[int, Any] = {}
-    for pid, exitcode in _exits(server, running):
+    failed: list[tuple[int, int]] = []
+    deadline = None
+    for pid, exitcode in _exits(server, running, until=lambda: deadline):
         if exitcode != 0:
-            failed = [(pid, exitcode)]
-            with contextlib.suppress(EOFError, OSError):
-                while server.next_message(timeout=0) is not None:  # what has arrived with it failed with it
-                    pass
-            failed += [(other, code) for other, code in server.exits if other in running and code != 0]
-            for failed_pid, code in failed:
-                rank = ranks[failed_pid]
-                failures[rank] = ProcessFailure(rank, failed_pid, code, os.path.join(errors, f"{rank}.json"))
-            _end(server, running, signal.SIGTERM, shutdown_timeout_s)
-            break
-    return failures
+            failed.append((pid, exitcode))
+            deadline = deadline or time.monotonic() + FAILED_TOGETHER_S
+    if running:
+        _end(server, running, signal.SIGTERM, shutdown_timeout_s)
+    return {ranks[pid]: ProcessFailure(ranks[pid], pid, code, os.path.join(errors, f"{ranks[pid]}.json"))
+            for pid, code in failed}
 
 
-def _exits(server: Zygote, running: dict[int, int]) -> Iterator[tuple[int, int]]:
-    """(pid, exit code) of each rank as it ends; ranks left when the zygote dies were killed with it."""
+def _exits(server: Zygote, running: dict[int, int], until: Callable[[], float | None]) -> Iterator[tuple[int, int]]:
+    """(pid, exit code) of each rank as it ends, until none runs or the monotonic time `until()` has passed;
+    ranks left when the zygote dies were killed with it."""
     while running:
-        if server.exits:
-            pid, exitcode = server.exits.pop(0)
-        else:
+        deadline = until()
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            return
+        if not server.exits:
             try:
-                server.next_message(timeout=None)
+                server.next_message(timeout=left)
             except (EOFError, OSError):
-                pid, exitcode = next(iter(running)), -signal.SIGKILL
-                server.exits.clear()
-                running.pop(pid)
-                yield pid, exitcode
+                server.exits[:] = [(pid, -signal.SIGKILL) for pid in running]
             continue
+        pid, exitcode = server.exits.pop(0)
         if running.pop(pid, None) is not None:
             yield pid, exitcode
 
