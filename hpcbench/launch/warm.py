@@ -182,16 +182,17 @@ def _serve_once(channel: Channel, running: dict[int, int]) -> None:
     if threads != 1:
         channel.send({"refused": f"the zygote has {threads} threads; it forks only with one"})
         return
+    zygote_pid = os.getpid()
     pid = os.fork()
     if pid == 0:
-        _become_rank(request, fds, channel, list(running))
+        _become_rank(request, fds, channel, list(running), zygote_pid)
     for received in fds:
         os.close(received)
     running[os.pidfd_open(pid)] = pid
     channel.send({"started": pid})
 
 
-def _become_rank(request: dict[str, Any], fds: list[int], channel: Channel, inherited: list[int]) -> None:
+def _become_rank(request: dict[str, Any], fds: list[int], channel: Channel, inherited: list[int], zygote_pid: int) -> None:
     """In the forked child: take this launch's streams, directory, environment and threads, then run the module."""
     code = 1
     try:
@@ -199,7 +200,7 @@ def _become_rank(request: dict[str, Any], fds: list[int], channel: Channel, inhe
         for pidfd in inherited:
             os.close(pidfd)
         _prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))  # the zygote's end is the job's end
-        if os.getppid() != request["zygote"]:
+        if os.getppid() != zygote_pid:  # it died before the line above took effect
             os._exit(1)
         _prctl(PR_SET_NAME, RANK_NAME)
         null = os.open(os.devnull, os.O_RDONLY)
@@ -287,7 +288,7 @@ class Zygote:
         """Start one rank; its pid."""
         self.wait_ready()
         streams = [fd for fd in (1, 2) if _is_open(fd)]
-        request = {"module_args": module_args, "env": env, "cwd": os.getcwd(), "zygote": self.pid, "streams": streams}
+        request = {"module_args": module_args, "env": env, "cwd": os.getcwd(), "streams": streams}
         try:
             self.channel.send(request, fds=streams)
             while "started" not in (message := self.next_message(timeout=None)):
