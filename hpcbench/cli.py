@@ -152,13 +152,17 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+LOCAL_RANK_COMMANDS = ("run", "sweep", "netbench")
+"""The commands that start ranks on this machine: they start a zygote early and exit without teardown."""
+
+
 def program() -> None:
     """The `hpcbench` command: main(), then exit without the interpreter's teardown after the commands that
     start ranks (0.6-0.9 s here with torch loaded). What they write is closed by then: records are renamed
     into place whole, output is flushed below."""
     argv = sys.argv[1:]
     code = main()
-    if argv and argv[0] in ("run", "sweep", "netbench"):
+    if argv and argv[0] in LOCAL_RANK_COMMANDS:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
@@ -168,7 +172,7 @@ def program() -> None:
 def _start_warm_early(argv: list[str]) -> None:
     """The commands that start local ranks start their zygote first, so its imports (torch, hpcbench) run
     while this process imports the same for its flags: ~2 s of a run's start-up hidden (hpcbench.launch.warm)."""
-    if argv and argv[0] in ("run", "sweep", "netbench") and not {"-h", "--help"} & set(argv):
+    if argv and argv[0] in LOCAL_RANK_COMMANDS and not {"-h", "--help"} & set(argv):
         from hpcbench.errors import ConfigError
         from hpcbench.launch.warm import start_early
 
@@ -206,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
-        if args.command in ("run", "sweep", "netbench"):
+        if args.command in LOCAL_RANK_COMMANDS:
             from hpcbench.launch.warm import start_mode
             from hpcbench.progress import progress_mode
 
