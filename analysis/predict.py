@@ -15,14 +15,25 @@ Weak scaling keeps the measured per-process compute (the compute-only window: th
 at one process is not compute). Strong scaling needs the compute at each point's smaller per-process
 batch: a run at that batch among the records, or the point is refused with the reason.
 
-The interval spans the compute-only steps' 10th to 90th percentile (slowest rank per step) and, per
-bucket, the network fit's relative residual at the measured size nearest the bucket's (a fabric file
-states no spread: its interval is compute's alone).
+That is the communication-only ceiling, printed beside every forecast. The forecast adds the terms
+real clusters lose scaling to (hpcbench.analysis.terms), each a named line of every predicted step:
+
+    predicted step = compute + stragglers(N, k) + interference + exposed communication + framework
+
+stragglers: the slowest of N ranks' compute, persistent and per step (k synchronisations per optimizer
+step); interference: backward slowed while an all-reduce runs beside it (in the recurrence);
+framework: the residual that makes the model reproduce the measured point (the measured step, from the
+run's throughput, over everything else the model gives at the run's own shape).
+
+The interval takes every term's uncertainty to the same side: the compute-only steps' 10th and 90th
+percentile (slowest rank per step), the network fit's relative residual at each bucket's size (a
+fabric file states none), the fleet spread's range and the interference's range.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +45,12 @@ from hpcbench import records
 from hpcbench.analysis.comm import netbench_frame
 from hpcbench.analysis.load import read_valid
 from hpcbench.analysis.netmodel import ALGORITHMS, Fit, Links, fabric_links, load_fabric, netbench_fits, netbench_links
+from hpcbench.analysis.terms import (FLEET_SOURCE, FLEET_SPREAD, FLEET_SPREAD_HIGH, GPU_INTERFERENCE, GPU_INTERFERENCE_RANGE,
+                                     INTERFERENCE_SOURCE, Jitter, overlap_path)
 from hpcbench.errors import ConfigError
 from hpcbench.experiment import short_hash
 
-MODEL_VERSION = 1
+MODEL_VERSION = 2
 """Bumped whenever a formula changes: a prediction record names the model that made it."""
 COMPUTE_BOUND_SHARE = 0.05
 """Exposed communication below this share of the step: the point is limited by compute."""
@@ -57,6 +70,48 @@ class Timeline:
     batch_size: int
     run_id: str
     path: str
+    jitter: Jitter | None = None
+    """Every rank's compute-only steps (of every run pooled at this batch): the straggler term's input."""
+    measured_step_s: float | None = None
+    """The step the run's throughput implies (global batch over samples/s): what the framework residual closes on."""
+    world_size: int = 1
+    num_nodes: int = 1
+    interference: float | None = None
+    """Measured compute slowdown while communication ran (metrics.forecast_terms), None: not measurable."""
+    interference_note: str = "not measured"
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class Terms:
+    """The forecast's settings beyond the measured run, each with where it comes from."""
+
+    fleet_spread: float = 0.0
+    fleet_range: tuple[float, float] = (0.0, 0.0)
+    fleet_source: str = "none"
+    interference: float = 0.0
+    interference_range: tuple[float, float] = (0.0, 0.0)
+    interference_source: str = "none"
+    syncs_per_step: int = 1
+    """k: global synchronisations per optimizer step (a per-micro-step barrier with accumulation): the per-step
+    straggler part is paid k times, and each of the k - 1 extra ones costs a zero-byte all-reduce."""
+    sync_wait_s: float = 0.0
+    """What each extra synchronisation waits beyond the all-reduce itself (e.g. half a Horovod cycle)."""
+    no_overlap: bool = False
+    """Gradients all-reduced after the whole backward (clipped by global norm first, one bucket for the model)."""
+    compute_scale: float = 1.0
+    compute_source: str = "the run's compute-only window"
+    stragglers: bool = True
+    framework: bool = True
+
+
+CEILING = Terms(stragglers=False, framework=False, fleet_source="", interference_source="")
+"""Gradient communication and its overlap only: the model before the forecast's terms (an upper bound)."""
+BOUNDS = {"mid": (1, 0), "low": (0, -1), "high": (1, 1)}
+
+
+def _pick(value: float, value_range: tuple[float, float], bound: str) -> float:
+    return value if bound == "mid" else value_range[0] if bound == "low" else value_range[1]
 
 
 @dataclass(frozen=True)
@@ -68,13 +123,9 @@ class PathResult:
 
 
 def critical_path(ready_s: list[float], comm_s: list[float], backward_s: float) -> PathResult:
-    """The recurrence f_k = max(r_k, f_(k-1)) + c_k; exposed = max(0, f_K - B)."""
-    finish, chain_start = 0.0, 0
-    for k, (ready, comm) in enumerate(zip(ready_s, comm_s)):
-        if ready >= finish:  # the link was idle: a new chain starts here
-            chain_start = k
-        finish = max(ready, finish) + comm
-    return PathResult(finish, max(0.0, finish - backward_s), chain_start)
+    """The recurrence f_k = max(r_k, f_(k-1)) + c_k; exposed = max(0, f_K - B) (no interference)."""
+    path = overlap_path(ready_s, comm_s, backward_s)
+    return PathResult(path.finish_s, path.exposed_s, path.chain_start)
 
 
 def timeline_of(path: Path | str, record: dict[str, Any]) -> Timeline:
@@ -91,41 +142,80 @@ def timeline_of(path: Path | str, record: dict[str, Any]) -> Timeline:
         engine = (record.get("config") or {}).get("engine")
         raise ConfigError("RECORDS", f"{path}: engine {engine!r} does not group gradients into all-reduce buckets, and "
                                      "the overlap model replays all-reduces: predict from a run of an all-reduce engine")
-    per_step = np.max(np.asarray([r["compute_step_times_s"] for r in record["ranks"]], dtype=float), axis=0)
+    steps = [r["compute_step_times_s"] for r in record["ranks"]]
+    per_step = np.max(np.asarray(steps, dtype=float), axis=0)
     median = float(np.median(per_step))
     low, high = (float(np.percentile(per_step, q)) / median for q in SPREAD_QUANTILES)
+    measured = (metrics["global_batch_size"] / metrics["samples_per_s"]) if metrics.get("samples_per_s") else None
+    terms = metrics.get("forecast_terms") or {}
+    interference = (terms.get("interference") or {})
     return Timeline(compute_step_s=float(metrics["compute_step_time_s"]), backward_s=float(timeline["backward_s"]),
                     buckets=[(float(b["ready_s"]), int(b["bytes"])) for b in timeline["buckets"]], spread=(low, high),
-                    batch_size=int(record["config"]["batch_size"]), run_id=record["run_id"], path=str(path))
+                    batch_size=int(record["config"]["batch_size"]), run_id=record["run_id"], path=str(path),
+                    jitter=Jitter.from_steps(steps), measured_step_s=measured,
+                    world_size=int(record["provenance"]["world_size"]),
+                    num_nodes=int(record["provenance"].get("num_nodes") or 1),
+                    interference=interference.get("factor"), interference_note=interference.get("note") or "not recorded",
+                    device=str(record["config"].get("device") or "cpu"))
 
 
 def predict_point(timeline: Timeline, links: Links, num_nodes: int, procs_per_node: int, algorithm: str,
-                  compute_scale: float = 1.0, comm_scale: float = 1.0, residual_sign: int = 0) -> dict[str, Any]:
-    """One point: step, exposed communication, the limiting term. For the interval, compute is scaled and
-    each all-reduce moved by the fit's residual at its size (residual_sign -1 or +1)."""
-    ready = [r * compute_scale for r, _ in timeline.buckets]
-    comm = [links.allreduce_s(n, num_nodes, procs_per_node, algorithm) * comm_scale
-            * (1 + residual_sign * links.relative_error_at(n)) for _, n in timeline.buckets]
-    backward = timeline.backward_s * compute_scale
-    path = critical_path(ready, comm, backward)
-    compute = timeline.compute_step_s * compute_scale
-    step = compute + path.exposed_s
-    return {"step_time_s": step, "compute_step_time_s": compute, "exposed_comm_s": path.exposed_s,
-            "comm_total_s": sum(comm), "limit": limiting_term(timeline, links, num_nodes, procs_per_node, algorithm,
-                                                              path, comm, step, backward)}
+                  terms: Terms = CEILING, bound: str = "mid", framework_s: float = 0.0) -> dict[str, Any]:
+    """One point: the step as named terms, and the limiting one. `bound` low/high moves every uncertain
+    input to the same side (compute spread, each all-reduce by the fit's residual at its size, fleet
+    spread, interference) for the interval."""
+    spread_side, sign = BOUNDS[bound]
+    scale = terms.compute_scale * (1.0 if bound == "mid" else timeline.spread[spread_side])
+    backward = timeline.backward_s * scale
+    ready = [backward if terms.no_overlap else r * scale for r, _ in timeline.buckets]
+    comm = [links.allreduce_s(n, num_nodes, procs_per_node, algorithm)
+            * (1 + sign * links.relative_error_at(n)) for _, n in timeline.buckets]
+    if terms.no_overlap and comm:  # one bucket for the whole model, after backward
+        comm = [links.allreduce_s(sum(n for _, n in timeline.buckets), num_nodes, procs_per_node, algorithm)
+                * (1 + sign * links.relative_error_at(sum(n for _, n in timeline.buckets)))]
+        ready = [backward]
+    path = overlap_path(ready, comm, backward, _pick(terms.interference, terms.interference_range, bound))
+    compute = timeline.compute_step_s * scale
+    world = num_nodes * procs_per_node
+    stragglers = 0.0
+    if terms.stragglers and timeline.jitter:
+        fleet = _pick(terms.fleet_spread, terms.fleet_range, bound)
+        # compute from another device: this one's rank and step variation says nothing about it, the fleet's does
+        jitter = timeline.jitter if terms.compute_scale == 1.0 else Jitter(timeline.compute_step_s, (1.0,), ())
+        stragglers = jitter.step_s(world, terms.syncs_per_step, fleet) * scale - compute
+    interference = path.backward_s - backward
+    framework = framework_s if terms.framework else 0.0
+    barriers = (terms.syncs_per_step - 1) * (links.latency_part_s(num_nodes, procs_per_node, algorithm) + terms.sync_wait_s)
+    exposed = path.exposed_s + (barriers if world > 1 else 0.0)
+    step = compute + stragglers + interference + exposed + framework
+    lines = {"compute_step_time_s": compute, "stragglers_s": stragglers, "interference_s": interference,
+             "exposed_comm_s": exposed, "framework_s": framework}
+    chain = PathResult(path.finish_s, path.exposed_s, path.chain_start)
+    return {"step_time_s": step, **lines, "comm_total_s": sum(comm),
+            "limit": limiting_term(timeline, links, num_nodes, procs_per_node, algorithm, chain, comm, step, backward, lines)}
+
+
+LOSSES = {"stragglers_s": "stragglers", "interference_s": "interference", "exposed_comm_s": "communication",
+          "framework_s": "framework"}
 
 
 def limiting_term(timeline: Timeline, links: Links, num_nodes: int, procs_per_node: int, algorithm: str,
-                  path: PathResult, comm: list[float], step_s: float, backward_s: float) -> str:
-    """compute; a bucket that cannot hide (only the last all-reduce is exposed); else latency or bandwidth,
-    whichever is the larger part of the critical chain's all-reduces."""
-    if path.exposed_s <= COMPUTE_BOUND_SHARE * step_s:
+                  path: PathResult, comm: list[float], step_s: float, backward_s: float,
+                  lines: dict[str, float] | None = None) -> str:
+    """compute, when no loss term reaches COMPUTE_BOUND_SHARE of the step; else the largest one, and for
+    communication which part: a bucket that cannot hide (only the last all-reduce is exposed), latency or
+    bandwidth (whichever is the larger part of the critical chain's all-reduces)."""
+    losses = {k: v for k, v in (lines or {"exposed_comm_s": path.exposed_s}).items() if k in LOSSES}
+    largest = max(losses, key=lambda k: losses[k])
+    if losses[largest] <= COMPUTE_BOUND_SHARE * step_s:
         return "compute"
+    if largest != "exposed_comm_s":
+        return LOSSES[largest]
     last = len(comm) - 1
     chain = range(path.chain_start, len(comm))
     latency = len(chain) * links.latency_part_s(num_nodes, procs_per_node, algorithm)
     mostly = "latency" if latency > sum(comm[k] for k in chain) - latency else "bandwidth"
-    if path.chain_start == last:
+    if path.chain_start == last and len(timeline.buckets) > last:
         ready, num_bytes = timeline.buckets[last]
         return (f"a bucket that cannot hide: the last ({num_bytes / 2**20:.1f} MiB, mostly {mostly}) is ready "
                 f"{ready * 1e3:.1f} ms into a {backward_s * 1e3:.1f} ms backward and takes {comm[last] * 1e3:.1f} ms")
@@ -169,10 +259,14 @@ def resolve_inputs(paths: Iterable[str], *, fabric: str | None, netbench: str | 
     for members in groups.values():
         members.sort(key=lambda item: (item[1]["provenance"]["world_size"], item[1]["run_id"]))
         base_path, base = members[0]
-        timelines = {}
+        timelines, pooled = {}, {}
         for path, record in members:
             if record["provenance"]["world_size"] == base["provenance"]["world_size"]:
-                timelines.setdefault(int(record["config"]["batch_size"]), timeline_of(path, record))
+                batch = int(record["config"]["batch_size"])
+                timelines.setdefault(batch, timeline_of(path, record))
+                pooled.setdefault(batch, []).extend(r["compute_step_times_s"] for r in record["ranks"])
+        # every rank of every run at this batch is a sample of the devices: the straggler term draws from all
+        timelines = {b: dataclasses.replace(t, jitter=Jitter.from_steps(pooled[b])) for b, t in timelines.items()}
         if fabric_data:
             links = fabric_links(fabric_data)
             network = {"kind": "fabric", "fabric": fabric_data}
@@ -226,12 +320,84 @@ def check_shape(nodes: list[int], gpus_per_node: int) -> None:
         raise ConfigError("gpus-per-node", f"must be a positive integer, got {gpus_per_node!r}")
 
 
+def resolve_terms(inputs: Inputs, *, fleet_spread: float | None = None, interference: float | None = None,
+                  syncs_per_step: int = 1, no_overlap: bool = False, compute_step_ms: float | None = None,
+                  compute_samples_per_s: float | None = None) -> Terms:
+    """The forecast's settings: each measured where the run shows it, else given on the command line, else
+    the shared sourced default (GPU targets) or nothing (CPU), and always with where it came from. A GPU
+    fabric with compute measured on another device needs a compute source."""
+    timeline = next(iter(inputs.timelines.values()))
+    fabric = inputs.network["kind"] == "fabric"
+    gpu_target = fabric or timeline.device == "cuda"
+    for name, value in (("fleet-spread", fleet_spread), ("interference", interference)):
+        if value is not None and not 0 <= value < 1:
+            raise ConfigError(name, f"must be a fraction in [0, 1), got {value!r}")
+    if isinstance(syncs_per_step, bool) or not isinstance(syncs_per_step, int) or syncs_per_step < 1:
+        raise ConfigError("syncs-per-step", f"must be a positive integer, got {syncs_per_step!r}")
+    if compute_step_ms is not None and compute_samples_per_s is not None:
+        raise ConfigError("compute", "give one compute source: --compute-step-ms or --compute-samples-per-s, not both")
+    for name, value in (("compute-step-ms", compute_step_ms), ("compute-samples-per-s", compute_samples_per_s)):
+        if value is not None and not 0 < value < math.inf:
+            raise ConfigError(name, f"must be a positive number, got {value!r}")
+    scale, source = 1.0, f"run {timeline.run_id}'s compute-only window ({timeline.device})"
+    if compute_step_ms is not None:
+        scale, source = compute_step_ms / 1e3 / timeline.compute_step_s, f"--compute-step-ms {compute_step_ms:g}"
+    elif compute_samples_per_s is not None:
+        scale = timeline.batch_size / compute_samples_per_s / timeline.compute_step_s
+        source = f"--compute-samples-per-s {compute_samples_per_s:g} at batch {timeline.batch_size}"
+    elif fabric and timeline.device != "cuda":
+        raise ConfigError("compute", f"fabric {inputs.network['fabric']['name']} is a GPU cluster, and run {timeline.run_id} "
+                                     f"computed on {timeline.device} ({timeline.compute_step_s * 1e3:.1f} ms a step): that says "
+                                     "nothing about a GPU's step. Give a compute source: a run on that GPU, "
+                                     "--compute-samples-per-s N (a published single-GPU throughput at the run's batch "
+                                     f"{timeline.batch_size}) or --compute-step-ms T")
+    if fleet_spread is not None:
+        fleet = (fleet_spread, (fleet_spread, fleet_spread), "--fleet-spread (given)")
+    elif gpu_target:
+        fleet = (FLEET_SPREAD, (0.0, FLEET_SPREAD_HIGH), f"assumed: {FLEET_SOURCE}")
+    else:
+        fleet = (0.0, (0.0, 0.0), "none: the shared default is GPUs' (arXiv 2208.11035); give --fleet-spread for CPU nodes")
+    if interference is not None:
+        slowdown = (interference, (interference, interference), "--interference (given)")
+    elif timeline.interference is not None and scale == 1.0:
+        slowdown = (timeline.interference, (timeline.interference, timeline.interference), f"measured: {timeline.interference_note}")
+    elif gpu_target:
+        slowdown = (GPU_INTERFERENCE, GPU_INTERFERENCE_RANGE, f"assumed: {INTERFERENCE_SOURCE}")
+    else:
+        slowdown = (0.0, (0.0, 0.0), f"none: {timeline.interference_note}; give --interference")
+    return Terms(fleet_spread=fleet[0], fleet_range=fleet[1], fleet_source=fleet[2], interference=slowdown[0],
+                 interference_range=slowdown[1], interference_source=slowdown[2], syncs_per_step=syncs_per_step,
+                 no_overlap=no_overlap, compute_scale=scale, compute_source=source)
+
+
+def framework_residual(inputs: Inputs, timeline: Timeline, algorithm: str, terms: Terms) -> tuple[float, str]:
+    """The measured step minus everything else the model gives at the run's own shape: with it the model
+    reproduces the measured point. Zero, and why, where it cannot be known."""
+    if not terms.framework:
+        return 0.0, "not modelled"
+    if timeline.measured_step_s is None:
+        return 0.0, "unknown: the run has no throughput"
+    if terms.compute_scale != 1.0:
+        return 0.0, "unknown on the target device (compute from another source); the run's own is not transferable"
+    procs = timeline.world_size // timeline.num_nodes
+    try:
+        links = inputs.links_for(timeline.num_nodes, procs)
+    except ConfigError as exc:
+        return 0.0, f"unknown: the network model cannot place the run's own shape ({exc.message})"
+    at = predict_point(timeline, links, timeline.num_nodes, procs, algorithm, terms)
+    residual = timeline.measured_step_s - at["step_time_s"]
+    return residual, (f"residual at the measured point ({timeline.world_size} process(es) on {timeline.num_nodes} node(s)): "
+                      f"measured {timeline.measured_step_s * 1e3:.2f} ms - modelled {at['step_time_s'] * 1e3:.2f} ms")
+
+
 def predict(inputs: Inputs, *, nodes: list[int], gpus_per_node: int, algorithms: list[str], scaling: str,
-            global_batch_size: int | None) -> list[dict[str, Any]]:
-    """Every point x algorithm: the median prediction, its interval and efficiency against the first point."""
+            global_batch_size: int | None, terms: Terms | None = None) -> list[dict[str, Any]]:
+    """Every point x algorithm: the forecast as named terms, its interval, the communication-only ceiling
+    beside it, and efficiency against the first point (both for the forecast and the ceiling)."""
     for algorithm in algorithms:
         if algorithm not in ALGORITHMS:
             raise ConfigError("algorithm", f"{algorithm!r} is not one of: {', '.join(ALGORITHMS)}")
+    terms = terms or resolve_terms(inputs)
     points = []
     for algorithm in algorithms:
         first: dict[str, Any] | None = None
@@ -243,15 +409,28 @@ def predict(inputs: Inputs, *, nodes: list[int], gpus_per_node: int, algorithms:
             if timeline is None:
                 points.append({**point, "refused": refusal})
                 continue
+            framework, framework_note = framework_residual(inputs, timeline, algorithm, terms)
             links = inputs.links_for(num_nodes, gpus_per_node)
-            median = predict_point(timeline, links, num_nodes, gpus_per_node, algorithm)
-            low = predict_point(timeline, links, num_nodes, gpus_per_node, algorithm, timeline.spread[0], residual_sign=-1)
-            high = predict_point(timeline, links, num_nodes, gpus_per_node, algorithm, timeline.spread[1], residual_sign=1)
-            point.update({**median, "step_time_s_low": low["step_time_s"], "step_time_s_high": high["step_time_s"],
+            at = {bound: predict_point(timeline, links, num_nodes, gpus_per_node, algorithm, terms, bound, framework)
+                  for bound in BOUNDS}
+            ceiling = predict_point(timeline, links, num_nodes, gpus_per_node, algorithm,
+                                    dataclasses.replace(CEILING, compute_scale=terms.compute_scale))
+            low, high = sorted((at["low"]["step_time_s"], at["high"]["step_time_s"]))
+            samples = procs * timeline.batch_size
+            point.update({**at["mid"], "step_time_s_low": min(low, at["mid"]["step_time_s"]),
+                          "step_time_s_high": max(high, at["mid"]["step_time_s"]),
+                          "ceiling_step_time_s": ceiling["step_time_s"], "framework_note": framework_note,
                           "batch_size": timeline.batch_size, "from_run": timeline.run_id,
-                          "samples_per_s": procs * timeline.batch_size / median["step_time_s"]})
+                          "samples_per_s": samples / at["mid"]["step_time_s"]})
             first = first or point
-            point["efficiency"] = (point["samples_per_s"] / procs) / (first["samples_per_s"] / first["world_size"])
+            per_proc = first["samples_per_s"] / first["world_size"]
+            point["efficiency"] = (point["samples_per_s"] / procs) / per_proc
+            # the interval's efficiency: each end's step against the first point's forecast
+            point["efficiency_low"] = samples / point["step_time_s_high"] / procs / per_proc
+            point["efficiency_high"] = samples / point["step_time_s_low"] / procs / per_proc
+            point["ceiling_efficiency"] = ((samples / ceiling["step_time_s"] / procs)
+                                           / (first["world_size"] * timeline.batch_size / first["ceiling_step_time_s"]
+                                              / first["world_size"]))
             points.append(point)
     return points
 
@@ -270,7 +449,8 @@ def _timeline_at(inputs: Inputs, procs: int, scaling: str, global_batch_size: in
     return inputs.timelines[batch], None
 
 
-def prediction_record(inputs: Inputs, points: list[dict[str, Any]], config: dict[str, Any]) -> dict[str, Any]:
+def prediction_record(inputs: Inputs, points: list[dict[str, Any]], config: dict[str, Any],
+                      terms: Terms | None = None) -> dict[str, Any]:
     """A record of kind `prediction`: never a measurement (the report draws it apart, compare never reads it)."""
     base = inputs.base
     return {
@@ -281,7 +461,7 @@ def prediction_record(inputs: Inputs, points: list[dict[str, Any]], config: dict
         "reason": None,
         "experiment": base["experiment"],
         "system": base["system"],
-        "config": {**config, "model_version": MODEL_VERSION},
+        "config": {**config, "model_version": MODEL_VERSION, "terms": terms_record(terms) if terms else None},
         "workload": base.get("workload"),
         "metrics": {"points": points},
         "ranks": [],
@@ -291,17 +471,40 @@ def prediction_record(inputs: Inputs, points: list[dict[str, Any]], config: dict
     }
 
 
-def format_points(points: list[dict[str, Any]], title: str) -> str:
-    """The table `hpcbench predict` prints."""
-    lines = [title, f"{'algorithm':<13}{'nodes':>6}{'procs':>7}{'step ms':>10}{'interval ms':>18}{'efficiency':>12}"
-                    f"{'exposed ms':>12}  limiting term"]
+TERM_LINES = (("compute_step_time_s", "compute"), ("stragglers_s", "stragglers"), ("interference_s", "interference"),
+              ("exposed_comm_s", "exposed comm"), ("framework_s", "framework"))
+
+
+def terms_record(terms: Terms) -> dict[str, Any]:
+    """The forecast's inputs beyond the run, as the prediction record keeps them."""
+    return dataclasses.asdict(terms)
+
+
+def format_points(points: list[dict[str, Any]], title: str, terms: Terms | None = None) -> str:
+    """What `hpcbench predict` prints: per point the forecast, its interval, the ceiling beside it, the
+    limiting term, then each term of the step as a named line."""
+    lines = [title]
+    if terms:
+        lines += [f"  compute from {terms.compute_source}",
+                  f"  fleet spread {terms.fleet_spread:.0%} (interval {terms.fleet_range[0]:.0%}-{terms.fleet_range[1]:.0%}): "
+                  f"{terms.fleet_source}",
+                  f"  interference {terms.interference:.1%} (interval {terms.interference_range[0]:.0%}-"
+                  f"{terms.interference_range[1]:.0%}): {terms.interference_source}",
+                  f"  {terms.syncs_per_step} global synchronisation(s) per optimizer step; gradients "
+                  f"{'all-reduced after backward, one bucket' if terms.no_overlap else 'all-reduced during backward'}"]
+    lines.append(f"{'algorithm':<13}{'nodes':>6}{'procs':>7}{'step ms':>10}{'interval ms':>18}{'efficiency':>12}"
+                 f"{'interval':>16}{'ceiling':>9}  limiting term")
     for p in points:
         if "refused" in p:
             lines.append(f"{p['algorithm']:<13}{p['num_nodes']:>6}{p['world_size']:>7}  refused: {p['refused']}")
             continue
         interval = f"{p['step_time_s_low'] * 1e3:.1f}-{p['step_time_s_high'] * 1e3:.1f}"
+        efficiency = f"{p['efficiency_low']:.1%}-{p['efficiency_high']:.1%}"
         lines.append(f"{p['algorithm']:<13}{p['num_nodes']:>6}{p['world_size']:>7}{p['step_time_s'] * 1e3:>10.1f}{interval:>18}"
-                     f"{p['efficiency']:>12.1%}{p['exposed_comm_s'] * 1e3:>12.1f}  {p['limit']}")
+                     f"{p['efficiency']:>12.1%}{efficiency:>16}{p['ceiling_efficiency']:>9.1%}  {p['limit']}")
+        named = "  ".join(f"{label} {p[key] * 1e3:.2f}" if key == "compute_step_time_s" else f"{label} {p[key] * 1e3:+.2f}"
+                          for key, label in TERM_LINES)
+        lines.append(f"{'':<13}ms: {named}")
     return "\n".join(lines)
 
 
@@ -316,12 +519,14 @@ def synthetic_timeline(*, compute_step_s: float, backward_s: float, gradient_byt
                  for k in range(num_gradients)]
     made = buckets(gradients, rule)
     return Timeline(compute_step_s=compute_step_s, backward_s=backward_s,
-                    buckets=[(b["ready_s"], b["bytes"]) for b in made], spread=(1.0, 1.0), batch_size=0, run_id=name, path=name)
+                    buckets=[(b["ready_s"], b["bytes"]) for b in made], spread=(1.0, 1.0), batch_size=0, run_id=name, path=name,
+                    jitter=Jitter(compute_step_s, (1.0,), ()), device="cuda")
 
 
 PREDICTION_COLUMNS = ["system_name", "system_id", "experiment_id", "experiment_label", "workload", "network_model",
                       "algorithm", "num_nodes", "procs_per_node", "world_size", "step_time_s", "step_time_s_low",
-                      "step_time_s_high", "efficiency", "exposed_comm_s", "limit", "refused", "from_run", "prediction_id",
+                      "step_time_s_high", "efficiency", "ceiling_step_time_s", "ceiling_efficiency", "exposed_comm_s",
+                      "stragglers_s", "interference_s", "framework_s", "limit", "refused", "from_run", "prediction_id",
                       "model_version", "path"]
 
 
@@ -342,8 +547,9 @@ def predictions_frame(found: list[tuple[Path, dict[str, Any]]]) -> Any:
                          "experiment_label": record["experiment"]["label"], "workload": record["config"].get("workload")
                          or (record.get("workload") or {}).get("name"), "network_model": network,
                          **{k: point.get(k) for k in ("algorithm", "num_nodes", "procs_per_node", "world_size", "step_time_s",
-                                                      "step_time_s_low", "step_time_s_high", "efficiency", "exposed_comm_s",
-                                                      "limit", "refused", "from_run")},
+                                                      "step_time_s_low", "step_time_s_high", "efficiency", "ceiling_step_time_s",
+                                                      "ceiling_efficiency", "exposed_comm_s", "stragglers_s", "interference_s",
+                                                      "framework_s", "limit", "refused", "from_run")},
                          "prediction_id": record["run_id"], "model_version": record["config"].get("model_version"),
                          "path": str(path)})
     return pd.DataFrame(rows, columns=PREDICTION_COLUMNS)

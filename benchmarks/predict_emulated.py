@@ -1,11 +1,21 @@
 """The predictor measured: on the emulated cluster (jobs/local-slurm.sh up --link RATE), predict the
-2-node step time of mlp and cnn from their 1-node runs plus netbench across the link, then compare
-with the 2-node runs measured in the same sweep. Needs root; about 3 minutes a link rate.
+2-node step of mlp, cnn and gpt from 1-node runs plus netbench across the link, then compare with the
+2-node run measured on the same cluster. Needs root; about 5 minutes a link rate.
 
-Per link rate: the shipped `network-study` sweep (mlp and the course's conv net, 1 and 2 nodes, one
-rank per node: benchmarks/network.py's procedure) and a gloo all-reduce netbench across the two
-nodes; the prediction uses only the 1-node records and the netbench records (hpcbench predict's
-own functions, ring: gloo's all-reduce is a ring), never the 2-node record it is compared with.
+Per link rate, one job at a time (one rank per node, one core each, --threads 1):
+  alone      a 1-node run with the other node idle;
+  neighbour  two 1-node runs at once, one per node: the compute that two emulated nodes share on this
+             machine (cores' caches, memory bandwidth), measured. The prediction's compute comes from
+             these two runs (both ranks pooled), and the table names the difference from `alone` as the
+             host-sharing term instead of leaving it as the reason for a miss;
+  2 nodes    the run the prediction is compared with (never an input to it);
+and a gloo all-reduce netbench across the two nodes (ring: gloo's all-reduce is a ring). The forecast is
+hpcbench predict's own functions: measured stragglers (both 1-node ranks, per-step jitter), the
+framework residual at 1 node, interference not measurable at 1 process (0, said so).
+
+The straggler run (first link only): one rank slowed by HPCBENCH_INJECT_FAULT=slow:rank=R:ms=T (T ms of
+sleep at the start of each of its steps, guard.py's documented straggler). Its 1-node runs (one normal,
+one slowed) are the fleet the forecast draws 2 ranks from; the 2-node run slows rank 1.
 
     python benchmarks/predict_emulated.py                     # 1gbit and 100mbit
     python benchmarks/predict_emulated.py --links 200mbit --keep results/predict-emulated
@@ -20,24 +30,53 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import network  # noqa: E402  (benchmarks/network.py: the study's cluster and sweep)
+import network  # noqa: E402  (benchmarks/network.py: the study's cluster)
 
-from hpcbench.analysis.load import read_valid  # noqa: E402
 from hpcbench import records  # noqa: E402
-from hpcbench.analysis.predict import predict, prediction_record, resolve_inputs  # noqa: E402
+from hpcbench.analysis.load import read_valid  # noqa: E402
+from hpcbench.analysis.predict import predict, prediction_record, resolve_inputs, resolve_terms  # noqa: E402
 from hpcbench.launch.schedulers.slurm import Slurm  # noqa: E402
 
 TARGET = 0.10
-"""Within 10 % of the measured 2-node step time (issue 25's target for the measured half)."""
-NETBENCH_SIZES = ",".join(str(2**k) for k in range(14, 25))  # 16 KiB .. 16 MiB: every bucket of both workloads
+"""Within 10 % of the measured 2-node step (the issue's target for the measured half)."""
+WORKLOADS = {"mlp": [], "cnn": ["--model", "convnet"], "gpt": []}
+RUN = ["--engine", "ddp", "--device", "cpu", "--threads", "1", "--steps", "10", "--warmup", "4", "--repeats", "3"]
+SLOW_MS = 40
+NETBENCH_SIZES = ",".join(str(2**k) for k in range(14, 25))  # 16 KiB .. 16 MiB: every bucket of the workloads
 NETBENCH_JOB = "#!/bin/bash\n" + Slurm.rendezvous + """
 srun --kill-on-bad-exit=1 {python} -m hpcbench.netbench --backend gloo --collectives all_reduce \\
     --sizes {sizes} --iters 5 --warmup 2 --out {out}
 """
+
+
+def cluster_env(state: Path) -> dict[str, str]:
+    lines = (state / "env").read_text().splitlines()
+    return {**os.environ, **dict(line.removeprefix("export ").split("=", 1) for line in lines)}
+
+
+def submit(env: dict[str, str], folder: Path, workload: str, nodes: int, fault: str | None = None) -> Path:
+    """One job through hpcbench submit; returns its folder (waited on by wait())."""
+    job_env = {**env, **({"HPCBENCH_INJECT_FAULT": fault} if fault else {})}
+    subprocess.run([sys.executable, "-m", "hpcbench", "submit", "--profile", "local-slurm", "--nodes", str(nodes),
+                    "--tasks-per-node", "1", "--workload", workload, *WORKLOADS[workload], *RUN, "--sweep-dir", str(folder)],
+                   env=job_env, check=True, stdout=subprocess.DEVNULL)
+    return folder
+
+
+def wait(env: dict[str, str], *folders: Path) -> None:
+    while True:
+        states = [line.split()[1] for folder in folders for line in subprocess.run(
+            [sys.executable, "-m", "hpcbench", "status", str(folder)], env=env, capture_output=True, text=True).stdout.splitlines()]
+        if states and all(s in ("done", "failed", "blocked") for s in states):
+            break
+        time.sleep(1)
+    if any(s != "done" for s in states):
+        raise SystemExit(f"jobs ended {states}; logs in {', '.join(map(str, folders))}")
 
 
 def netbench(env: dict[str, str], folder: Path) -> None:
@@ -45,56 +84,69 @@ def netbench(env: dict[str, str], folder: Path) -> None:
     script = folder / "netbench.sh"
     script.write_text(NETBENCH_JOB.format(python=sys.executable, sizes=NETBENCH_SIZES, out=folder / "records"))
     subprocess.run(["sbatch", "--wait", "-N2", "--ntasks-per-node=1", "-o", str(folder / "log"), str(script)],
-                   env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL, timeout=600)
+                   env=env, check=True, stdout=subprocess.DEVNULL, timeout=600)
 
 
-def measure(link: str, top: Path, state: Path) -> None:
-    """The study and the netbench on one cluster (network.study brings it up and down around the sweep;
-    netbench runs inside the same cluster, before it goes down)."""
-    original = network.cluster
-
-    def cluster(command: str, folder: Path, *args: str) -> None:
-        if command == "down":
-            env_lines = (folder / "env").read_text().splitlines()
-            netbench({**dict(line.removeprefix("export ").split("=", 1) for line in env_lines)}, top / "netbench")
-        original(command, folder, *args)
-
-    network.cluster = cluster
+def measure(link: str, top: Path, state: Path, straggler: bool) -> None:
+    """Every run of one link rate, one job (or one pair) at a time, on a cluster of its own."""
+    network.cluster("up", state, "--cpus-per-node", "1", "--link", link)
     try:
-        network.study(link, top / "sweep", state)
+        env = cluster_env(state)
+        for workload in WORKLOADS:
+            wait(env, submit(env, top / workload / "alone", workload, 1))
+            wait(env, submit(env, top / workload / "neighbour-a", workload, 1), submit(env, top / workload / "neighbour-b", workload, 1))
+            wait(env, submit(env, top / workload / "two", workload, 2))
+        netbench(env, top / "netbench")
+        if straggler:
+            wait(env, submit(env, top / "straggler" / "slowed", "mlp", 1, f"slow:rank=0:ms={SLOW_MS}"))
+            wait(env, submit(env, top / "straggler" / "two", "mlp", 2, f"slow:rank=1:ms={SLOW_MS}"))
     finally:
-        network.cluster = original
+        network.cluster("down", state)
+
+
+def train_records(*folders: Path) -> list[tuple[Path, dict]]:
+    return [(p, r) for p, r in read_valid(list(folders)) if r.get("kind", "train") == "train" and r["status"] == "ok"]
+
+
+def forecast(name: str, link: str, inputs_paths: list[Path], two: dict, netbench_dir: Path, keep: Path,
+             alone: dict | None = None) -> dict:
+    """Predict the 2-node step from `inputs_paths` (1-node runs) and netbench; compare with `two`."""
+    [inputs] = resolve_inputs([str(p) for p in inputs_paths], fabric=None, netbench=str(netbench_dir), scaling="weak")
+    terms = resolve_terms(inputs)
+    points = predict(inputs, nodes=[1, 2], gpus_per_node=1, algorithms=["ring"], scaling="weak", global_batch_size=None,
+                     terms=terms)
+    predicted, measured = points[-1], two["metrics"]
+    step = two["metrics"]["global_batch_size"] / two["metrics"]["samples_per_s"]
+    record = prediction_record(inputs, points, {"nodes": [1, 2], "gpus_per_node": 1, "algorithms": ["ring"],
+                                                "scaling": "weak", "netbench": str(netbench_dir)}, terms)
+    records.write_atomic(keep / f"prediction_{name}_{record['run_id']}.json", record)
+    timeline = next(iter(inputs.timelines.values()))
+    sharing = (timeline.jitter.typical_step_s - alone["metrics"]["compute_step_time_s"]) if alone else None
+    return {"link": link, "case": name, "predicted_ms": predicted["step_time_s"] * 1e3,
+            "interval_ms": f"{predicted['step_time_s_low'] * 1e3:.0f}-{predicted['step_time_s_high'] * 1e3:.0f}",
+            "ceiling_ms": predicted["ceiling_step_time_s"] * 1e3, "measured_ms": step * 1e3,
+            "error": predicted["step_time_s"] / step - 1, "ceiling_error": predicted["ceiling_step_time_s"] / step - 1,
+            "inside": predicted["step_time_s_low"] <= step <= predicted["step_time_s_high"],
+            "host_sharing_ms": sharing * 1e3 if sharing is not None else None,
+            **{f"{k}_ms": predicted[k] * 1e3 for k in ("compute_step_time_s", "stragglers_s", "interference_s",
+                                                       "exposed_comm_s", "framework_s")},
+            "measured_exposed_ms": measured["exposed_comm_s"] * 1e3, "limit": predicted["limit"]}
 
 
 def compare(link: str, top: Path) -> list[dict]:
     rows = []
-    found = [(p, r) for p, r in read_valid([top / "sweep" / "records"]) if r.get("kind", "train") == "train"]
-    for workload in ("mlp", "cnn"):
-        one = [p for p, r in found if r["config"]["workload"] == workload
-               and r["provenance"]["num_nodes"] == 1]
-        two = [r for _, r in found if r["config"]["workload"] == workload
-               and r["provenance"]["num_nodes"] == 2]
-        [inputs] = resolve_inputs([str(p) for p in one], fabric=None, netbench=str(top / "netbench" / "records"),
-                                  scaling="weak")
-        points = predict(inputs, nodes=[1, 2], gpus_per_node=1, algorithms=["ring"], scaling="weak", global_batch_size=None)
-        predicted = points[-1]
-        measured = two[0]["metrics"]
-        error = predicted["step_time_s"] / measured["step_time_s_median"] - 1
-        # The network model alone: the 2-node run's own compute-only step plus the predicted exposed communication
-        # (the emulated nodes share one machine's cores, memory and cache, so compute itself moves between 1 and 2 nodes).
-        network_error = (measured["compute_step_time_s"] + predicted["exposed_comm_s"]) / measured["step_time_s_median"] - 1
-        rows.append({"link": link, "workload": workload, "predicted_ms": predicted["step_time_s"] * 1e3,
-                     "interval_ms": f"{predicted['step_time_s_low'] * 1e3:.0f}-{predicted['step_time_s_high'] * 1e3:.0f}",
-                     "measured_ms": measured["step_time_s_median"] * 1e3, "error": error,
-                     "network_error": network_error,
-                     "predicted_exposed_ms": predicted["exposed_comm_s"] * 1e3,
-                     "measured_exposed_ms": measured["exposed_comm_s"] * 1e3,
-                     "compute_1node_ms": predicted["compute_step_time_s"] * 1e3,
-                     "compute_2node_ms": measured["compute_step_time_s"] * 1e3,
-                     "fit_rms": max(f["rms_relative_residual"] for f in inputs.network["fits"] if f["collective"] == "all_reduce"), "limit": predicted["limit"]})
-        record = prediction_record(inputs, points, {"nodes": [1, 2], "gpus_per_node": 1, "algorithms": ["ring"],
-                                                    "scaling": "weak", "netbench": str(top / "netbench" / "records")})
-        records.write_atomic(top / "sweep" / "records" / f"prediction_netbench_{workload}_{record['run_id']}.json", record)
+    keep = top / "predictions"
+    keep.mkdir(parents=True, exist_ok=True)
+    for workload in WORKLOADS:
+        [(_, alone)] = train_records(top / workload / "alone" / "records")
+        neighbours = [p for p, _ in train_records(top / workload / "neighbour-a" / "records", top / workload / "neighbour-b" / "records")]
+        [(_, two)] = train_records(top / workload / "two" / "records")
+        rows.append(forecast(workload, link, neighbours, two, top / "netbench" / "records", keep, alone))
+    if (top / "straggler").exists():
+        normal = [p for p, _ in train_records(top / "mlp" / "alone" / "records")]
+        slowed = [p for p, _ in train_records(top / "straggler" / "slowed" / "records")]
+        [(_, two)] = train_records(top / "straggler" / "two" / "records")
+        rows.append(forecast(f"mlp, rank 1 +{SLOW_MS} ms", link, normal + slowed, two, top / "netbench" / "records", keep))
     return rows
 
 
@@ -111,22 +163,32 @@ def main() -> None:
     state.chmod(0o755)  # munged's socket folder must be traversable by all
     rows = []
     try:
-        for link in [link for link in args.links.split(",") if link]:
+        for index, link in enumerate(link for link in args.links.split(",") if link):
             if not args.reuse:
-                measure(link, top / link, state / "cluster")
+                measure(link, top / link, state / "cluster", straggler=index == 0)
             rows += compare(link, top / link)
     finally:
         shutil.rmtree(state, ignore_errors=True)
-    print(f"{'link':<9}{'workload':<9}{'predicted ms':>13}{'interval':>12}{'measured ms':>13}{'error':>8}{'net. only':>10}"
-          f"{'exp. pred':>11}{'exp. meas':>11}{'compute 1n':>12}{'compute 2n':>12}{'fit rms':>9}  limiting term")
+    print(f"{'link':<9}{'case':<20}{'forecast ms':>12}{'interval':>12}{'measured ms':>12}{'error':>8}{'ceiling':>9}"
+          f"{'host sharing':>13}{'compute':>9}{'stragglers':>11}{'exposed':>9}{'framework':>10}{'exp. meas':>10}  limiting term")
     for r in rows:
-        print(f"{r['link']:<9}{r['workload']:<9}{r['predicted_ms']:>13.1f}{r['interval_ms']:>12}{r['measured_ms']:>13.1f}"
-              f"{r['error']:>+8.1%}{r['network_error']:>+10.1%}{r['predicted_exposed_ms']:>11.1f}{r['measured_exposed_ms']:>11.1f}"
-              f"{r['compute_1node_ms']:>12.1f}{r['compute_2node_ms']:>12.1f}{r['fit_rms']:>9.1%}  {r['limit']}")
-    hits = sum(abs(r["error"]) <= TARGET for r in rows)
-    print(f"\n{hits} of {len(rows)} within {TARGET:.0%} of the measured 2-node step time; records in {top}")
-    print("net. only: the 2-node run's own compute-only step + the predicted exposed communication, against its step: "
-          "the network model's error alone (compute moves between 1 and 2 emulated nodes on one machine)")
+        sharing = f"{r['host_sharing_ms']:+.1f}" if r["host_sharing_ms"] is not None else "-"
+        print(f"{r['link']:<9}{r['case']:<20}{r['predicted_ms']:>12.1f}{r['interval_ms']:>12}{r['measured_ms']:>12.1f}"
+              f"{r['error']:>+8.1%}{r['ceiling_error']:>+9.1%}{sharing:>13}{r['compute_step_time_s_ms']:>9.1f}"
+              f"{r['stragglers_s_ms']:>+11.1f}{r['exposed_comm_s_ms']:>+9.1f}{r['framework_s_ms']:>+10.1f}"
+              f"{r['measured_exposed_ms']:>10.1f}  {r['limit']}")
+    main_rows = [r for r in rows if r["case"] in WORKLOADS]
+    hits = sum(abs(r["error"]) <= TARGET for r in main_rows)
+    print(f"\n{hits} of {len(main_rows)} within {TARGET:.0%} of the measured 2-node step (the ceiling: "
+          f"{sum(abs(r['ceiling_error']) <= TARGET for r in main_rows)} of {len(main_rows)}); inside the interval: "
+          f"{sum(r['inside'] for r in main_rows)} of {len(main_rows)}")
+    for r in rows:
+        if r["case"] not in WORKLOADS:
+            print(f"straggler run ({r['link']}, {r['case']}): forecast {r['predicted_ms']:.1f} ms, measured {r['measured_ms']:.1f} ms, "
+                  f"error {r['error']:+.1%} ({'within' if abs(r['error']) <= TARGET else 'outside'} {TARGET:.0%}); "
+                  f"ceiling {r['ceiling_error']:+.1%}")
+    print(f"records in {top}; measured step = global batch / samples/s (what the throughput implies); host sharing: "
+          "the 1-node compute-only step beside a neighbour minus alone (the prediction's compute includes it)")
 
 
 if __name__ == "__main__":

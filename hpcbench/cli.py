@@ -147,6 +147,19 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                          "strong: --global-batch-size split over the processes (needs runs at each per-process batch)")
     predict.add_argument("--global-batch-size", type=int, default=None, help="with --scaling strong")
     predict.add_argument("--out", default=None, help="folder for the prediction record (default: beside the first run)")
+    source = predict.add_mutually_exclusive_group()
+    source.add_argument("--compute-samples-per-s", type=float, default=None, metavar="N",
+                        help="compute source: a published single-GPU throughput at the run's batch (needed for a GPU fabric "
+                             "when the run computed elsewhere)")
+    source.add_argument("--compute-step-ms", type=float, default=None, metavar="T", help="compute source: the step time on the target device")
+    predict.add_argument("--fleet-spread", type=float, default=None, metavar="F",
+                         help="devices' speed spread as a fraction of the median (default for GPUs 0.08, arXiv 2208.11035; CPUs 0)")
+    predict.add_argument("--interference", type=float, default=None, metavar="F", help="compute slowdown while an all-reduce "
+                         "runs beside it (default: measured by the run, else 0.189 for GPUs, arXiv 2507.03114; CPUs 0)")
+    predict.add_argument("--syncs-per-step", type=int, default=1, metavar="K",
+                         help="global synchronisations per optimizer step (e.g. a per-micro-step barrier): stragglers paid K times")
+    predict.add_argument("--no-overlap", action="store_true", help="gradients all-reduced after backward in one bucket "
+                         "(clipped by global norm first): nothing hides them")
 
     add_results_commands(commands)
     return parser
@@ -444,7 +457,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from hpcbench import records
     from hpcbench.analysis.predict import (check_shape, format_points, predict, prediction_record, resolve_inputs,
-                                           write_plot)
+                                           resolve_terms, write_plot)
 
     missing = [p for p in args.paths if not Path(p).exists()]
     if missing:
@@ -453,12 +466,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     check_shape(nodes, args.gpus_per_node)
     algorithms = _name_list("algorithm", args.algorithm)
     found = resolve_inputs(args.paths, fabric=args.fabric, netbench=args.netbench, scaling=args.scaling)
-    made = [(inputs, predict(inputs, nodes=nodes, gpus_per_node=args.gpus_per_node, algorithms=algorithms,
-                             scaling=args.scaling, global_batch_size=args.global_batch_size)) for inputs in found]
+    made = []
+    for inputs in found:
+        terms = resolve_terms(inputs, fleet_spread=args.fleet_spread, interference=args.interference,
+                              syncs_per_step=args.syncs_per_step, no_overlap=args.no_overlap,
+                              compute_step_ms=args.compute_step_ms, compute_samples_per_s=args.compute_samples_per_s)
+        made.append((inputs, terms, predict(inputs, nodes=nodes, gpus_per_node=args.gpus_per_node, algorithms=algorithms,
+                                            scaling=args.scaling, global_batch_size=args.global_batch_size, terms=terms)))
     config = {"nodes": nodes, "gpus_per_node": args.gpus_per_node, "algorithms": algorithms, "scaling": args.scaling,
               "global_batch_size": args.global_batch_size, "fabric": args.fabric, "netbench": args.netbench}
-    for inputs, points in made:
-        record = prediction_record(inputs, points, config)
+    for inputs, terms, points in made:
+        record = prediction_record(inputs, points, config, terms)
         out = Path(args.out) if args.out else Path(inputs.base["path"]).parent
         records.check_out_dir(str(out))
         network_name = Path(args.fabric).stem if args.fabric else "netbench"
@@ -469,7 +487,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                  else f"netbench {network['backend']} fits (RMS residual "
                       f"{max(f['rms_relative_residual'] for f in network['fits'] if f['collective'] == 'all_reduce'):.1%})")
         print(format_points(points, f"PREDICTION (model v{record['config']['model_version']}, not a measurement): "
-                                    f"{inputs.base['experiment']['label']} from run {inputs.base['run_id']}, {where}"))
+                                    f"{inputs.base['experiment']['label']} from run {inputs.base['run_id']}, {where}", terms))
         plotted = write_plot(record, path, [t.path for t in inputs.timelines.values()])
         print(f"-> {path}\n-> {plotted}\n")
     return 0

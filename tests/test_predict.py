@@ -6,6 +6,7 @@ import dataclasses
 import importlib.util
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -130,21 +131,63 @@ def test_fabric_file_round_trip_and_refusals(tmp_path):
         load_fabric("no-such-fabric")
 
 
-def test_published_cases_each_carry_their_sources(tmp_path):
+def published_module():
     spec = importlib.util.spec_from_file_location("predict_published", ROOT / "benchmarks" / "predict_published.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_published_cases_each_carry_their_sources(tmp_path):
+    module = published_module()
     cases = sorted((ROOT / "benchmarks" / "published").glob("*.toml"))
-    assert len(cases) >= 5
+    assert len(cases) >= 12
     for path in cases:
         case = module.load_case(path)  # raises when any value lacks its source
         assert 0 < case["published_efficiency"] <= 1 and case["fabric"] in fabric_names()
         row = module.evaluate(case)
         assert 0 < row["predicted"] <= row["without_network"] + 1e-9  # a network never speeds a step up
+        assert row["low"] <= row["predicted"] <= row["high"] and row["predicted"] <= row["ceiling"] + 1e-9
     unsourced = tmp_path / "case.toml"
     unsourced.write_text("\n".join(line for line in cases[0].read_text().splitlines() if not line.startswith("published_source")))
     with pytest.raises(ValueError, match="missing: published_source"):
         module.load_case(unsourced)
+
+
+def test_case_fields_defaults_refusals_and_json(tmp_path, capsys):
+    module = published_module()
+    shipped = ROOT / "benchmarks" / "published"
+    today = (shipped / "goyal2017-resnet50.toml").read_text()  # a case in the first form: no new field
+    fabric = tmp_path / "fabrics" / "mine.toml"  # a fabric beside the case, by relative path
+    fabric.parent.mkdir()
+    shutil.copy(ROOT / "jobs" / "fabrics" / "p100-50gbe.toml", fabric)
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    (cases / "old.toml").write_text(today.replace('fabric = "p100-50gbe"', 'fabric = "../fabrics/mine.toml"'))
+    case = module.load_case(cases / "old.toml")
+    assert case["baseline_gpus"] == 8 and module.case_terms(case, 32).syncs_per_step == 1
+    assert not module.case_terms(case, 32).no_overlap and case["fabric_data"]["name"] == "p100-50gbe"
+    for extra, message in (('syncs_per_step = 0\nsyncs_source = "s"', "syncs_per_step must be"),
+                           ('syncs_per_step = 2', "missing: syncs_source"),
+                           ('engine = "byteps"\nengine_source = "s"', "engine must be ddp or horovod"),
+                           ('engine = "horovod"\nengine_source = "s"', "needs positive horovod_cycle_ms"),
+                           ('no_overlap = "yes"', "no_overlap must be true or false"),
+                           ('baseline_gpus = 12', "baseline_gpus must be"),
+                           ('bucket = 3', "unknown field(s) bucket")):
+        (cases / "bad.toml").write_text(today + "\n" + extra + "\n")
+        with pytest.raises(module.CaseError, match=re.escape(message)):
+            module.load_case(cases / "bad.toml")
+    # no overlap and k synchronisations each make the forecast slower, never faster
+    (cases / "new.toml").write_text(today + '\nno_overlap = true\nsyncs_per_step = 4\nsyncs_source = "s"\n'
+                                    'engine = "horovod"\nhorovod_cycle_ms = 5\nhorovod_fusion_mb = 64\nengine_source = "s"\n')
+    plain, strict = module.evaluate(case), module.evaluate(module.load_case(cases / "new.toml"))
+    assert strict["predicted"] < plain["predicted"] and strict["syncs_per_step"] == 4
+    assert module.main(["--json", str(cases / "old.toml"), str(cases / "new.toml")]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == [case["name"]] * 2
+    assert all({"name", "published", "predicted", "low", "high"} <= set(r) and r["low"] <= r["predicted"] <= r["high"]
+               and 0 < r["published"] <= 1 for r in rows)
+    assert module.main([str(cases / "bad.toml")]) == 2 and "unknown field" in capsys.readouterr().err
 
 
 # --- the command, on one real run
@@ -181,15 +224,24 @@ def test_predict_prints_its_limiting_term_and_the_report_keeps_it_apart(measured
     runs = tmp_path / "runs"
     shutil.copytree(measured / "run", runs)
     result = cli_in_process("predict", str(runs), "--fabric", "h100-ndr", "--nodes", "1,2,4,8,16,32,64,128",
-                            "--gpus-per-node", "8")
+                            "--gpus-per-node", "8", "--compute-step-ms", "40")
     assert result.returncode == 0, result.stderr
     assert "PREDICTION" in result.stdout and "not a measurement" in result.stdout
+    assert "compute from --compute-step-ms 40" in result.stdout and "arXiv 2208.11035" in result.stdout
     assert len(list(runs.glob("prediction_*.png"))) == 1  # the plot beside the record
     lines = [line for line in result.stdout.splitlines() if line.startswith(("ring", "tree"))]
-    assert len(lines) == 16 and all(any(term in line for term in ("compute", "latency", "bandwidth", "cannot hide"))
+    assert len(lines) == 16 and all(any(term in line for term in ("compute", "latency", "bandwidth", "cannot hide",
+                                                                   "stragglers", "interference", "framework"))
                                     for line in lines)
+    named = [line for line in result.stdout.splitlines() if line.strip().startswith("ms: compute")]
+    assert len(named) == 16 and all(all(t in line for t in ("stragglers", "interference", "exposed comm", "framework"))
+                                    for line in named)
     [prediction] = [r for r in map(json.loads, map(Path.read_text, runs.glob("prediction_*.json")))]
-    assert prediction["kind"] == "prediction" and prediction["config"]["model_version"] >= 1
+    assert prediction["kind"] == "prediction" and prediction["config"]["model_version"] >= 2
+    assert prediction["config"]["terms"]["compute_source"] == "--compute-step-ms 40"
+    for point in prediction["metrics"]["points"]:  # the interval holds the forecast; the ceiling is never below it
+        assert point["step_time_s_low"] <= point["step_time_s"] <= point["step_time_s_high"]
+        assert point["ceiling_step_time_s"] <= point["step_time_s"] + 1e-12
     assert prediction["provenance"]["network_model"]["fabric"]["nics_per_node"]["source"]
     assert records.record_problem(prediction) is None
     # never a measurement: the runs frame, compare and the scaling tables see the one training run only
@@ -217,7 +269,10 @@ def test_predict_from_netbench_of_the_same_system(measured, tmp_path):
     assert set(fits) == {"all_reduce", "all_gather"}
     buckets = run["metrics"]["gradient_timeline"]["buckets"]
     assert two["comm_total_s"] == pytest.approx(sum(20e-6 + b["bytes"] / 1e8 for b in buckets), rel=1e-3)
-    assert two["step_time_s"] >= run["metrics"]["compute_step_time_s"]
+    one = prediction["metrics"]["points"][0]
+    assert two["step_time_s"] > one["step_time_s"]  # the link only adds
+    # the framework residual closes the model on the run's own point: its throughput's step
+    assert one["step_time_s"] == pytest.approx(run["metrics"]["global_batch_size"] / run["metrics"]["samples_per_s"], rel=1e-9)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -231,6 +286,7 @@ def test_predict_from_netbench_of_the_same_system(measured, tmp_path):
 ])
 def test_bad_shapes_and_networks_are_refused(measured, args, message):
     full = [*args] if "--gpus-per-node" in args else [*args, "--gpus-per-node", "8"]
+    full += ["--compute-step-ms", "40"]
     result = cli_in_process("predict", str(measured / "run"), *full)
     assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
@@ -271,12 +327,14 @@ def test_strong_scaling_takes_each_points_compute_from_a_run_at_its_batch(measur
     [half] = read_records(measured / "half")  # 16 per process: what 2 processes get of a global 32
     result = cli_in_process("predict", str(measured / "run"), str(measured / "half"), "--fabric", "a100-hdr",
                             "--nodes", "1,2,4", "--gpus-per-node", "1", "--scaling", "strong", "--global-batch-size", "32",
-                            "--algorithm", "ring", "--out", str(tmp_path))
+                            "--algorithm", "ring", "--out", str(tmp_path), "--compute-step-ms", "20")
     assert result.returncode == 0, result.stderr
     [prediction] = [r for r in read_records(tmp_path)]
     one, two, four = prediction["metrics"]["points"]
     assert one["from_run"] == run["run_id"] and two["from_run"] == half["run_id"]
-    assert two["compute_step_time_s"] == pytest.approx(half["metrics"]["compute_step_time_s"])
+    scale = prediction["config"]["terms"]["compute_scale"]  # 20 ms for the first run's step; the same ratio for the half
+    assert one["compute_step_time_s"] == pytest.approx(0.020)
+    assert two["compute_step_time_s"] == pytest.approx(half["metrics"]["compute_step_time_s"] * scale)
     assert "no measured compute at 8 samples per process" in four["refused"] and "--batch-size 8" in four["refused"]
     assert math.isclose(one["efficiency"], 1.0)
     assert two["efficiency"] == pytest.approx((32 / two["step_time_s"] / 2) / (32 / one["step_time_s"]))

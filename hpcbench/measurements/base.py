@@ -26,6 +26,9 @@ COMPUTE_ONLY = "compute_only"
 """After the repeats, the same steps without gradient synchronisation: what a step costs without
 communication (never part of a throughput number)."""
 PHASES_WINDOW = "phases"
+SYNCED_WARMUP = "synced_warmup"
+"""The second half of the warm-up: synchronised steps that measurements may look inside (the gradient
+timeline's interference measure) without touching a timed window."""
 """With --phases: the same steps, synchronised, with a device sync between phases (timing.PhaseTimer)."""
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from hpcbench.buckets import Gradient, buckets
-from hpcbench.measurements.base import COMPUTE_ONLY, Measurement, RankContext, RunFacts, register
+from hpcbench.measurements.base import COMPUTE_ONLY, SYNCED_WARMUP, Measurement, RankContext, RunFacts, register
 from hpcbench.timing import sync
 
 BOUNDARIES = ("start", "forward", "backward", "optimizer")
@@ -39,6 +39,9 @@ class GradientTimeline(Measurement):
         self._bytes: dict[int, int] = {}
         self._steps: list[dict[Any, Any]] = []
         self.result: dict[str, Any] | None = None
+        self.synced_last_ready_s: float | None = None
+        """Median over the synchronised warm-up steps of the last gradient's ready time: backward's compute
+        with the engine's communication running beside it (the forecast's interference measure)."""
 
     def _stamp(self) -> Any:
         if self.ctx.device.type == "cuda":
@@ -48,7 +51,7 @@ class GradientTimeline(Measurement):
         return self.ctx.clock()
 
     def start(self, window: str) -> None:
-        if window != COMPUTE_ONLY or self.ctx.model is None:
+        if window not in (COMPUTE_ONLY, SYNCED_WARMUP) or self.ctx.model is None:
             return
         self._steps = []
         trainable = [(i, p) for i, p in enumerate(self.ctx.model.parameters()) if p.requires_grad]
@@ -62,7 +65,7 @@ class GradientTimeline(Measurement):
         return ready
 
     def marks(self, window: str) -> Callable[[str], None] | None:
-        if window != COMPUTE_ONLY or not self._handles:
+        if window not in (COMPUTE_ONLY, SYNCED_WARMUP) or not self._handles:
             return None
 
         def mark(boundary: str) -> None:
@@ -73,15 +76,26 @@ class GradientTimeline(Measurement):
         return mark
 
     def stop(self, window: str, complete: bool) -> None:
-        if window != COMPUTE_ONLY or not self._handles:
+        if window not in (COMPUTE_ONLY, SYNCED_WARMUP) or not self._handles:
             return
         for handle in self._handles:
             handle.remove()
         self._handles = []
         sync(self.ctx.device)
         steps = [s for s in self._steps if all(b in s for b in BOUNDARIES)]
-        self.result = self._summary(steps) if complete and steps else None
+        if window == SYNCED_WARMUP:
+            self.synced_last_ready_s = self._last_ready(steps) if complete and steps else None
+        else:
+            self.result = self._summary(steps) if complete and steps else None
+            if self.result:
+                self.result["last_ready_s"] = self._last_ready(steps)
         self._steps = []
+
+    def _last_ready(self, steps: list[dict[Any, Any]]) -> float | None:
+        """Median over steps of the last gradient's ready time after backward began: backward's compute."""
+        last = [max(self._seconds(s["forward"], s[i]) for i in self._bytes if i in s) for s in steps
+                if any(i in s for i in self._bytes)]
+        return statistics.median(last) if last else None
 
     def _seconds(self, a: Any, b: Any) -> float:
         return a.elapsed_time(b) / 1e3 if self.ctx.device.type == "cuda" else b - a
@@ -107,7 +121,7 @@ class GradientTimeline(Measurement):
         }
 
     def rank_result(self) -> dict[str, Any]:
-        return {"gradient_timeline": self.result}
+        return {"gradient_timeline": self.result, "synced_last_ready_s": self.synced_last_ready_s}
 
     @classmethod
     def merge(cls, ranks: list[dict[str, Any]], run: RunFacts) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from torch import nn
 from hpcbench.config import RunConfig
 from hpcbench.engines import Engine
 from hpcbench.guard import AgreedStop, Fault, StepWatchdog, StopSignals
-from hpcbench.measurements import COMPUTE_ONLY, THROUGHPUT, Meters, RankContext, no_mark
+from hpcbench.measurements import COMPUTE_ONLY, SYNCED_WARMUP, THROUGHPUT, Meters, RankContext, no_mark
 from hpcbench.plugins import Registry
 from hpcbench.progress import RunProgress
 from hpcbench.training import CompileWatch, compile_metrics
@@ -106,8 +106,11 @@ class Session:
     def warm_up(self, planned_steps: int) -> int:
         """Untimed steps before any window; with --compile, more until no rank compiles anything new."""
         watch = self.compile_watch
+        # without --compile, the second half is a window of its own: measurements may look inside its
+        # synchronised steps (the gradient timeline's interference measure), and none of them is timed
+        looked_at = 0 if watch else planned_steps // 2
         done = 0
-        while watch.wants_more(planned_steps) if watch else done < planned_steps:
+        while watch.wants_more(planned_steps) if watch else done < planned_steps - looked_at:
             if self.agreed.poll():
                 self.stopped = True
                 break
@@ -120,6 +123,9 @@ class Session:
             self.progress.step()
         if watch:
             watch.warmup_done()
+        if looked_at and not self.stopped:
+            self.stopped = self.window(SYNCED_WARMUP, looked_at)
+            done += looked_at
         return done
 
     def compile_done(self) -> None:
