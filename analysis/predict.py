@@ -72,6 +72,8 @@ class Timeline:
     path: str
     jitter: Jitter | None = None
     """Every rank's compute-only steps (of every run pooled at this batch): the straggler term's input."""
+    run_jitter: Jitter | None = None
+    """This run's own ranks only: what its measured step (and so the framework residual) was taken with."""
     measured_step_s: float | None = None
     """The step the run's throughput implies (global batch over samples/s): what the framework residual closes on."""
     world_size: int = 1
@@ -152,7 +154,7 @@ def timeline_of(path: Path | str, record: dict[str, Any]) -> Timeline:
     return Timeline(compute_step_s=float(metrics["compute_step_time_s"]), backward_s=float(timeline["backward_s"]),
                     buckets=[(float(b["ready_s"]), int(b["bytes"])) for b in timeline["buckets"]], spread=(low, high),
                     batch_size=int(record["config"]["batch_size"]), run_id=record["run_id"], path=str(path),
-                    jitter=Jitter.from_steps(steps), measured_step_s=measured,
+                    jitter=Jitter.from_steps(steps), run_jitter=Jitter.from_steps(steps), measured_step_s=measured,
                     world_size=int(record["provenance"]["world_size"]),
                     num_nodes=int(record["provenance"].get("num_nodes") or 1),
                     interference=interference.get("factor"), interference_note=interference.get("note") or "not recorded",
@@ -384,7 +386,8 @@ def framework_residual(inputs: Inputs, timeline: Timeline, algorithm: str, terms
         links = inputs.links_for(timeline.num_nodes, procs)
     except ConfigError as exc:
         return 0.0, f"unknown: the network model cannot place the run's own shape ({exc.message})"
-    at = predict_point(timeline, links, timeline.num_nodes, procs, algorithm, terms)
+    own = dataclasses.replace(timeline, jitter=timeline.run_jitter or timeline.jitter)  # the run's own ranks, not the pool
+    at = predict_point(own, links, timeline.num_nodes, procs, algorithm, terms)
     residual = timeline.measured_step_s - at["step_time_s"]
     return residual, (f"residual at the measured point ({timeline.world_size} process(es) on {timeline.num_nodes} node(s)): "
                       f"measured {timeline.measured_step_s * 1e3:.2f} ms - modelled {at['step_time_s'] * 1e3:.2f} ms")

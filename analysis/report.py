@@ -189,7 +189,8 @@ TTA_HIDDEN = ["system_name", "system_id", "experiment_id"]
 PREDICTION_HEADING = ("PREDICTIONS (hpcbench predict: the run's gradient-ready timeline over a modelled network; "
                       "not measurements)")
 PREDICTION_SHOWN = ["workload", "network_model", "algorithm", "num_nodes", "world_size", "step_time_s", "step_time_s_low",
-                    "step_time_s_high", "efficiency", "exposed_comm_s", "limit", "refused", "from_run", "model_version"]
+                    "step_time_s_high", "efficiency", "ceiling_efficiency", "stragglers_s", "interference_s", "exposed_comm_s",
+                    "framework_s", "limit", "refused", "from_run", "model_version"]
 
 
 def _predicted(frame: pd.DataFrame) -> pd.DataFrame:
