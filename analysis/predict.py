@@ -254,6 +254,7 @@ def resolve_inputs(paths: Iterable[str], *, fabric: str | None, netbench: str | 
     if netbench:
         if not Path(netbench).exists():
             raise ConfigError("netbench", f"no such file or folder: {netbench}")
+        net_records = [r for _, r in read_valid([netbench]) if r.get("kind") == "netbench" and r["status"] == "ok"]
         frame = netbench_frame(read_valid([netbench]))
         if frame.empty:
             raise ConfigError("netbench", f"no ok netbench records in {netbench}")
@@ -284,11 +285,22 @@ def resolve_inputs(paths: Iterable[str], *, fabric: str | None, netbench: str | 
             fits = netbench_fits(mine, backend)
             if not any(f.collective == "all_reduce" for f in fits):
                 raise ConfigError("netbench", f"no {backend} all-reduce among the netbench records of {base['system']['name']}")
-            network = {"kind": "netbench", "backend": backend, "fits": [dataclasses.asdict(f) for f in fits]}
+            network = {"kind": "netbench", "backend": backend, "fits": [dataclasses.asdict(f) for f in fits],
+                       "interference": _netbench_interference(net_records, system, backend)}
             links_for = _measured(fits)
         found_inputs.append(Inputs(base={"path": str(base_path), **base}, timelines=timelines, network=network,
                                    links_for=links_for))
     return found_inputs
+
+
+def _netbench_interference(found: list[dict[str, Any]], system: str, backend: str | None) -> dict[str, Any] | None:
+    """The compute slowdown netbench measured beside all-reduces on this system (most nodes first), if any."""
+    measured = [r for r in found if r["system"]["system_id"] == system and r["config"].get("backend") == backend
+                and (r["metrics"].get("interference") or {}).get("factor") is not None]
+    if not measured:
+        return None
+    best = max(measured, key=lambda r: (r["provenance"].get("num_nodes") or 1, r["provenance"]["world_size"]))
+    return {**best["metrics"]["interference"], "run_id": best["run_id"]}
 
 
 BATCH_FIELDS = ("batch_size", "global_batch_size", "scaling", "experiment_id", "work_id", "label")
@@ -363,6 +375,9 @@ def resolve_terms(inputs: Inputs, *, fleet_spread: float | None = None, interfer
         slowdown = (interference, (interference, interference), "--interference (given)")
     elif timeline.interference is not None and scale == 1.0:
         slowdown = (timeline.interference, (timeline.interference, timeline.interference), f"measured: {timeline.interference_note}")
+    elif (inputs.network.get("interference") or {}).get("factor") is not None and scale == 1.0:
+        net = inputs.network["interference"]
+        slowdown = (net["factor"], (net["factor"], net["factor"]), f"measured by netbench {net['run_id']}: {net['note']}")
     elif gpu_target:
         slowdown = (GPU_INTERFERENCE, GPU_INTERFERENCE_RANGE, f"assumed: {INTERFERENCE_SOURCE}")
     else:
@@ -508,6 +523,8 @@ def format_points(points: list[dict[str, Any]], title: str, terms: Terms | None 
         named = "  ".join(f"{label} {p[key] * 1e3:.2f}" if key == "compute_step_time_s" else f"{label} {p[key] * 1e3:+.2f}"
                           for key, label in TERM_LINES)
         lines.append(f"{'':<13}ms: {named}")
+    notes = sorted({p["framework_note"] for p in points if p.get("framework_note")})
+    lines += [f"  framework: {note}" for note in notes]
     return "\n".join(lines)
 
 

@@ -187,12 +187,12 @@ def main() -> None:
     finally:
         shutil.rmtree(state, ignore_errors=True)
     print(f"{'link':<9}{'case':<20}{'forecast ms':>12}{'interval':>12}{'measured ms':>12}{'error':>8}{'ceiling':>9}"
-          f"{'host sharing':>13}{'compute':>9}{'stragglers':>11}{'exposed':>9}{'framework':>10}{'exp. meas':>10}  limiting term")
+          f"{'host sharing':>13}{'compute':>9}{'stragglers':>11}{'interf.':>9}{'exposed':>9}{'framework':>10}{'exp. meas':>10}  limiting term")
     for r in rows:
         sharing = f"{r['host_sharing_ms']:+.1f}" if r["host_sharing_ms"] is not None else "-"
         print(f"{r['link']:<9}{r['case']:<20}{r['predicted_ms']:>12.1f}{r['interval_ms']:>12}{r['measured_ms']:>12.1f}"
               f"{r['error']:>+8.1%}{r['ceiling_error']:>+9.1%}{sharing:>13}{r['compute_step_time_s_ms']:>9.1f}"
-              f"{r['stragglers_s_ms']:>+11.1f}{r['exposed_comm_s_ms']:>+9.1f}{r['framework_s_ms']:>+10.1f}"
+              f"{r['stragglers_s_ms']:>+11.1f}{r['interference_s_ms']:>+9.1f}{r['exposed_comm_s_ms']:>+9.1f}{r['framework_s_ms']:>+10.1f}"
               f"{r['measured_exposed_ms']:>10.1f}  {r['limit']}")
     main_rows = [r for r in rows if r["case"] in WORKLOADS]
     hits = sum(abs(r["error"]) <= TARGET for r in main_rows)

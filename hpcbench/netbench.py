@@ -225,6 +225,54 @@ def measure(comm: Any, collective: str, sizes: list[int], num_iters: int, num_wa
     return rows
 
 
+INTERFERENCE_BYTES = 4 * 2**20
+"""The all-reduce size run beside compute for the interference measure (a typical gradient bucket)."""
+INTERFERENCE_BACKENDS = ("gloo", "nccl")
+"""Backends whose collectives may run on a thread beside the compute (MPI may lack MPI_THREAD_MULTIPLE)."""
+
+
+def measure_interference(comm: Any, backend: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """How much slower compute runs while all-reduces run beside it, as arXiv 2507.03114 measures it: a
+    matmul loop alone, then the same loop while a thread issues back-to-back all-reduces (of the measured
+    size nearest 4 MiB, enough of them to outlast the loop). Slowest rank. On a CPU the collective's
+    threads and the matmul share the rank's cores; on a GPU they share the device."""
+    import threading
+
+    import torch
+
+    if backend not in INTERFERENCE_BACKENDS or comm.placement.world_size < 2 or not rows:
+        return {"factor": None, "note": f"not measured: needs 2+ processes of {' or '.join(INTERFERENCE_BACKENDS)}"}
+    row = min(rows, key=lambda r: abs(np.log(r["size_bytes"] / INTERFERENCE_BYTES)))
+    side = 4096 if comm.device.type == "cuda" else 256
+    a = torch.randn(side, side, device=comm.device)
+
+    def compute(repeats: int) -> float:
+        sync(comm.device)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            torch.mm(a, a)
+        sync(comm.device)
+        return time.perf_counter() - start
+
+    compute(3)
+    one = compute(10) / 10
+    repeats = max(10, int(0.2 / max(one, 1e-6)))  # about 0.2 s of compute
+    alone = comm.all_reduce_max(min(compute(repeats) for _ in range(2)))
+    calls = int(comm.all_reduce_max(float(np.ceil(1.5 * alone / row["time_s"]))))  # outlast the loop, same count everywhere
+    buf = comm.buffer(np.zeros(row["count"], dtype=np.float32))
+    comm.barrier()
+    thread = threading.Thread(target=lambda: [comm.all_reduce_sum_(buf) for _ in range(calls)], daemon=True)
+    thread.start()
+    beside = compute(repeats)
+    thread.join()
+    sync(comm.device)
+    beside = comm.all_reduce_max(beside)
+    return {"factor": max(0.0, beside / alone - 1), "compute_alone_s": alone, "compute_beside_s": beside,
+            "all_reduce_bytes": row["size_bytes"], "kernel": f"{side}x{side} float32 matmul x {repeats}",
+            "note": f"a matmul loop alone and beside back-to-back {row['size_bytes'] / 2**20:.1f} MiB all-reduces "
+                    f"({'the device shared' if comm.device.type == 'cuda' else 'the rank cores shared with the collective threads'})"}
+
+
 def run(cfg: NetbenchConfig, run_id: str, path: Path | None) -> int:
     """One rank's part; rank 0 writes the record. Returns 1 when a result was wrong."""
     started = records.utc_now().isoformat()
@@ -235,6 +283,7 @@ def run(cfg: NetbenchConfig, run_id: str, path: Path | None) -> int:
                                             comm.all_gather_object)
         measured = {name: measure(comm, name, cfg.sizes, cfg.num_iters, cfg.num_warmup, cfg.check)
                     for name in cfg.collectives}
+        interference = measure_interference(comm, cfg.backend, measured.get("all_reduce", []))
         hosts = comm.all_gather_object(host_facts()["host"])
         wrong = sum(row["wrong"] or 0 for rows in measured.values() for row in rows)
         if placement.rank == 0:
@@ -247,7 +296,8 @@ def run(cfg: NetbenchConfig, run_id: str, path: Path | None) -> int:
                               engine_libraries=engine_libraries())
             reason = f"{wrong} element(s) differed from the expected result (#wrong)" if wrong else None
             record = records.make_record(run_id=run_id, status="failed" if wrong else "ok", reason=reason,
-                                         config=config, workload=None, metrics={"collectives": measured},
+                                         config=config, workload=None, metrics={"collectives": measured,
+                                                                                        "interference": interference},
                                          ranks=[], provenance=prov, kind="netbench")
             records.write_atomic(path, record)
             print(f"hpcbench netbench: {cfg.backend}, {placement.world_size} proc(s): "
