@@ -136,7 +136,8 @@ def forecast(name: str, link: str, inputs_paths: list[Path], two: dict, netbench
     step = two["metrics"]["global_batch_size"] / two["metrics"]["samples_per_s"]
     record = prediction_record(inputs, points, {"nodes": [1, 2], "gpus_per_node": 1, "algorithms": ["ring"],
                                                 "scaling": "weak", "netbench": str(netbench_dir)}, terms)
-    records.write_atomic(keep / f"prediction_{name}_{record['run_id']}.json", record)
+    slug = name if name in WORKLOADS else "mlp-straggler"
+    records.write_atomic(keep / f"prediction_{slug}_{record['run_id']}.json", record)
     timeline = next(iter(inputs.timelines.values()))
     sharing = (timeline.jitter.typical_step_s - alone["metrics"]["compute_step_time_s"]) if alone else None
     return {"link": link, "case": name, "predicted_ms": predicted["step_time_s"] * 1e3,
