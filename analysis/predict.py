@@ -94,6 +94,8 @@ class Terms:
     interference: float = 0.0
     interference_range: tuple[float, float] = (0.0, 0.0)
     interference_source: str = "none"
+    comm_slowdown: float = 0.0
+    """psi: all-reduces slowed while backward runs beside them (measured by netbench only; 0 elsewhere)."""
     syncs_per_step: int = 1
     """k: global synchronisations per optimizer step (a per-micro-step barrier with accumulation): the per-step
     straggler part is paid k times, and each of the k - 1 extra ones costs a zero-byte all-reduce."""
@@ -176,7 +178,7 @@ def predict_point(timeline: Timeline, links: Links, num_nodes: int, procs_per_no
         comm = [links.allreduce_s(sum(n for _, n in timeline.buckets), num_nodes, procs_per_node, algorithm)
                 * (1 + sign * links.relative_error_at(sum(n for _, n in timeline.buckets)))]
         ready = [backward]
-    path = overlap_path(ready, comm, backward, _pick(terms.interference, terms.interference_range, bound))
+    path = overlap_path(ready, comm, backward, _pick(terms.interference, terms.interference_range, bound), terms.comm_slowdown)
     compute = timeline.compute_step_s * scale
     world = num_nodes * procs_per_node
     stragglers = 0.0
@@ -382,8 +384,11 @@ def resolve_terms(inputs: Inputs, *, fleet_spread: float | None = None, interfer
         slowdown = (GPU_INTERFERENCE, GPU_INTERFERENCE_RANGE, f"assumed: {INTERFERENCE_SOURCE}")
     else:
         slowdown = (0.0, (0.0, 0.0), f"none: {timeline.interference_note}; give --interference")
+    measured_beside = inputs.network.get("interference") or {}
+    comm_slowdown = float(measured_beside.get("comm_slowdown") or 0.0) if scale == 1.0 else 0.0
     return Terms(fleet_spread=fleet[0], fleet_range=fleet[1], fleet_source=fleet[2], interference=slowdown[0],
-                 interference_range=slowdown[1], interference_source=slowdown[2], syncs_per_step=syncs_per_step,
+                 interference_range=slowdown[1], interference_source=slowdown[2], comm_slowdown=comm_slowdown,
+                 syncs_per_step=syncs_per_step,
                  no_overlap=no_overlap, compute_scale=scale, compute_source=source)
 
 
@@ -507,7 +512,8 @@ def format_points(points: list[dict[str, Any]], title: str, terms: Terms | None 
                   f"  fleet spread {terms.fleet_spread:.0%} (interval {terms.fleet_range[0]:.0%}-{terms.fleet_range[1]:.0%}): "
                   f"{terms.fleet_source}",
                   f"  interference {terms.interference:.1%} (interval {terms.interference_range[0]:.0%}-"
-                  f"{terms.interference_range[1]:.0%}): {terms.interference_source}",
+                  f"{terms.interference_range[1]:.0%}): {terms.interference_source}; all-reduces beside compute "
+                  f"{terms.comm_slowdown:+.1%}" + (" (netbench)" if terms.comm_slowdown else ""),
                   f"  {terms.syncs_per_step} global synchronisation(s) per optimizer step; gradients "
                   f"{'all-reduced after backward, one bucket' if terms.no_overlap else 'all-reduced during backward'}"]
     lines.append(f"{'algorithm':<13}{'nodes':>6}{'procs':>7}{'step ms':>10}{'interval ms':>18}{'efficiency':>12}"

@@ -11,7 +11,8 @@ one run can show it, else a sourced default that every prediction shares, stated
                  order statistics of the resampled distribution, no normal assumption. With k global
                  synchronisations per optimizer step, the per-step part is paid k times.
     interference Compute slowed while communication runs beside it: backward progresses at 1/(1 + phi)
-                 of its speed while an all-reduce is in flight (the overlap recurrence, overlap_path).
+                 of its speed while an all-reduce is in flight, and the all-reduce at 1/(1 + psi) while
+                 backward runs (the overlap recurrence, overlap_path). psi only where netbench measured it.
     framework    What the measured step has beyond all of the above at the measured point: the residual
                  that makes the model reproduce the point it was measured at (predict.framework_residual).
 
@@ -125,25 +126,41 @@ class OverlapResult:
 
 
 def overlap_path(ready_s: Sequence[float], comm_s: Sequence[float], backward_s: float,
-                 interference: float = 0.0) -> OverlapResult:
-    """MG-WFBP's recurrence f_k = max(r_k, f_(k-1)) + c_k, with backward slowed by (1 + interference) while
-    an all-reduce is in flight. ready_s are positions in undisturbed compute time; between bucket k-1's
-    ready time and f_(k-1) the link is busy without a gap (each all-reduce starts at its ready time or
-    right after the previous one), so compute there advances at 1/(1 + interference)."""
-    slow = 1.0 + interference
-    wall, progress, finish, chain_start = 0.0, 0.0, 0.0, 0
-
-    def advance(to: float) -> float:
-        needed = max(0.0, to - progress)
-        busy = max(0.0, finish - wall)
-        if needed * slow <= busy:
-            return wall + needed * slow
-        return max(wall, finish) + needed - busy / slow
-
-    for k, (ready, comm) in enumerate(zip(ready_s, comm_s)):
-        wall, progress = advance(ready), max(progress, ready)
-        if wall >= finish:
-            chain_start = k
-        finish = max(wall, finish) + comm
-    end = advance(backward_s)
+                 interference: float = 0.0, comm_slowdown: float = 0.0) -> OverlapResult:
+    """MG-WFBP's recurrence f_k = max(r_k, f_(k-1)) + c_k, played as events: while backward and an
+    all-reduce run together, backward advances at 1/(1 + interference) and the all-reduce at
+    1/(1 + comm_slowdown) (each as measured beside the other); alone, each at full speed. ready_s are
+    positions in undisturbed compute time (in issue order), comm_s each all-reduce's time alone."""
+    ready = [min(max(r, 0.0), backward_s) for r in ready_s]
+    t, progress, finish, chain_start, backward_end = 0.0, 0.0, 0.0, 0, None
+    next_ready, queue, active, remaining = 0, [], None, 0.0
+    while True:
+        while next_ready < len(ready) and ready[next_ready] <= progress + 1e-15:  # buckets ready now join the queue
+            if active is None and not queue:
+                chain_start = next_ready  # the link was idle: a new chain starts here
+            queue.append(next_ready)
+            next_ready += 1
+        if active is None and queue:
+            active = queue.pop(0)
+            remaining = comm_s[active]
+        if backward_end is None and progress >= backward_s - 1e-15:
+            backward_end = t
+        computing = backward_end is None
+        if not computing and active is None:
+            break
+        both = computing and active is not None
+        compute_rate = 1 / (1 + interference) if both else 1.0
+        comm_rate = 1 / (1 + comm_slowdown) if both else 1.0
+        target = ready[next_ready] if next_ready < len(ready) else backward_s
+        dt_compute = (target - progress) / compute_rate if computing else math.inf
+        dt_comm = remaining / comm_rate if active is not None else math.inf
+        dt = min(dt_compute, dt_comm)
+        t += dt
+        if computing:
+            progress = target if dt == dt_compute else progress + dt * compute_rate
+        if active is not None:
+            remaining -= dt * comm_rate
+            if dt == dt_comm or remaining <= 1e-15:
+                active, finish = None, t
+    end = backward_end if backward_end is not None else t
     return OverlapResult(finish, end, max(0.0, finish - end), chain_start)

@@ -260,14 +260,28 @@ def measure_interference(comm: Any, backend: str, rows: list[dict[str, Any]]) ->
     alone = comm.all_reduce_max(min(compute(repeats) for _ in range(2)))
     calls = int(comm.all_reduce_max(float(np.ceil(1.5 * alone / row["time_s"]))))  # outlast the loop, same count everywhere
     buf = comm.buffer(np.zeros(row["count"], dtype=np.float32))
+    done: list[float] = []
+
+    def all_reduces() -> None:
+        for _ in range(calls):
+            comm.all_reduce_sum_(buf)
+            sync(comm.device)
+            done.append(time.perf_counter())
+
     comm.barrier()
-    thread = threading.Thread(target=lambda: [comm.all_reduce_sum_(buf) for _ in range(calls)], daemon=True)
+    started = time.perf_counter()
+    thread = threading.Thread(target=all_reduces, daemon=True)
     thread.start()
     beside = compute(repeats)
+    ended = started + beside
     thread.join()
-    sync(comm.device)
     beside = comm.all_reduce_max(beside)
+    # the all-reduces that finished while the loop ran: their pace beside compute against netbench's alone
+    within = max(1, sum(t <= ended for t in done))
+    per_call = comm.all_reduce_max((min(done[within - 1], ended) - started) / within) if done else row["time_s"]
     return {"factor": max(0.0, beside / alone - 1), "compute_alone_s": alone, "compute_beside_s": beside,
+            "comm_slowdown": max(0.0, per_call / row["time_s"] - 1), "all_reduce_alone_s": row["time_s"],
+            "all_reduce_beside_s": per_call,
             "all_reduce_bytes": row["size_bytes"], "kernel": f"{side}x{side} float32 matmul x {repeats}",
             "note": f"a matmul loop alone and beside back-to-back {row['size_bytes'] / 2**20:.1f} MiB all-reduces "
                     f"({'the device shared' if comm.device.type == 'cuda' else 'the rank cores shared with the collective threads'})"}

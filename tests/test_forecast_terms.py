@@ -50,6 +50,13 @@ def test_overlap_recurrence_under_a_constant_interference():
     assert slowed.finish_s == pytest.approx(0.014667, abs=1e-6)
     assert slowed.backward_s == pytest.approx(0.013667, abs=1e-6) and slowed.exposed_s == pytest.approx(0.001, abs=1e-6)
     assert overlap_path([0.001], [0.0], 0.002, interference=0.5).backward_s == pytest.approx(0.002)  # nothing in flight
+    # both slowed by half while together: ready at 2 ms, 4 ms of all-reduce takes 8 (to 10 ms, backward at 6 of 10),
+    # then backward's last 4 ms alone: it ends at 14, the all-reduce hidden
+    shared = overlap_path([0.002], [0.004], 0.010, interference=1.0, comm_slowdown=1.0)
+    assert shared.finish_s == pytest.approx(0.010) and shared.backward_s == pytest.approx(0.014) and shared.exposed_s == 0
+    # ready at 8 ms: backward's last 2 ms take 4 (to 12), the all-reduce did 2 of its 4 ms, the rest alone: ends at 14
+    late = overlap_path([0.008], [0.004], 0.010, interference=1.0, comm_slowdown=1.0)
+    assert late.backward_s == pytest.approx(0.012) and late.finish_s == pytest.approx(0.014) and late.exposed_s == pytest.approx(0.002)
 
 
 def links() -> Links:
