@@ -232,9 +232,10 @@ INTERFERENCE_BACKENDS = ("gloo", "nccl")
 
 
 def measure_interference(comm: Any, backend: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """How much slower compute runs while all-reduces run beside it, as arXiv 2507.03114 measures it: a
-    matmul loop alone, then the same loop while a thread issues back-to-back all-reduces (of the measured
-    size nearest 4 MiB, enough of them to outlast the loop). Slowest rank. On a CPU the collective's
+    """How much slower compute runs while all-reduces run beside it, and they beside it, as arXiv 2507.03114
+    measures it: a matmul loop alone, then the same loop while a thread issues back-to-back all-reduces
+    (of the measured size nearest 4 MiB), then alone again; three rounds, medians, slowest rank. The loop
+    lasts at least 5 all-reduces, so their pace beside it is measured too. On a CPU the collective's
     threads and the matmul share the rank's cores; on a GPU they share the device."""
     import threading
 
@@ -245,6 +246,7 @@ def measure_interference(comm: Any, backend: str, rows: list[dict[str, Any]]) ->
     row = min(rows, key=lambda r: abs(np.log(r["size_bytes"] / INTERFERENCE_BYTES)))
     side = 4096 if comm.device.type == "cuda" else 256
     a = torch.randn(side, side, device=comm.device)
+    buf = comm.buffer(np.zeros(row["count"], dtype=np.float32))
 
     def compute(repeats: int) -> float:
         sync(comm.device)
@@ -254,37 +256,49 @@ def measure_interference(comm: Any, backend: str, rows: list[dict[str, Any]]) ->
         sync(comm.device)
         return time.perf_counter() - start
 
-    compute(3)
-    one = compute(10) / 10
-    repeats = max(10, int(0.2 / max(one, 1e-6)))  # about 0.2 s of compute
-    alone = comm.all_reduce_max(min(compute(repeats) for _ in range(2)))
-    calls = int(comm.all_reduce_max(float(np.ceil(1.5 * alone / row["time_s"]))))  # outlast the loop, same count everywhere
-    buf = comm.buffer(np.zeros(row["count"], dtype=np.float32))
-    done: list[float] = []
+    compute(5)
+    one = comm.all_reduce_max(compute(10) / 10)
+    window = max(0.3, 5 * row["time_s"])
+    repeats = max(10, int(window / max(one, 1e-7)))
+    calls = int(np.ceil(2 * window / row["time_s"]))  # outlast the loop: the same count on every rank
 
-    def all_reduces() -> None:
-        for _ in range(calls):
-            comm.all_reduce_sum_(buf)
-            sync(comm.device)
-            done.append(time.perf_counter())
+    def beside() -> tuple[float, float | None]:
+        done: list[float] = []
 
+        def all_reduces() -> None:
+            for _ in range(calls):
+                comm.all_reduce_sum_(buf)
+                sync(comm.device)
+                done.append(time.perf_counter())
+
+        comm.barrier()
+        started = time.perf_counter()
+        thread = threading.Thread(target=all_reduces, daemon=True)
+        thread.start()
+        took = compute(repeats)
+        thread.join()
+        within = [t for t in done if t <= started + took]
+        return took, ((within[-1] - started) / len(within) if len(within) >= 2 else None)
+
+    alone, together, paces = [], [], []
+    for _ in range(3):
+        comm.barrier()
+        alone.append(compute(repeats))
+        took, pace = beside()
+        together.append(took)
+        paces.append(pace)
     comm.barrier()
-    started = time.perf_counter()
-    thread = threading.Thread(target=all_reduces, daemon=True)
-    thread.start()
-    beside = compute(repeats)
-    ended = started + beside
-    thread.join()
-    beside = comm.all_reduce_max(beside)
-    # the all-reduces that finished while the loop ran: their pace beside compute against netbench's alone
-    within = max(1, sum(t <= ended for t in done))
-    per_call = comm.all_reduce_max((min(done[within - 1], ended) - started) / within) if done else row["time_s"]
-    return {"factor": max(0.0, beside / alone - 1), "compute_alone_s": alone, "compute_beside_s": beside,
-            "comm_slowdown": max(0.0, per_call / row["time_s"] - 1), "all_reduce_alone_s": row["time_s"],
-            "all_reduce_beside_s": per_call,
-            "all_reduce_bytes": row["size_bytes"], "kernel": f"{side}x{side} float32 matmul x {repeats}",
-            "note": f"a matmul loop alone and beside back-to-back {row['size_bytes'] / 2**20:.1f} MiB all-reduces "
-                    f"({'the device shared' if comm.device.type == 'cuda' else 'the rank cores shared with the collective threads'})"}
+    alone.append(compute(repeats))
+    alone_s = comm.all_reduce_max(float(np.median(alone)))
+    beside_s = comm.all_reduce_max(float(np.median(together)))
+    measured = [p for p in paces if p is not None]
+    pace = comm.all_reduce_max(float(np.median(measured))) if measured else None
+    return {"factor": max(0.0, beside_s / alone_s - 1), "compute_alone_s": alone_s, "compute_beside_s": beside_s,
+            "comm_slowdown": max(0.0, pace / row["time_s"] - 1) if pace else None, "all_reduce_alone_s": row["time_s"],
+            "all_reduce_beside_s": pace, "all_reduce_bytes": row["size_bytes"],
+            "kernel": f"{side}x{side} float32 matmul x {repeats}",
+            "note": f"a matmul loop alone and beside back-to-back {row['size_bytes'] / 2**20:.1f} MiB all-reduces, "
+                    f"3 rounds, medians ({'the device shared' if comm.device.type == 'cuda' else 'the rank cores shared with the collective threads'})"}
 
 
 def run(cfg: NetbenchConfig, run_id: str, path: Path | None) -> int:

