@@ -131,11 +131,19 @@ def overlap_path(ready_s: Sequence[float], comm_s: Sequence[float], backward_s: 
     all-reduce run together, backward advances at 1/(1 + interference) and the all-reduce at
     1/(1 + comm_slowdown) (each as measured beside the other); alone, each at full speed. ready_s are
     positions in undisturbed compute time (in issue order), comm_s each all-reduce's time alone."""
-    ready = [min(max(r, 0.0), backward_s) for r in ready_s]
+    ready = [max(r, 0.0) for r in ready_s]  # past backward_s: ready that long after backward ends (a Horovod cycle tick)
     t, progress, finish, chain_start, backward_end = 0.0, 0.0, 0.0, 0, None
     next_ready, queue, active, remaining = 0, [], None, 0.0
+
+    def is_ready(k: int) -> bool:
+        if ready[k] <= backward_s:
+            return ready[k] <= progress + 1e-15
+        return backward_end is not None and backward_end + ready[k] - backward_s <= t + 1e-15
+
     while True:
-        while next_ready < len(ready) and ready[next_ready] <= progress + 1e-15:  # buckets ready now join the queue
+        if backward_end is None and progress >= backward_s - 1e-15:
+            backward_end = t
+        while next_ready < len(ready) and is_ready(next_ready):  # buckets ready now join the queue
             if active is None and not queue:
                 chain_start = next_ready  # the link was idle: a new chain starts here
             queue.append(next_ready)
@@ -143,18 +151,18 @@ def overlap_path(ready_s: Sequence[float], comm_s: Sequence[float], backward_s: 
         if active is None and queue:
             active = queue.pop(0)
             remaining = comm_s[active]
-        if backward_end is None and progress >= backward_s - 1e-15:
-            backward_end = t
         computing = backward_end is None
-        if not computing and active is None:
+        if not computing and active is None and next_ready == len(ready):
             break
         both = computing and active is not None
         compute_rate = 1 / (1 + interference) if both else 1.0
         comm_rate = 1 / (1 + comm_slowdown) if both else 1.0
-        target = ready[next_ready] if next_ready < len(ready) else backward_s
+        target = min(ready[next_ready], backward_s) if next_ready < len(ready) else backward_s
         dt_compute = (target - progress) / compute_rate if computing else math.inf
         dt_comm = remaining / comm_rate if active is not None else math.inf
-        dt = min(dt_compute, dt_comm)
+        dt_tick = (backward_end + ready[next_ready] - backward_s - t if not computing and next_ready < len(ready)
+                   else math.inf)
+        dt = min(dt_compute, dt_comm, dt_tick)
         t += dt
         if computing:
             progress = target if dt == dt_compute else progress + dt * compute_rate

@@ -57,6 +57,9 @@ def test_overlap_recurrence_under_a_constant_interference():
     # ready at 8 ms: backward's last 2 ms take 4 (to 12), the all-reduce did 2 of its 4 ms, the rest alone: ends at 14
     late = overlap_path([0.008], [0.004], 0.010, interference=1.0, comm_slowdown=1.0)
     assert late.backward_s == pytest.approx(0.012) and late.finish_s == pytest.approx(0.014) and late.exposed_s == pytest.approx(0.002)
+    # a bucket ready after backward (Horovod's cycle tick 2 ms after it) waits for that tick: 10 + 2 + 3
+    tick = overlap_path([0.002, 0.012], [0.004, 0.003], 0.010)
+    assert tick.finish_s == pytest.approx(0.015) and tick.exposed_s == pytest.approx(0.005) and tick.chain_start == 1
 
 
 def links() -> Links:
