@@ -292,7 +292,9 @@ def measure_interference(comm: Any, backend: str, rows: list[dict[str, Any]]) ->
     alone_s = comm.all_reduce_max(float(np.median(alone)))
     beside_s = comm.all_reduce_max(float(np.median(together)))
     measured = [p for p in paces if p is not None]
-    pace = comm.all_reduce_max(float(np.median(measured))) if measured else None
+    # every rank takes part in the collective, measured or not (-1: none finished inside the loop here)
+    slowest = comm.all_reduce_max(float(np.median(measured)) if measured else -1.0)
+    pace = slowest if slowest > 0 else None
     return {"factor": max(0.0, beside_s / alone_s - 1), "compute_alone_s": alone_s, "compute_beside_s": beside_s,
             "comm_slowdown": max(0.0, pace / row["time_s"] - 1) if pace else None, "all_reduce_alone_s": row["time_s"],
             "all_reduce_beside_s": pace, "all_reduce_bytes": row["size_bytes"],
