@@ -256,8 +256,9 @@ def resolve_inputs(paths: Iterable[str], *, fabric: str | None, netbench: str | 
     if netbench:
         if not Path(netbench).exists():
             raise ConfigError("netbench", f"no such file or folder: {netbench}")
-        net_records = [r for _, r in read_valid([netbench]) if r.get("kind") == "netbench" and r["status"] == "ok"]
-        frame = netbench_frame(read_valid([netbench]))
+        found_net = read_valid([netbench])
+        net_records = [r for _, r in found_net if r.get("kind") == "netbench" and r["status"] == "ok"]
+        frame = netbench_frame(found_net)
         if frame.empty:
             raise ConfigError("netbench", f"no ok netbench records in {netbench}")
     found_inputs = []
