@@ -31,7 +31,9 @@ def resolve(cfg: RunConfig, *, sweep_max_procs: int | None = None, world_size: i
     workload = get_workload(cfg.workload)
     options = workload.resolve_options(cfg.options)
     engine_options = resolve_options(engine.Options, cfg.engine_options, f"engine {engine.name!r}", engine.flag_prefix)
-    batch_size = strong_batch_size(cfg, world_size or cfg.num_procs) if cfg.scaling == "strong" else (
+    total = world_size or cfg.num_procs
+    replicas = total // engine.model_parallel_degree(engine.Options(**engine_options), total) or 1
+    batch_size = strong_batch_size(cfg, replicas) if cfg.scaling == "strong" else (
         cfg.batch_size or workload.default_batch_size)
     mode = RUN_MODES.get(cfg.mode)
     data = cfg.data or mode.default_data(workload) or "synthetic"
@@ -42,6 +44,11 @@ def resolve(cfg: RunConfig, *, sweep_max_procs: int | None = None, world_size: i
     workload.check_training(cfg.precision, cfg.channels_last, cfg.compile, node_device or device)
     engine.check_training(engine.Options(**engine_options), cfg.precision, node_device or device)
     engine.check_model(lambda: workload.meta_model(workload.options(options)), workload.name)
+    engine.check_split(engine.Options(**engine_options), total, workload.model_split(workload.options(options)),
+                       batch_size, workload.name)
+    if engine.schedules_forward_and_backward and cfg.mode != "throughput":
+        raise ConfigError("mode", f"{cfg.mode} evaluates the whole model on every rank; engine {engine.name!r} holds "
+                                  "one pipeline stage a rank: use --mode throughput")
     return dataclasses.replace(
         cfg,
         device=device,

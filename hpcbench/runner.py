@@ -57,11 +57,14 @@ class TrainStep:
         self.mark("data")
         self.schedule.set(self.steps_done)  # --lr-scaling/--lr-warmup-steps; nothing at their defaults
         self.optimizer.zero_grad()  # set_to_none by default since torch 2.0 (Horovod's wrapper takes no argument)
-        with self.arithmetic.autocast():  # bf16/fp16: forward and loss only, as torch.amp prescribes
-            output = self.model(inputs)
-            loss = self.loss_fn(output, targets)
-        self.mark("forward")
-        self.engine.backward(self.arithmetic.scaled(loss))  # loss.backward(); DDP all-reduces gradients inside it
+        if self.engine.schedules_forward_and_backward:  # pipeline parallel: its schedule runs both, per micro-batch
+            loss = self.engine.forward_backward(inputs, targets, self.loss_fn)
+        else:
+            with self.arithmetic.autocast():  # bf16/fp16: forward and loss only, as torch.amp prescribes
+                output = self.model(inputs)
+                loss = self.loss_fn(output, targets)
+            self.mark("forward")
+            self.engine.backward(self.arithmetic.scaled(loss))  # loss.backward(); DDP all-reduces gradients inside it
         self.mark("backward")
         if self.arithmetic.scaler:  # fp16: unscale, skip a step with inf/NaN gradients, adjust the scale
             self.engine.scaled_step(self.optimizer, self.arithmetic.scaler)
@@ -127,15 +130,15 @@ def measure(cfg: RunConfig, engine: Engine, clock: Callable[[], float], stop: St
     arithmetic = Arithmetic(cfg.precision, engine.device)
     description = describe_model(workload, options, local_model)
     description["arithmetic"] = arithmetic.settings()
-    wrapped = engine.wrap_model(local_model)
+    wrapped = engine.wrap_model(local_model, workload.model_split(options))
     optimizer = engine.wrap_optimizer(workload.optimizer(wrapped.parameters(), options), wrapped)
-    world_size = engine.placement.world_size
+    data_rank, data_replicas = engine.data_shard()  # ranks that split one model (tp, pp) read the same batch
     # k: the global batch over the 1-process one of the same curve (weak scaling grows it, strong keeps it)
-    schedule = LrSchedule(optimizer, cfg.lr_scaling, cfg.lr_warmup_steps, k=world_size if cfg.scaling == "weak" else 1)
+    schedule = LrSchedule(optimizer, cfg.lr_scaling, cfg.lr_warmup_steps, k=data_replicas if cfg.scaling == "weak" else 1)
     description["learning_rate"] = schedule.settings()
     data = DataContext(
-        device=engine.device, batch_size=cfg.batch_size, seed=cfg.seed, rank=engine.placement.rank,
-        world_size=world_size, data=cfg.data, data_dir=cfg.data_dir, num_data_workers=cfg.num_data_workers,
+        device=engine.device, batch_size=cfg.batch_size, seed=cfg.seed, rank=data_rank,
+        world_size=data_replicas, data=cfg.data, data_dir=cfg.data_dir, num_data_workers=cfg.num_data_workers,
         model=local_model,
     )
     batches = workload.batches(options, data)
@@ -177,6 +180,8 @@ def rank_facts(session: Session, stop: StopSignals, description: dict[str, Any],
         "stopped": session.stopped,
         "stop_signal": stop.signum,
         "param_sha256": session.replica_digest,
+        "replica_group": session.engine.replica_group(),
+        "data_replicas": session.data.world_size,
         "breakdown_note": session.breakdown_note,
         "engine_counters": session.engine_counters,
         "workload": description,
@@ -203,7 +208,8 @@ def build_record(cfg: RunConfig, run_id: str, ranks: list[dict[str, Any]], engin
     )
     per_rank = [
         {**{k: r[k] for k in ("rank", "local_rank", "host", "device", "gpu_model", "steps_done")},
-         **r["measured"], "param_sha256": r["param_sha256"], "loss_per_step": r["loss_per_step"],
+         **r["measured"], "param_sha256": r["param_sha256"], "replica_group": r["replica_group"],
+         "loss_per_step": r["loss_per_step"],
          "engine_counters": r["engine_counters"]}
         for r in ranks
     ]
@@ -216,14 +222,16 @@ def build_record(cfg: RunConfig, run_id: str, ranks: list[dict[str, Any]], engin
 def run_metrics(cfg: RunConfig, ranks: list[dict[str, Any]]) -> dict[str, Any]:
     """The run's metrics: every measurement's merge and the run mode's, then what the ranks' facts say."""
     world_size = len(ranks)
-    run = RunFacts(global_batch_size=cfg.batch_size * world_size, world_size=world_size,
-                   timed_samples=cfg.batch_size * world_size * ranks[0]["window_steps"] * ranks[0]["repeats_done"],
+    global_batch = cfg.batch_size * ranks[0]["data_replicas"]  # ranks that split one model share its batch
+    run = RunFacts(global_batch_size=global_batch, world_size=world_size,
+                   timed_samples=global_batch * ranks[0]["window_steps"] * ranks[0]["repeats_done"],
                    breakdown_note=ranks[0]["breakdown_note"])
     metrics = merge_metrics([r["measured"] for r in ranks], run)
     metrics.update(RUN_MODES.get(cfg.mode).merge([r["mode_results"] for r in ranks]))
     metrics["loss_first"] = records.finite_or_none(ranks[0]["loss_first"])
     metrics["loss_last"] = records.finite_or_none(ranks[0]["loss_last"])
-    metrics["replicas_identical"] = len({r["param_sha256"] for r in ranks}) == 1
+    metrics["replicas_identical"] = not diverged_groups(ranks)
+    metrics["replica_groups"] = replica_groups(ranks)
     by_rank = [r["engine_counters"] for r in ranks]
     metrics["engine_counters_by_rank"] = by_rank if any(by_rank) else None
     metrics.update(mean_over_ranks([r["extra_metrics"] for r in ranks]))
@@ -250,9 +258,25 @@ def failure_reasons(cfg: RunConfig, ranks: list[dict[str, Any]]) -> list[str]:
     bad_loss = sorted({rank for rank, loss in losses if not math.isfinite(loss)})
     if bad_loss:
         reasons.append(f"non-finite loss on ranks {bad_loss}")
-    if len({r["param_sha256"] for r in ranks}) != 1:
-        reasons.append("replicas diverged: parameters differ between ranks after training")
+    diverged = diverged_groups(ranks)
+    if diverged:
+        reasons.append(f"replicas diverged: parameters differ between ranks that must agree after training {diverged}")
     return reasons
+
+
+def replica_groups(ranks: list[dict[str, Any]]) -> list[list[int]]:
+    """The ranks that must hold the same parameters, grouped (all of them under data parallelism; per stage
+    under pipeline parallelism)."""
+    groups: dict[int, list[int]] = {}
+    for r in ranks:
+        groups.setdefault(r["replica_group"], []).append(r["rank"])
+    return list(groups.values())
+
+
+def diverged_groups(ranks: list[dict[str, Any]]) -> list[list[int]]:
+    """The replica groups whose ranks' parameter digests differ."""
+    digests = {r["rank"]: r["param_sha256"] for r in ranks}
+    return [group for group in replica_groups(ranks) if len({digests[rank] for rank in group}) != 1]
 
 
 def mean_over_ranks(per_rank: list[dict[str, Any]]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from hpcbench.workloads.gpt import Gpt, GptOptions, palm_flops_per_token, parame
                                      GptOptions(layers=3, heads=2, embed=96, seq_len=32, vocab_size=300)])
 def test_gpt_parameters_and_flops_against_the_counter(options):
     model = Gpt(options) if options.preset is None else get_workload("gpt").meta_model(options)
-    assert parameters_without_positions(options) == sum(p.numel() for p in model.parameters()) - model.positions.weight.numel()
+    assert parameters_without_positions(options) == sum(p.numel() for p in model.parameters()) - model.embed.positions.weight.numel()
     counted = flops_per_sample(get_workload("gpt"), options) / options.seq_len
     width, layers, tokens = options.embed, options.layers, options.seq_len
     # The counter counts matmuls and attention: 6 x the matmul weights plus the attention term 12·L·H·Q·T exactly

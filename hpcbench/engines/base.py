@@ -14,7 +14,7 @@ import contextlib
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -22,6 +22,9 @@ from torch import nn
 
 from hpcbench.engines.discovery import Placement
 from hpcbench.plugins import Registry
+
+if TYPE_CHECKING:
+    from hpcbench.workloads.base import ModelSplit
 
 ENGINES: Registry[type[Engine]] = Registry("engine", "engine")
 
@@ -41,6 +44,8 @@ class Engine:
     Options: ClassVar[type] = NoOptions
     flag_prefix: ClassVar[str] = ""
     """Options become `--<flag_prefix>-<field>` flags, e.g. Horovod's `--hvd-compression`."""
+    needs_model_split: ClassVar[bool] = False
+    """It cuts the model (tensor, pipeline parallel): only workloads with a `model_split` run under it."""
     local_launcher: ClassVar[str] = "torchrun"
     """How `hpcbench run` starts this engine's ranks on one machine (a launcher of `hpcbench.launch.local`)."""
 
@@ -72,13 +77,34 @@ class Engine:
         without memory, on the meta device: only an engine that looks pays for it)."""
 
     @classmethod
+    def model_parallel_degree(cls, options: Any, world_size: int) -> int:
+        """Ranks that share one model replica (its tensor or pipeline split): the world over it reads different data."""
+        return 1
+
+    @classmethod
+    def check_split(cls, options: Any, world_size: int, split: ModelSplit | None, batch_size: int, workload: str) -> None:
+        """Raise a ConfigError when these degrees cannot cut this workload's model at this world size."""
+
+    @classmethod
     def backend_for(cls, device_type: str) -> str:
         """The backend a rank on this device type will use (known before any rank starts)."""
         raise NotImplementedError
 
     # --- the training step (the course's loop calls these in order)
-    def wrap_model(self, model: nn.Module) -> nn.Module:
+    def data_shard(self) -> tuple[int, int]:
+        """(which data replica this rank is, how many there are): ranks that split one model read the same batch."""
+        return self.placement.rank, self.placement.world_size
+
+    def wrap_model(self, model: nn.Module, split: ModelSplit | None = None) -> nn.Module:
+        """`split`: how the workload's model may be cut (engines that cut it need it)."""
         return model
+
+    schedules_forward_and_backward: ClassVar[bool] = False
+    """A pipeline schedule runs forward, loss and backward per micro-batch: the step calls `forward_backward`."""
+
+    def forward_backward(self, inputs: Any, targets: Any, loss_fn: Callable[[Any, Any], torch.Tensor]) -> torch.Tensor:
+        """The whole step's forward and backward as the engine's schedule runs them; the step's mean loss."""
+        raise NotImplementedError
 
     def wrap_optimizer(self, optimizer: torch.optim.Optimizer, model: nn.Module) -> torch.optim.Optimizer:
         return optimizer
@@ -140,6 +166,14 @@ class Engine:
     def replica_digest(self, model: nn.Module) -> str:
         """A hash of this rank's parameters: data-parallel replicas must agree bit for bit after training."""
         return parameter_digest(getattr(model, "module", model))
+
+    def replica_group(self) -> int:
+        """Ranks with the same number hold the same parameters, so their digests must agree (a pipeline's stage)."""
+        return 0
+
+    def action_timeline(self) -> Any:
+        """The engine's own per-action timestamps (a pipeline's forward and backward per micro-batch); None: none."""
+        return None
 
     def gradient_bucketing(self, model: nn.Module) -> dict[str, Any] | None:
         """How this engine groups gradients into collectives (a rule of hpcbench.buckets) for the

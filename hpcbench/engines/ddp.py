@@ -138,7 +138,7 @@ class DdpEngine(Engine):
     def backend_for(cls, device_type: str) -> str:
         return "nccl" if device_type == "cuda" else "gloo"
 
-    def wrap_model(self, model: nn.Module) -> nn.Module:
+    def wrap_model(self, model: nn.Module, split: Any = None) -> nn.Module:
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         tuning = {"bucket_cap_mb": self.options.bucket_cap_mb} if self.options.bucket_cap_mb is not None else {}
         wrapped = DistributedDataParallel(model, device_ids=device_ids, static_graph=self.options.static_graph,

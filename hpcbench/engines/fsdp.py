@@ -75,7 +75,7 @@ class FsdpEngine(DdpEngine):
             raise ConfigError("engine", f"fsdp cannot shard workload {workload!r}: its recurrent layer's fused kernel "
                                         "takes its weights as plain tensors, not FSDP's sharded ones; use --engine ddp")
 
-    def wrap_model(self, model: nn.Module) -> nn.Module:
+    def wrap_model(self, model: nn.Module, split: Any = None) -> nn.Module:
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard
 

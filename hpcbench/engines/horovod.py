@@ -130,7 +130,7 @@ class HorovodEngine(Engine):
         except metadata.PackageNotFoundError:
             return None
 
-    def wrap_model(self, model: nn.Module) -> nn.Module:
+    def wrap_model(self, model: nn.Module, split: Any = None) -> nn.Module:
         self.hvd.broadcast_parameters(model.state_dict(), root_rank=0)
         return model
 

@@ -42,6 +42,8 @@ class RankContext:
     """The module being trained (not the engine's wrapper): what looks at its parameters hooks them."""
     bucketing: dict[str, Any] | None = None
     """How the engine groups gradients into collectives (hpcbench.buckets), None: it does not say."""
+    actions: Any = None
+    """The engine's per-action timestamps (a pipeline schedule's forwards and backwards), None: it keeps none."""
 
 
 @dataclass(frozen=True, kw_only=True)

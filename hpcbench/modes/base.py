@@ -57,7 +57,8 @@ class Session:
         """The engine's wrapper: its replica digest, counters and no_sync."""
         self.watchdog, self.fault = watchdog, fault
         self.meters = Meters(RankContext(device=engine.device, clock=clock, model=local_model,
-                                         bucketing=engine.gradient_bucketing(wrapped)))
+                                         bucketing=engine.gradient_bucketing(wrapped),
+                                         actions=engine.action_timeline()))
         self.agreed = AgreedStop(engine.all_reduce_max_async, stop, clock)
         self.compile_watch = CompileWatch(engine.device, engine.all_reduce_max, clock) if cfg.compile else None
         self.progress = progress

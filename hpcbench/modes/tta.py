@@ -57,7 +57,7 @@ class TimeToAccuracy(RunMode):
         per_epoch = session.workload.steps_per_epoch(session.options, session.data)
         session.window_steps = cfg.eval_every or per_epoch or 1
         watch = TargetWatch(quality=quality, target=cfg.target, max_epochs=cfg.max_epochs, max_time_s=cfg.max_time_s,
-                            global_batch_size=cfg.batch_size * engine.placement.world_size, steps_per_epoch=per_epoch)
+                            global_batch_size=cfg.batch_size * session.data.world_size, steps_per_epoch=per_epoch)
         engine.barrier()
         started = session.clock()
         while not session.window(THROUGHPUT, session.window_steps):

@@ -46,6 +46,34 @@ class DataContext:
     model: nn.Module
 
 
+@dataclass(frozen=True, kw_only=True)
+class ModelSplit:
+    """How a workload's model may be cut for model parallelism, in plain terms (module paths and roles) that the
+    tensor- and pipeline-parallel engines translate; a workload without one runs data parallel only."""
+
+    tensor: dict[str, str]
+    """Module path (`*` matches one name) -> "colwise" | "rowwise" (Megatron's pairs, column split then row split) |
+    "input" (a module whose column splits share one input: one all-reduce of its gradient, not one per split)."""
+    tensor_divides: dict[str, int]
+    """What the tensor-parallel degree must divide, by flag (heads, widths)."""
+    megatron: dict[str, int]
+    """Collectives per training step the pairs need (Megatron's f and g: forward and backward), by kind."""
+    first: list[str]
+    """Pipeline: the modules before the blocks (on the first stage), in order."""
+    blocks: list[list[str]]
+    """Pipeline: the repeated blocks, each a list of module paths run in order; stages hold whole blocks."""
+    last: list[str]
+    """Pipeline: the modules after the blocks (on the last stage), in order."""
+    blocks_flag: str
+    """How a user sets the number of blocks, for messages (e.g. "--layers 2")."""
+    sequence: dict[str, str] | None = None
+    """Sequence parallel, where it applies: module path -> "scatter" (its input split by sequence), "norm" (runs on
+    sequence shards), "end" (its input gathered from them); "input" modules then gather theirs, and rowwise
+    outputs leave sequence shards."""
+    sequence_divides: dict[str, int] | None = None
+    megatron_sequence: dict[str, int] | None = None
+
+
 class Workload:
     """Base class: subclasses set the class attributes and implement the three methods."""
 
@@ -85,6 +113,10 @@ class Workload:
 
     def real_dataset(self, options: Any, data_dir: str) -> Dataset:
         raise NotImplementedError
+
+    def model_split(self, options: Any) -> ModelSplit | None:
+        """How tensor and pipeline parallelism may cut the model (None: it cannot be cut; data parallel only)."""
+        return None
 
     def loss(self, output: Any, targets: Any) -> torch.Tensor:
         raise NotImplementedError

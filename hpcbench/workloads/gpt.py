@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from hpcbench.errors import ConfigError, check_at_least, check_choice
-from hpcbench.workloads.base import register
+from hpcbench.workloads.base import ModelSplit, register
 from hpcbench.workloads.text import ByteLanguageModel
 
 PRESETS = {"gpt2-124m": {"layers": 12, "heads": 12, "embed": 768, "seq_len": 1024, "vocab_size": 50304},
@@ -54,33 +54,55 @@ class GptOptions:
             raise ConfigError("embed", f"{self.embed} is not a multiple of --heads {self.heads}")
 
 
+class Attention(nn.Module):
+    """Causal self-attention. q, k and v are separate projections, so tensor parallelism splits each by heads
+    (a fused qkv split by rows would hand a rank q and half of k); the view counts local heads (-1)."""
+
+    def __init__(self, options: GptOptions) -> None:
+        super().__init__()
+        self.head_size = options.embed // options.heads
+        self.q, self.k, self.v = (nn.Linear(options.embed, options.embed) for _ in range(3))
+        self.proj = nn.Linear(options.embed, options.embed)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = x.shape
+        q, k, v = (proj(x).view(batch, length, -1, self.head_size).transpose(1, 2) for proj in (self.q, self.k, self.v))
+        attended = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.proj(attended.transpose(1, 2).reshape(batch, length, -1))
+
+
 class Block(nn.Module):
     def __init__(self, options: GptOptions) -> None:
         super().__init__()
-        self.heads = options.heads
         self.norm1, self.norm2 = nn.LayerNorm(options.embed), nn.LayerNorm(options.embed)
-        self.qkv = nn.Linear(options.embed, 3 * options.embed)
-        self.proj = nn.Linear(options.embed, options.embed)
+        self.attn = Attention(options)
         self.mlp = nn.Sequential(nn.Linear(options.embed, 4 * options.embed), nn.GELU(), nn.Linear(4 * options.embed, options.embed))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, length, width = x.shape
-        q, k, v = self.qkv(self.norm1(x)).split(width, dim=2)
-        q, k, v = (t.view(batch, length, self.heads, width // self.heads).transpose(1, 2) for t in (q, k, v))
-        attended = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        x = x + self.proj(attended.transpose(1, 2).reshape(batch, length, width))
+        x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
+
+
+class Embed(nn.Module):
+    """Token plus position embeddings: the first pipeline stage's own layer."""
+
+    def __init__(self, options: GptOptions) -> None:
+        super().__init__()
+        self.tokens = nn.Embedding(options.vocab_size, options.embed)
+        self.positions = nn.Embedding(options.seq_len, options.embed)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.tokens(tokens) + self.positions(torch.arange(tokens.shape[1], device=tokens.device))
 
 
 class Gpt(nn.Module):
     def __init__(self, options: GptOptions) -> None:
         super().__init__()
-        self.tokens = nn.Embedding(options.vocab_size, options.embed)
-        self.positions = nn.Embedding(options.seq_len, options.embed)
+        self.embed = Embed(options)
         self.blocks = nn.ModuleList(Block(options) for _ in range(options.layers))
         self.norm = nn.LayerNorm(options.embed)
         self.head = nn.Linear(options.embed, options.vocab_size, bias=False)
-        self.head.weight = self.tokens.weight  # tied, as GPT-2
+        self.head.weight = self.embed.tokens.weight  # tied, as GPT-2
         for name, param in self.named_parameters():  # GPT-2's init (nanoGPT's): N(0, 0.02), residual projections
             if name.endswith("bias"):                # scaled by 1/sqrt(2L); without it the tied head starts at ~90 nats
                 nn.init.zeros_(param)
@@ -89,10 +111,33 @@ class Gpt(nn.Module):
                 nn.init.normal_(param, std=0.02 / math.sqrt(2 * options.layers) if residual else 0.02)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        x = self.tokens(tokens) + self.positions(torch.arange(tokens.shape[1], device=tokens.device))
+        x = self.embed(tokens)
         for block in self.blocks:
             x = block(x)
         return self.head(self.norm(x))  # (batch, seq_len, vocab) logits for the next token
+
+
+def model_split(options: GptOptions) -> ModelSplit:
+    """Megatron's split of every block (q, k, v and the MLP's first layer by columns, the projections after them
+    by rows: one all-reduce each for attention and MLP), sequence parallel around them; pipeline stages of whole
+    blocks, the embedding on the first, the final norm and the (tied) head on the last."""
+    blocks = "blocks.*"
+    return ModelSplit(
+        tensor={f"{blocks}.attn": "input", f"{blocks}.attn.q": "colwise", f"{blocks}.attn.k": "colwise",
+                f"{blocks}.attn.v": "colwise", f"{blocks}.attn.proj": "rowwise",
+                f"{blocks}.mlp": "input", f"{blocks}.mlp.0": "colwise", f"{blocks}.mlp.2": "rowwise"},
+        sequence={"blocks.0": "scatter", f"{blocks}.norm1": "norm", f"{blocks}.norm2": "norm", "norm": "end"},
+        tensor_divides={"heads": options.heads, "embed": options.embed},
+        sequence_divides={"seq-len": options.seq_len},
+        first=["embed"], blocks=[[f"blocks.{i}"] for i in range(options.layers)], last=["norm", "head"],
+        blocks_flag=f"--layers {options.layers}",
+        # per block, forward and backward: attention and MLP one all-reduce each way; sequence parallel turns each
+        # into an all-gather and a reduce-scatter, adds the norms' weight gradients (summed over sequence shards)
+        # and one all-gather at each end (the final norm's input forward, the first block's input gradient)
+        megatron={"all_reduce": 4 * options.layers},
+        megatron_sequence={"all_gather": 4 * options.layers + 2, "reduce_scatter": 4 * options.layers,
+                           "all_reduce": 4 * options.layers},
+    )
 
 
 def parameters_without_positions(options: GptOptions) -> int:
@@ -120,6 +165,9 @@ class GptWorkload(ByteLanguageModel):
 
     def build_model(self, options: GptOptions) -> nn.Module:
         return Gpt(options)
+
+    def model_split(self, options: GptOptions) -> ModelSplit:
+        return model_split(options)
 
     def optimizer(self, params: Any, options: GptOptions) -> torch.optim.Optimizer:
         """AdamW at nanoGPT's small-model rate (shakespeare_char: 1e-3)."""

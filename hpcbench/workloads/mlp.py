@@ -10,7 +10,7 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 from hpcbench.errors import check_at_least
-from hpcbench.workloads.base import Batch, Quality, Workload, correct_predictions, register
+from hpcbench.workloads.base import Batch, ModelSplit, Quality, Workload, correct_predictions, register
 from hpcbench.workloads.digits import digits_classification
 
 IMAGE_PIXELS = 28 * 28
@@ -38,6 +38,19 @@ def mlp(hidden_size: int, num_hidden_layers: int) -> nn.Sequential:
         width = hidden_size
     layers.append(nn.Linear(width, NUM_CLASSES))
     return nn.Sequential(*layers)
+
+
+def model_split(options: MlpOptions) -> ModelSplit:
+    """Tensor parallel: consecutive Linear layers paired, the first split by columns, the second by rows (one
+    all-reduce forward per pair, one backward where the pair's input needs a gradient: not the first); an unpaired
+    last layer stays whole. Pipeline: blocks of one Linear and its ReLU, Flatten on the first stage."""
+    linears = [str(1 + 2 * i) for i in range(options.num_hidden_layers + 1)]  # mlp(): Flatten, then Linear, ReLU...
+    pairs = len(linears) // 2
+    tensor = {path: "colwise" if i % 2 == 0 else "rowwise" for i, path in enumerate(linears[:2 * pairs])}
+    return ModelSplit(tensor=tensor, tensor_divides={"hidden-size": options.hidden_size},
+                      megatron={"all_reduce": 2 * pairs - 1},
+                      first=["0"], blocks=[[path, str(int(path) + 1)] for path in linears[:-1]] + [[linears[-1]]],
+                      last=[], blocks_flag=f"--num-hidden-layers {options.num_hidden_layers} + the output layer")
 
 
 QUALITY = {
@@ -68,6 +81,9 @@ class Mlp(Workload):
 
     def build_model(self, options: MlpOptions) -> nn.Module:
         return mlp(options.hidden_size, options.num_hidden_layers)
+
+    def model_split(self, options: MlpOptions) -> ModelSplit:
+        return model_split(options)
 
     def synthetic_batch(self, options: MlpOptions, batch_size: int, generator: torch.Generator) -> Batch:
         images = torch.randn(batch_size, 1, 28, 28, generator=generator)
