@@ -83,5 +83,60 @@ def precision_table(runs: pd.DataFrame) -> pd.DataFrame:
     return side_by_side_table(runs, "precision")
 
 
+ENGINE_WORK = [*SYSTEM_COLUMNS, "workload", "work_id", "precision", "device", "batch_size", "world_size"]
+"""The same work (the same model, data and per-rank batch) at the same world size, under any engine and layout."""
+ENGINE_COLUMNS = [*ENGINE_WORK, "layout", "global_batch_size", "num_runs", "samples_per_s", "tokens_per_s",
+                  "peak_memory_gib", "mfu", "bubble_measured", "bubble_analytic", "exposed_comm_share", "collectives",
+                  "warning"]
+
+
+def layout(engine: str, mesh: dict | None, options: dict | None, pipeline: dict | None) -> str:
+    """How the ranks share the model, e.g. "tp dp2xtp2", "pp pp2 interleaved-1f1b m4": the engine, its mesh's
+    dimensions over 1, its choices (named values and switches that are on), the micro-batches of a pipeline."""
+    parts = [engine]
+    if isinstance(mesh, dict) and any(size > 1 for size in mesh.values()):
+        parts.append("x".join(f"{dim}{size}" for dim, size in mesh.items() if size > 1))
+    for name, value in sorted((options or {}).items()):
+        if isinstance(value, str) and value != "none":
+            parts.append(value)
+        elif value is True:
+            parts.append(name.replace("_", "-"))
+    if isinstance(pipeline, dict):
+        parts.append(f"m{pipeline['microbatches']}")
+    return " ".join(parts)
+
+
+def collectives(counters: list | None) -> str | None:
+    """One step's counted collectives beside the split's analytic (Megatron) count, where the engine counted."""
+    first = counters[0] if isinstance(counters, list) and counters else None
+    if not isinstance(first, dict) or "collectives_per_step" not in first:
+        return None
+    counted, megatron = first["collectives_per_step"] or {}, first.get("megatron_collectives_per_step") or {}
+    return ", ".join(f"{kind} {counted.get(kind, 0)} (Megatron {megatron.get(kind, 0)})"
+                     for kind in sorted({*counted, *megatron}))
+
+
 def engine_table(runs: pd.DataFrame) -> pd.DataFrame:
-    return side_by_side_table(runs, "engine")
+    """The same work at the same world size under each engine and layout (DDP, FSDP, TP, PP, 2D), a row each,
+    medians over runs: throughput, memory per rank, the pipeline bubble measured and analytic, exposed
+    communication (null where no window without communication exists), collectives per step, and a warning where
+    the ranks competed for cores. Only work measured under two or more layouts."""
+    if runs.empty:
+        return pd.DataFrame(columns=ENGINE_COLUMNS)
+    table = with_tokens(runs)
+    pipeline = table["pipeline"] if "pipeline" in table else pd.Series(None, index=table.index)
+    table = table.assign(
+        layout=[layout(e, m, o, p) for e, m, o, p in zip(table["engine"], table.get("mesh", pipeline), table.get(
+            "engine_options", pipeline), pipeline)],
+        bubble_measured=[p["bubble_measured"] if isinstance(p, dict) else None for p in pipeline],
+        bubble_analytic=[p["bubble_analytic"] if isinstance(p, dict) else None for p in pipeline],
+        collectives=[collectives(c) for c in table.get("engine_counters_by_rank", pipeline)],
+        warning=[f"oversubscribed: {o}" if isinstance(o, str) else None for o in table.get("oversubscribed", pipeline)])
+    numbers = ["global_batch_size", "samples_per_s", "tokens_per_s", "peak_memory_gib", "mfu", "bubble_measured",
+               "bubble_analytic", "exposed_comm_share"]
+    table[numbers] = table[numbers].apply(pd.to_numeric, errors="coerce")
+    groups = table.groupby([*ENGINE_WORK, "layout"], dropna=False)
+    rows = groups[numbers].median().join(groups.size().rename("num_runs"))
+    rows = rows.join(groups[["collectives", "warning"]].first()).reset_index()
+    layouts = rows.groupby([*ENGINE_WORK], dropna=False)["layout"].transform("nunique")
+    return rows[layouts >= 2][ENGINE_COLUMNS].sort_values([*ENGINE_WORK, "layout"], ignore_index=True)

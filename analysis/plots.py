@@ -166,6 +166,40 @@ def engines_figure(table: pd.DataFrame, runs: pd.DataFrame) -> Figure | None:
     return fig
 
 
+SCHEDULE_STEPS_SHOWN = 2
+SCHEDULE_COLOURS = {"F": "tab:blue", "B": "tab:orange"}
+
+
+def schedule_figure(pipelines: list[tuple[str, list[list[list]]]], runs: pd.DataFrame) -> Figure | None:
+    """Pipeline schedules as they ran: per run (title, each rank's timed actions [kind, stage, micro-batch, start,
+    end]), a lane per rank over its first SCHEDULE_STEPS_SHOWN steps of the last timed repeat: forwards, backwards
+    (labelled with their micro-batch) and, white, the idle time between them. None without a pipeline run."""
+    if not pipelines:
+        return None
+    fig, axes = _grid(len(pipelines))
+    for ax, (title, by_rank) in zip(axes, pipelines):
+        steps = [a for a in by_rank[0] if a[0] == "step"][:SCHEDULE_STEPS_SHOWN]
+        start, end = (steps[0][3], steps[-1][4]) if steps else (0.0, max(a[4] for a in by_rank[0]))
+        for lane, actions in enumerate(by_rank):
+            for kind, stage, microbatch, begin, finish in actions:
+                if kind not in SCHEDULE_COLOURS or begin < start or finish > end:
+                    continue
+                ax.barh(lane, (finish - begin) * 1e3, left=(begin - start) * 1e3, color=SCHEDULE_COLOURS[kind],
+                        edgecolor="white", linewidth=0.5)
+                ax.text((begin + finish - 2 * start) * 500, lane, str(microbatch), ha="center", va="center", fontsize=6)
+        for step in steps:
+            ax.axvline((step[4] - start) * 1e3, color="grey", linewidth=0.6, linestyle=":")
+        ax.set_yticks(range(len(by_rank)), [f"rank {r}" for r in range(len(by_rank))])
+        ax.invert_yaxis()
+        ax.set_xlabel("ms from the step's start (this rank's clock)")
+        ax.set_title(title, fontsize=8)
+    handles = [Figure().subplots().barh(0, 1, color=c, label=k)[0] for k, c in (("forward", "tab:blue"), ("backward", "tab:orange"))]
+    axes[0].legend(handles=handles, fontsize=7, loc="lower right")
+    fig.suptitle("Pipeline schedules as measured (white: idle, the bubble)")
+    stamp(fig, runs)
+    return fig
+
+
 def busbw_figure(netbench: pd.DataFrame) -> Figure:
     """A panel per collective; a line per backend and process count (nccl-tests' busbw)."""
     collectives = [c for c in ("all_reduce", "all_gather", "reduce_scatter", "broadcast") if c in set(netbench["collective"])]

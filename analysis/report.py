@@ -19,7 +19,7 @@ from hpcbench.analysis import plots
 from hpcbench.analysis.breakdown import phase_table, straggler_table
 from hpcbench.analysis.comm import communication_table, netbench_frame
 from hpcbench.analysis.convergence import quality_figure, tta_table
-from hpcbench.analysis.efficiency import efficiency_table, engine_table, peaks_frame, precision_table
+from hpcbench.analysis.efficiency import efficiency_table, engine_table, layout, peaks_frame, precision_table
 from hpcbench.analysis.load import read_valid, runs_frame
 from hpcbench.analysis.predict import predictions_frame
 from hpcbench.analysis.scaling import ENGINE_COST_NOTED, amdahl_fits, baselines_note, scaling_table
@@ -88,6 +88,7 @@ def build_report(paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, 
         folder = out / "plots" / (f"{_slug(name)}-{system_id}" if len(systems) > 1 else "")
         folder.mkdir(parents=True, exist_ok=True)
         figures = _figures(mine(weak), mine(strong), mine(runs), mine(netbench), mine(comm), mine(predictions))
+        figures["pipeline_schedules"] = plots.schedule_figure(_pipelines(mine(engines), mine(runs), dict(found)), mine(runs))
         images = {fig_name: _save(fig, folder / fig_name) for fig_name, fig in figures.items() if fig is not None}
         network = next((v for v in (*mine(runs)["network"], *mine(netbench)["network"]) if pd.notna(v)), None)
         sections.append(Section(name, system_id, network, _describe(mine(runs), mine(netbench)), mine(weak), mine(strong),
@@ -123,6 +124,32 @@ def _figures(weak: pd.DataFrame, strong: pd.DataFrame, runs: pd.DataFrame, netbe
     if not netbench.empty:
         figures["busbw"] = plots.busbw_figure(netbench)
     return figures
+
+
+SCHEDULES_SHOWN = 4
+
+
+def _pipelines(engines: pd.DataFrame, runs: pd.DataFrame, records_by_path: dict) -> list[tuple[str, list[list[list]]]]:
+    """Per pipeline layout in the engines table (at most SCHEDULES_SHOWN), its newest run's per-rank actions."""
+    if engines.empty or runs.empty:
+        return []
+    found = []
+    for row in engines[engines["bubble_measured"].notna()].head(SCHEDULES_SHOWN).itertuples():
+        same = runs[(runs["work_id"] == row.work_id) & (runs["world_size"] == row.world_size)]
+        for path in same.sort_values("started", ascending=False)["path"]:
+            record = records_by_path.get(Path(path)) or records_by_path.get(path)
+            ranks = (record or {}).get("ranks") or []
+            if ranks and all(r.get("pipeline") for r in ranks) and _layout_of(record) == row.layout:
+                title = (f"{row.workload} {row.layout}: bubble {row.bubble_measured:.0%} measured, "
+                         f"{row.bubble_analytic:.0%} analytic")
+                found.append((title, [r["pipeline"]["actions_last_repeat"] for r in ranks]))
+                break
+    return found
+
+
+def _layout_of(record: dict) -> str:
+    return layout(record["config"]["engine"], record["provenance"].get("mesh"), record["config"].get("engine_options"),
+                  record["metrics"].get("pipeline"))
 
 
 def _slug(name: str) -> str:
@@ -182,7 +209,9 @@ def _summary_lines(runs: pd.DataFrame, netbench: pd.DataFrame) -> list[str]:
 EFFICIENCY_HEADING = ("Memory, FLOPs and energy per run (MFU: achieved TFLOP/s per device over the datasheet's dense "
                       "peak, and over the rate `hpcbench peak` measured; null where unknown, with the reason)")
 PRECISION_HEADING = "Precision side by side (the same work, medians over runs)"
-ENGINE_HEADING = "Engines side by side (the same work, medians over runs: throughput, peak memory per rank, MFU)"
+ENGINE_HEADING = ("Engines and layouts side by side (the same work at the same world size, medians over runs: "
+                  "throughput, peak memory per rank, MFU, the pipeline bubble measured and analytic, exposed "
+                  "communication, collectives per step; a warning where ranks competed for cores)")
 TTA_HEADING = ("Time to accuracy (--mode tta): olympic mean over the seeds that reached the target, beside the "
                "throughput speedup of the same runs")
 TTA_HIDDEN = ["system_name", "system_id", "experiment_id"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
 import sys
 import time
@@ -181,6 +182,8 @@ def rank_facts(session: Session, stop: StopSignals, description: dict[str, Any],
         "stop_signal": stop.signum,
         "param_sha256": session.replica_digest,
         "replica_group": session.engine.replica_group(),
+        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "threads": torch.get_num_threads(),
         "data_replicas": session.data.world_size,
         "breakdown_note": session.breakdown_note,
         "engine_counters": session.engine_counters,
@@ -230,6 +233,7 @@ def run_metrics(cfg: RunConfig, ranks: list[dict[str, Any]]) -> dict[str, Any]:
     metrics.update(RUN_MODES.get(cfg.mode).merge([r["mode_results"] for r in ranks]))
     metrics["loss_first"] = records.finite_or_none(ranks[0]["loss_first"])
     metrics["loss_last"] = records.finite_or_none(ranks[0]["loss_last"])
+    metrics["oversubscribed"] = oversubscription(ranks)
     metrics["replicas_identical"] = not diverged_groups(ranks)
     metrics["replica_groups"] = replica_groups(ranks)
     by_rank = [r["engine_counters"] for r in ranks]
@@ -262,6 +266,20 @@ def failure_reasons(cfg: RunConfig, ranks: list[dict[str, Any]]) -> list[str]:
     if diverged:
         reasons.append(f"replicas diverged: parameters differ between ranks that must agree after training {diverged}")
     return reasons
+
+
+def oversubscription(ranks: list[dict[str, Any]]) -> str | None:
+    """Why the CPU ranks of a host compete for its cores (more threads than cores), or None: timings of ranks that
+    wait for one another (pipeline stages, tensor splits) then measure the operating system's scheduling too."""
+    per_host: dict[str, list[dict[str, Any]]] = {}
+    for r in ranks:
+        if r["device"] == "cpu":
+            per_host.setdefault(r["host"], []).append(r)
+    for host, here in per_host.items():
+        threads, cpus = sum(r["threads"] for r in here), here[0]["cpus"]
+        if threads > cpus:
+            return f"{len(here)} ranks x {here[0]['threads']} threads on {cpus} cores of {host}"
+    return None
 
 
 def replica_groups(ranks: list[dict[str, Any]]) -> list[list[int]]:

@@ -135,9 +135,10 @@ class PpEngine(DdpEngine):
         check_degree("pp-degree", stages, world_size, {})
         chunks = stages * SCHEDULES[options.schedule][1]
         if len(split.blocks) % chunks:
-            per_rank = f" x {SCHEDULES[options.schedule][1]} stages a rank ({options.schedule})" if chunks != stages else ""
-            raise ConfigError("pp-degree", f"{stages} stages{per_rank} do not divide the model's {len(split.blocks)} "
-                                           f"blocks ({split.blocks_flag})")
+            how = f"{stages} ranks x {chunks // stages} stages a rank ({options.schedule})" if chunks != stages else \
+                f"{stages} stages"
+            raise ConfigError("pp-degree", f"{how} do not divide the model's {len(split.blocks)} blocks "
+                                           f"({split.blocks_flag})")
         microbatches = options.microbatches or 2 * stages
         if microbatches < stages:
             raise ConfigError("pp-microbatches", f"{microbatches} is fewer than the {stages} stages: some stage would "
