@@ -8,6 +8,7 @@ import textwrap
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from hpcbench import records
 from hpcbench.analysis.curves import curve_keys, legend_labels
@@ -193,8 +194,8 @@ def schedule_figure(pipelines: list[tuple[str, list[list[list]]]], runs: pd.Data
         ax.invert_yaxis()
         ax.set_xlabel("ms from the step's start (this rank's clock)")
         ax.set_title(title, fontsize=8)
-    handles = [Figure().subplots().barh(0, 1, color=c, label=k)[0] for k, c in (("forward", "tab:blue"), ("backward", "tab:orange"))]
-    axes[0].legend(handles=handles, fontsize=7, loc="lower right")
+    axes[0].legend(handles=[Patch(color=SCHEDULE_COLOURS["F"], label="forward"),
+                            Patch(color=SCHEDULE_COLOURS["B"], label="backward")], fontsize=7, loc="lower right")
     fig.suptitle("Pipeline schedules as measured (white: idle, the bubble)")
     stamp(fig, runs)
     return fig

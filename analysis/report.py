@@ -126,7 +126,7 @@ def _figures(weak: pd.DataFrame, strong: pd.DataFrame, runs: pd.DataFrame, netbe
     return figures
 
 
-SCHEDULES_SHOWN = 4
+SCHEDULES_SHOWN = 6
 
 
 def _pipelines(engines: pd.DataFrame, runs: pd.DataFrame, records_by_path: dict) -> list[tuple[str, list[list[list]]]]:

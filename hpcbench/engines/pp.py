@@ -1,6 +1,6 @@
 """Pipeline-parallel engine: the model's blocks cut into stages (torch.distributed.pipelining), micro-batches
 flowing through a schedule; the world's other ranks, when there are any, hold data-parallel replicas of the
-pipeline (DDP per stage, over the mesh's "dp" dimension).
+pipeline (each stage's gradients averaged over the mesh's "dp" dimension after the schedule).
 
 The schedule owns forward, loss and backward per micro-batch, so the runner's step hands them over in one
 line (`forward_backward`). Every forward and backward action is timestamped on its rank (`action_timeline`),
@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from hpcbench.engines.base import register
 from hpcbench.engines.ddp import DdpEngine
@@ -37,7 +36,7 @@ SCHEDULES = {"gpipe": ("ScheduleGPipe", 1), "1f1b": ("Schedule1F1B", 1), "interl
 @dataclass(kw_only=True)
 class PpOptions:
     degree: int | None = None
-    """pipeline stages (ranks per pipeline; default: all); the other world/degree ranks are DDP replicas of it"""
+    """pipeline stages (ranks per pipeline; default: all); the other world/degree ranks are data-parallel replicas"""
     schedule: str = "1f1b"
     """gpipe (all forwards, then all backwards), 1f1b (one forward, one backward), interleaved-1f1b (2 stages a rank)"""
     microbatches: int | None = None
@@ -89,10 +88,10 @@ class ActionTimeline:
 
 @register
 class PpEngine(DdpEngine):
-    """DDP's process group; this rank's stages of the pipeline, DDP-wrapped over the mesh's "dp" dimension."""
+    """DDP's process group; this rank's stages of the pipeline, their gradients averaged over the mesh's "dp"."""
 
     name = "pp"
-    description = "pipeline parallel (GPipe, 1F1B, interleaved 1F1B; --pp-degree < world adds DDP replicas: DP + PP)"
+    description = "pipeline parallel (GPipe, 1F1B, interleaved 1F1B; --pp-degree < world adds data-parallel replicas)"
     order = 25
     Options = PpOptions
     flag_prefix = "pp"
@@ -159,8 +158,6 @@ class PpEngine(DdpEngine):
         for stage_id in self._stage_ids:
             module = nn.Sequential(OrderedDict((path.replace(".", "/"), model.get_submodule(path))
                                                for path in chunks[stage_id]))
-            if self.mesh["dp"].size() > 1:
-                module = DistributedDataParallel(module, process_group=self.mesh["dp"].get_group())
             stage = PipelineStage(module, stage_id, len(chunks), self.device, group=self.mesh["pp"].get_group())
             stage.forward_one_chunk = self.timeline.timed("F", stage_id, stage.forward_one_chunk)
             stage.backward_one_chunk = self.timeline.timed("B", stage_id, stage.backward_one_chunk)
@@ -215,9 +212,21 @@ class PpEngine(DdpEngine):
         return schedule(stages, n_microbatches=self.microbatches, loss_fn=loss_fn)
 
     def step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Gradients summed where stages share a weight, averaged over the data-parallel replicas (one flat
+        all-reduce after the schedule: DDP's hooks fire once per micro-batch and trip over GPipe's all-forwards-
+        first order), then the optimizer's step."""
         for param, group in self._tied:
             if param.grad is not None:
                 dist.all_reduce(param.grad, group=group)
+        if self.mesh["dp"].size() > 1:
+            grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+            flat = torch.cat([g.reshape(-1) for g in grads])
+            dist.all_reduce(flat, group=self.mesh["dp"].get_group())
+            flat /= self.mesh["dp"].size()
+            offset = 0
+            for g in grads:
+                g.copy_(flat[offset:offset + g.numel()].view_as(g))
+                offset += g.numel()
         optimizer.step()
 
     def no_sync(self, model: nn.Module) -> contextlib.AbstractContextManager[None]:
