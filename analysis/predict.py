@@ -135,6 +135,14 @@ def critical_path(ready_s: list[float], comm_s: list[float], backward_s: float) 
 def timeline_of(path: Path | str, record: dict[str, Any]) -> Timeline:
     """A run's timeline, or a ConfigError saying why the record cannot be predicted from."""
     metrics = record.get("metrics") or {}
+    engine = (record.get("config") or {}).get("engine")
+    mesh = (record.get("provenance") or {}).get("mesh") or {}
+    if any(size > 1 for dim, size in mesh.items() if dim != "dp"):
+        raise ConfigError("RECORDS", f"{path}: engine {engine!r} cuts the model over {mesh} (tensor or pipeline "
+                                     "parallelism); "
+                                     "hpcbench predict models data parallelism only (gradient all-reduces over a "
+                                     "replicated model): it does not forecast the pipeline bubble or the per-layer "
+                                     "collectives. Measure it: the report's engines table has both")
     if metrics.get("compute_step_time_s") is None:
         raise ConfigError("RECORDS", f"{path}: no compute-only window ({metrics.get('breakdown_note') or 'not measured'}); "
                                      "predict needs it: rerun without --no-breakdown")

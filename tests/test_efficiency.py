@@ -11,7 +11,7 @@ import pytest
 from conftest import cli_in_process, read_records, run_cli
 from hpcbench import records
 from hpcbench.analysis import load_records, notebook
-from hpcbench.analysis.efficiency import efficiency_table, engine_table, peaks_frame, precision_table
+from hpcbench.analysis.efficiency import efficiency_table, peaks_frame, precision_table
 from hpcbench.analysis.load import read_valid
 from hpcbench.measurements.base import RunFacts
 from hpcbench.measurements.energy import POWERCAP, Energy, EnergyUnavailable, RaplPackages, counter_delta
@@ -155,18 +155,3 @@ def test_precision_table_pairs_the_same_work_only():
                          {**base, "batch_size": 16, "precision": "fp32", "samples_per_s": 180.0}])
     table = precision_table(runs)
     assert len(table) == 1 and table.loc[0, "samples_per_s_bf16"] == 150 and table.loc[0, "samples_per_s_fp32"] == 100
-
-
-def test_engine_table_sets_engines_side_by_side_with_tokens_per_second():
-    base = {"system_name": "s", "system_id": "x", "workload": "gpt", "precision": "fp32", "device": "cpu",
-            "batch_size": 8, "channels_last": False, "compile": False, "world_size": 2, "mfu": 0.1,
-            "energy_j_per_sample": None, "tokens_per_sample": 64}
-    runs = pd.DataFrame([{**base, "engine": "ddp", "samples_per_s": 10.0, "peak_memory_gib": 2.0},
-                         {**base, "engine": "fsdp", "samples_per_s": 8.0, "peak_memory_gib": 1.2},
-                         {**base, "engine": "fsdp", "world_size": 4, "samples_per_s": 15.0, "peak_memory_gib": 0.8}])
-    table = engine_table(runs)
-    assert table.equals(notebook.engines(runs))
-    assert len(table) == 1  # the 4-process fsdp run has no ddp partner
-    row = table.loc[0]
-    assert row["tokens_per_s_ddp"] == 640 and row["tokens_per_s_fsdp"] == 512
-    assert row["peak_memory_gib_fsdp"] == 1.2 and row["peak_memory_gib_ddp"] == 2.0
