@@ -140,3 +140,22 @@ def engine_table(runs: pd.DataFrame) -> pd.DataFrame:
     rows = rows.join(groups[["collectives", "warning"]].first()).reset_index()
     layouts = rows.groupby([*ENGINE_WORK], dropna=False)["layout"].transform("nunique")
     return rows[layouts >= 2][ENGINE_COLUMNS].sort_values([*ENGINE_WORK, "layout"], ignore_index=True)
+
+
+PIPELINE_COLUMNS = ["workload", "world_size", "layout", "stages", "microbatches", "stages_per_rank", "bubble_measured",
+                    "bubble_analytic", "samples_per_s"]
+
+
+def pipeline_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Every pipeline run's bubble, measured (idle share inside the schedule, mean over stages) beside the analytic
+    (p-1)/(v*m+p-1): how it shrinks as micro-batches grow, and where the measured one does not."""
+    if runs.empty or "pipeline" not in runs:
+        return pd.DataFrame(columns=PIPELINE_COLUMNS)
+    piped = runs[runs["pipeline"].map(lambda p: isinstance(p, dict))]
+    rows = [{"workload": run.workload, "world_size": run.world_size,
+             "layout": layout(run.engine, run.mesh, run.engine_options, run.pipeline),
+             **{key: run.pipeline[key] for key in ("stages", "microbatches", "stages_per_rank", "bubble_measured",
+                                                   "bubble_analytic")}, "samples_per_s": run.samples_per_s}
+            for run in piped.itertuples()]
+    return pd.DataFrame(rows, columns=PIPELINE_COLUMNS).sort_values(["stages", "stages_per_rank", "microbatches"],
+                                                                    ignore_index=True)

@@ -28,13 +28,13 @@ from matplotlib.figure import Figure
 from hpcbench.analysis import plots
 from hpcbench.analysis.comm import communication_table, netbench_frame
 from hpcbench.analysis.convergence import quality_figure, tta_table
-from hpcbench.analysis.efficiency import engine_table
+from hpcbench.analysis.efficiency import engine_table, pipeline_table
 from hpcbench.analysis.load import read_valid, runs_frame
 from hpcbench.analysis.scaling import scaling_table
 from hpcbench.progress import ENV as PROGRESS_ENV
 
-__all__ = ["breakdown_plot", "efficiency_plot", "engines", "load", "run_sweep", "scaling", "source", "throughput_plot", "tta",
-           "tta_plot"]
+__all__ = ["breakdown_plot", "bubble", "efficiency_plot", "engines", "load", "run_sweep", "scaling", "schedule_plot", "source",
+           "throughput_plot", "tta", "tta_plot"]
 
 
 def run_sweep(out: str | Path, *, workloads: Iterable[str] = ("mlp", "cnn"), nproc: Iterable[int] = (1, 2),
@@ -79,9 +79,25 @@ def tta(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def engines(runs: pd.DataFrame) -> pd.DataFrame:
-    """The same work under each engine side by side (`run_sweep(..., engine="ddp,fsdp")`): samples and
-    tokens per second, peak memory per rank, MFU."""
+    """The same work under each engine and layout side by side (`run_sweep(..., engine="ddp,fsdp,tp,pp")`):
+    samples and tokens per second, peak memory per rank, MFU, the pipeline bubble, collectives per step."""
     return engine_table(runs)
+
+
+def bubble(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each pipeline run's bubble, measured beside the analytic (p-1)/(v*m+p-1)."""
+    return pipeline_table(runs)
+
+
+def schedule_plot(runs: pd.DataFrame) -> Figure | None:
+    """The pipeline runs' schedules as they ran (a lane per rank: forwards, backwards, idle), up to six."""
+    found = []
+    for run in runs[runs["pipeline"].map(lambda p: isinstance(p, dict))].itertuples():
+        ranks = dict(read_valid([run.path]))[Path(run.path)].get("ranks") or []
+        title = f"{run.workload} m{run.pipeline['microbatches']}: bubble {run.pipeline['bubble_measured']:.0%} " \
+                f"measured, {run.pipeline['bubble_analytic']:.0%} analytic"
+        found.append((title, [r["pipeline"]["actions_last_repeat"] for r in ranks]))
+    return plots.schedule_figure(found[:6], runs)
 
 
 def throughput_plot(runs: pd.DataFrame) -> Figure:
