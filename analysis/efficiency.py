@@ -143,7 +143,7 @@ def engine_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 PIPELINE_COLUMNS = ["workload", "world_size", "layout", "stages", "microbatches", "stages_per_rank", "bubble_measured",
-                    "bubble_analytic", "samples_per_s"]
+                    "bubble_measured_max", "bubble_analytic", "samples_per_s"]
 
 
 def pipeline_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -155,7 +155,8 @@ def pipeline_table(runs: pd.DataFrame) -> pd.DataFrame:
     rows = [{"workload": run.workload, "world_size": run.world_size,
              "layout": layout(run.engine, run.mesh, run.engine_options, run.pipeline),
              **{key: run.pipeline[key] for key in ("stages", "microbatches", "stages_per_rank", "bubble_measured",
-                                                   "bubble_analytic")}, "samples_per_s": run.samples_per_s}
+                                                   "bubble_measured_max", "bubble_analytic")},
+             "samples_per_s": run.samples_per_s}
             for run in piped.itertuples()]
     return pd.DataFrame(rows, columns=PIPELINE_COLUMNS).sort_values(["stages", "stages_per_rank", "microbatches"],
                                                                     ignore_index=True)

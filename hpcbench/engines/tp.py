@@ -161,7 +161,7 @@ class TpEngine(DdpEngine):
             for op, count in self._counting.get_comm_counts().items():
                 namespace, name, *_ = str(op).split(".")
                 if namespace.lstrip("_") == "c10d_functional":  # DTensor's: not FSDP's, not the run's own votes (c10d ops)
-                    counts[name.removesuffix("_")] += count
+                    counts[name.removesuffix("_").removesuffix("_into_tensor").removesuffix("_tensor")] += count
             self._counted, self._counting = dict(counts), None
         elif self._steps == COUNTED_STEP:
             from torch.distributed.tensor.debug import CommDebugMode
