@@ -192,11 +192,13 @@ class Engine:
 
 
 def parameter_digest(model: nn.Module) -> str:
-    """A hash of every parameter's name and bytes."""
+    """A hash of every parameter's name and bytes; a sharded parameter (FSDP's, tp's DTensor) gathered whole first
+    (`full_tensor`, a collective every rank joins), so ranks agree exactly when their shards make the same model."""
     digest = hashlib.sha256()
     for name, param in sorted(model.named_parameters()):
+        whole = param.full_tensor() if hasattr(param, "full_tensor") else param
         digest.update(name.encode())
-        digest.update(param.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+        digest.update(whole.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 

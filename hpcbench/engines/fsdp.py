@@ -9,7 +9,6 @@ device: without one, a GPU host with a gloo group moves parameters to CUDA and c
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -104,16 +103,6 @@ class FsdpEngine(DdpEngine):
             yield
         finally:
             model.set_requires_gradient_sync(True)
-
-    def replica_digest(self, model: nn.Module) -> str:
-        """The whole model as every rank sees it: each parameter's shards gathered (full_tensor, a collective)
-        and hashed, so ranks agree exactly when their shards make up the same parameters."""
-        digest = hashlib.sha256()
-        for name, param in sorted(model.named_parameters()):
-            full = param.full_tensor() if hasattr(param, "full_tensor") else param
-            digest.update(name.encode())
-            digest.update(full.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
-        return digest.hexdigest()
 
     def gradient_bucketing(self, model: nn.Module) -> dict[str, Any] | None:
         return None  # reduce-scatters per shard unit: the timeline keeps per-gradient times only

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import hashlib
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -172,15 +171,6 @@ class TpEngine(DdpEngine):
     def no_sync(self, model: nn.Module) -> contextlib.AbstractContextManager[None]:
         raise NotImplementedError("tensor parallelism's collectives are inside forward and backward: no step runs "
                                   "without them")
-
-    def replica_digest(self, model: nn.Module) -> str:
-        """Every parameter gathered whole (full_tensor over tp and dp): all ranks must agree."""
-        digest = hashlib.sha256()
-        for name, param in sorted(model.named_parameters()):
-            full = param.full_tensor() if hasattr(param, "full_tensor") else param
-            digest.update(name.encode())
-            digest.update(full.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
-        return digest.hexdigest()
 
     def counters(self, model: nn.Module) -> dict[str, Any] | None:
         """The collectives of one training step as CommDebugMode counted them, beside the split's Megatron count."""
