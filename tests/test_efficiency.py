@@ -10,7 +10,7 @@ import pytest
 
 from conftest import cli_in_process, read_records, run_cli
 from hpcbench import records
-from hpcbench.analysis import load_records, notebook
+from hpcbench.analysis import load_records
 from hpcbench.analysis.efficiency import efficiency_table, peaks_frame, precision_table
 from hpcbench.analysis.load import read_valid
 from hpcbench.measurements.base import RunFacts

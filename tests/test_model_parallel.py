@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from conftest import cli_in_process, read_records, run_cli
+from hpcbench.analysis import notebook
 from hpcbench.analysis.efficiency import engine_table, layout
 from hpcbench.engines.pp import analytic_bubble
 from hpcbench.measurements.pipeline import idle_share
@@ -129,6 +130,7 @@ def test_the_engines_table_pairs_layouts_of_the_same_work():
         {**base, "engine": "ddp", "world_size": 4, "mesh": None, "engine_options": {}, "pipeline": None,
          "samples_per_s": 19.0, "global_batch_size": 32, "oversubscribed": "4 ranks x 1 threads on 2 cores of h"}])
     table = engine_table(runs)
+    assert table.equals(notebook.engines(runs))
     assert list(table["layout"]) == ["ddp", "pp pp2 1f1b m4"]  # the 4-rank run has no partner
     row = table.set_index("layout").loc["pp pp2 1f1b m4"]
     assert row["num_runs"] == 2 and row["bubble_measured"] == pytest.approx(0.3) and row["tokens_per_s"] == 448
