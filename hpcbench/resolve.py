@@ -49,6 +49,10 @@ def resolve(cfg: RunConfig, *, sweep_max_procs: int | None = None, world_size: i
     if engine.schedules_forward_and_backward and cfg.mode != "throughput":
         raise ConfigError("mode", f"{cfg.mode} evaluates the whole model on every rank; engine {engine.name!r} holds "
                                   "one pipeline stage a rank: use --mode throughput")
+    if engine.schedules_forward_and_backward and (cfg.compile or cfg.phases):
+        flag = "compile" if cfg.compile else "phases"
+        raise ConfigError(flag, f"engine {engine.name!r} runs forward and backward inside its pipeline schedule, which "
+                                f"--{flag} cannot reach (the step's model is not what the schedule calls)")
     return dataclasses.replace(
         cfg,
         device=device,

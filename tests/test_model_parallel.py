@@ -91,6 +91,7 @@ def test_a_sweep_of_every_layout_reports_bubble_collectives_and_schedules(tmp_pa
     (["--engine", "tp", "--nproc", "2", "--workload", "mlp", "--tp-sequence-parallel", "true"], "no sequence to split"),
     (["--engine", "ddp", "--nproc", "2", "--pp-degree", "2"], "the --pp-* options apply to --engine pp only"),
     (["--engine", "pp", "--nproc", "2", "--mode", "tta"], "use --mode throughput"),
+    (["--engine", "pp", "--nproc", "2", "--compile"], "compile: engine 'pp' runs forward and backward inside"),
 ])
 def test_what_cannot_be_cut_is_refused_before_any_process_starts(args, message):
     result = cli_in_process("run", "--workload", "gpt", *args)
