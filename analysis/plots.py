@@ -144,14 +144,19 @@ def step_time_figure(runs: pd.DataFrame) -> Figure:
 
 def engines_figure(table: pd.DataFrame, runs: pd.DataFrame) -> Figure | None:
     """Engines side by side per workload and process count; None unless two or more engines were measured."""
-    engines = sorted(table["engine"].unique())
+    experiments = runs.drop_duplicates("experiment_id").set_index("experiment_id")
+    # A bar per engine and its options (tp's degree, pp's schedule): two layouts of one engine are not one median.
+    options = experiments["engine_options"] if "engine_options" in experiments else pd.Series(None, experiments.index)
+    series = {eid: " ".join([engine, *(f"{k}={v}" for k, v in sorted((opts or {}).items()) if v not in (None, False, "none"))])
+              for eid, engine, opts in zip(experiments.index, experiments["engine"], options)}
+    table = table.assign(work_id=table["experiment_id"].map(experiments["work_id"]),
+                         layout=table["experiment_id"].map(series).fillna(table["engine"]))
+    engines = sorted(table["layout"].unique())
     if len(engines) < 2:
         return None
-    # One bar group per point of the same work (same system, same experiment but for the engine) that every engine measured.
-    work_ids = runs.drop_duplicates("experiment_id").set_index("experiment_id")["work_id"]
-    table = table.assign(work_id=table["experiment_id"].map(work_ids))
-    points = (table.groupby(["system_id", "work_id", "workload", "world_size", "engine"])["samples_per_s"].median()
-              .unstack("engine").dropna())
+    # One bar group per point of the same work (same system, same experiment but for the engine) that every layout measured.
+    points = (table.groupby(["system_id", "work_id", "workload", "world_size", "layout"])["samples_per_s"].median()
+              .unstack("layout").dropna())
     fig = _figure(max(6, 0.9 * len(points)), 4.6)
     ax = fig.subplots()
     width = 0.8 / len(engines)
@@ -161,7 +166,7 @@ def engines_figure(table: pd.DataFrame, runs: pd.DataFrame) -> Figure | None:
     ax.set_xticks(x + width * (len(engines) - 1) / 2, [f"{key[2]}\n{key[3]}p" for key in points.index], fontsize=7)
     ax.set_ylabel("samples/s")
     ax.set_yscale("log")
-    ax.legend()
+    ax.legend(fontsize=7)
     ax.set_title("Engines side by side")
     stamp(fig, runs)
     return fig

@@ -152,6 +152,7 @@ class TpEngine(DdpEngine):
     def step(self, optimizer: torch.optim.Optimizer) -> None:
         """The optimizer's step; around training step COUNTED_STEP, DTensor's collectives counted (CommDebugMode,
         entered between steps: inside a module's forward its module tracker loses its place)."""
+        self._reduce_partial_gradients(optimizer)
         optimizer.step()
         self._steps += 1
         if self._counting is not None:
@@ -167,6 +168,17 @@ class TpEngine(DdpEngine):
 
             self._counting = CommDebugMode()
             self._counting.__enter__()
+
+    @staticmethod
+    def _reduce_partial_gradients(optimizer: torch.optim.Optimizer) -> None:
+        """Sequence parallel leaves the norms' gradients partial sums over sequence shards; reduced here once each
+        (Megatron's all-reduce of the norms' gradients), else DTensor reduces them again inside every optimizer op
+        that reads them (AdamW: three)."""
+        for group in optimizer.param_groups:
+            for param in group["params"]:
+                grad = param.grad
+                if grad is not None and any(p.is_partial() for p in getattr(grad, "placements", ())):
+                    param.grad = grad.redistribute(grad.device_mesh, param.placements)
 
     def no_sync(self, model: nn.Module) -> contextlib.AbstractContextManager[None]:
         raise NotImplementedError("tensor parallelism's collectives are inside forward and backward: no step runs "
