@@ -160,3 +160,30 @@ def pipeline_table(runs: pd.DataFrame) -> pd.DataFrame:
             for run in piped.itertuples()]
     return pd.DataFrame(rows, columns=PIPELINE_COLUMNS).sort_values(["stages", "stages_per_rank", "microbatches"],
                                                                     ignore_index=True)
+
+
+STAGE_COLUMNS = ["workload", "world_size", "layout", "rank", "stages_on_rank", "step_time_s_median", "peak_memory_gib",
+                 "bubble_measured"]
+
+
+def stage_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Every rank of each run that cuts the model (tensor or pipeline parallel), not only rank 0: its median step,
+    peak memory and (pipeline) measured bubble, so an unbalanced stage shows."""
+    if runs.empty or "mesh" not in runs:
+        return pd.DataFrame(columns=STAGE_COLUMNS)
+    rows = []
+    for run in runs.itertuples():
+        mesh = run.mesh if isinstance(run.mesh, dict) else {}
+        if not any(size > 1 for dim, size in mesh.items() if dim != "dp"):
+            continue
+        pipeline = run.pipeline if isinstance(run.pipeline, dict) else {}
+        bubbles = pipeline.get("bubble_measured_by_rank") or []
+        counters = run.engine_counters_by_rank if isinstance(run.engine_counters_by_rank, list) else []
+        for i, facts in enumerate(run.rank_steps or []):
+            stage_ids = (counters[i] or {}).get("stage_ids") if i < len(counters) else None
+            rows.append({"workload": run.workload, "world_size": run.world_size,
+                         "layout": layout(run.engine, mesh, run.engine_options, pipeline or None), "rank": facts["rank"],
+                         "stages_on_rank": ",".join(map(str, stage_ids)) if stage_ids else None,
+                         "step_time_s_median": facts["step_time_s_median"], "peak_memory_gib": facts["peak_memory_gib"],
+                         "bubble_measured": bubbles[i] if i < len(bubbles) else None})
+    return pd.DataFrame(rows, columns=STAGE_COLUMNS)

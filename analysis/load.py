@@ -138,10 +138,19 @@ def run_row(path: Path | str, record: dict) -> dict:
     """One run's columns (COLUMNS, VERSION_COLUMNS, hardware_id), as the frame and the index hold them."""
     return ({column: _dig(record, keys) for column, keys in COLUMNS.items()} | versions(record)
             | {"hardware_id": hardware_id(record.get("system") or {}),
-               "rank_hosts": [rank.get("host") for rank in record.get("ranks") or []], "path": str(path)})
+               "rank_hosts": [rank.get("host") for rank in record.get("ranks") or []],
+               "rank_steps": [rank_step(rank) for rank in record.get("ranks") or []], "path": str(path)})
 
 
-FRAME_COLUMNS = [*COLUMNS, *VERSION_COLUMNS, "hardware_id", "rank_hosts", "path"]
+def rank_step(rank: dict) -> dict:
+    """One rank's median timed step and peak memory (a pipeline's stages differ in both)."""
+    steps = sorted(t for repeat in rank.get("step_times_s") or [] for t in repeat)
+    peak = rank.get("peak_memory_bytes")
+    return {"rank": rank.get("rank"), "step_time_s_median": steps[len(steps) // 2] if steps else None,
+            "peak_memory_gib": peak / 2**30 if isinstance(peak, (int, float)) else None}
+
+
+FRAME_COLUMNS = [*COLUMNS, *VERSION_COLUMNS, "hardware_id", "rank_hosts", "rank_steps", "path"]
 
 
 def runs_frame(found: list[tuple[Path, dict]], *, include_failed: bool = False) -> pd.DataFrame:

@@ -19,7 +19,8 @@ from hpcbench.analysis import plots
 from hpcbench.analysis.breakdown import phase_table, straggler_table
 from hpcbench.analysis.comm import communication_table, netbench_frame
 from hpcbench.analysis.convergence import quality_figure, tta_table
-from hpcbench.analysis.efficiency import efficiency_table, engine_table, layout, peaks_frame, precision_table
+from hpcbench.analysis.efficiency import (efficiency_table, engine_table, layout, peaks_frame, precision_table,
+                                          stage_table)
 from hpcbench.analysis.load import read_valid, runs_frame
 from hpcbench.analysis.predict import predictions_frame
 from hpcbench.analysis.scaling import ENGINE_COST_NOTED, amdahl_fits, baselines_note, scaling_table
@@ -43,6 +44,8 @@ class Section:
     efficiency: pd.DataFrame
     precisions: pd.DataFrame
     engines: pd.DataFrame
+    stages: pd.DataFrame
+    """Every rank of the runs that cut the model: a pipeline's stages side by side."""
     tta: pd.DataFrame
     predictions: pd.DataFrame
     """`hpcbench predict`'s points for this system's experiments: shown apart, never pooled with measurements."""
@@ -76,6 +79,7 @@ def build_report(paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, 
     efficiency = efficiency_table(runs, peaks_frame(found))
     precisions = precision_table(runs)
     engines = engine_table(runs)
+    stages = stage_table(runs)
     tta = tta_table(runs)
     predictions = predictions_frame(found)
 
@@ -93,7 +97,8 @@ def build_report(paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, 
         network = next((v for v in (*mine(runs)["network"], *mine(netbench)["network"]) if pd.notna(v)), None)
         sections.append(Section(name, system_id, network, _describe(mine(runs), mine(netbench)), mine(weak), mine(strong),
                                 mine(fits), mine(comm), mine(stragglers), mine(phases), mine(efficiency),
-                                mine(precisions), mine(engines), mine(tta), mine(predictions), images))
+                                mine(precisions), mine(engines), _runs_of(stages, mine(runs)), mine(tta),
+                                mine(predictions), images))
 
     tables = pd.concat([weak.assign(mode="weak"), strong.assign(mode="strong")], ignore_index=True)
     written = {"csv": out / "scaling.csv", "markdown": out / "report.md", "html": out / "report.html"}
@@ -127,6 +132,18 @@ def _figures(weak: pd.DataFrame, strong: pd.DataFrame, runs: pd.DataFrame, netbe
 
 
 SCHEDULES_SHOWN = 6
+STAGE_HEADING = ("Per rank of the runs that cut the model (every rank, not only rank 0: a pipeline's stages side by "
+                 "side; step median, peak memory, measured bubble)")
+
+
+def _runs_of(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """The rows of `table` (per run, by workload, world size and layout) that belong to this system's runs."""
+    if table.empty or runs.empty:
+        return table.iloc[0:0]
+    keys = {(w, n, layout(e, m, o, p if isinstance(p, dict) else None))
+            for w, n, e, m, o, p in zip(runs["workload"], runs["world_size"], runs["engine"], runs["mesh"],
+                                        runs["engine_options"], runs["pipeline"])}
+    return table[[(w, n, lay) in keys for w, n, lay in zip(table["workload"], table["world_size"], table["layout"])]]
 
 
 def _pipelines(engines: pd.DataFrame, runs: pd.DataFrame, records_by_path: dict) -> list[tuple[str, list[list[list]]]]:
@@ -265,6 +282,7 @@ def _markdown(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFram
                   f"### {EFFICIENCY_HEADING}", "", _markdown_table(section.efficiency.round(4)),
                   f"### {PRECISION_HEADING}", "", _markdown_table(section.precisions.round(4)),
                   f"### {ENGINE_HEADING}", "", _markdown_table(section.engines.round(4)),
+                  f"### {STAGE_HEADING}", "", _markdown_table(section.stages.round(4)),
                   f"### {TTA_HEADING}", "", _markdown_table(section.tta.drop(columns=TTA_HIDDEN).round(4))]
     return "\n".join(parts)
 
@@ -296,6 +314,7 @@ def _html(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFrame) -
         f"<h3>{html.escape(EFFICIENCY_HEADING)}</h3>{table(s.efficiency.round(4))}"
         f"<h3>{html.escape(PRECISION_HEADING)}</h3>{table(s.precisions.round(4))}"
         f"<h3>{html.escape(ENGINE_HEADING)}</h3>{table(s.engines.round(4))}"
+        f"<h3>{html.escape(STAGE_HEADING)}</h3>{table(s.stages.round(4))}"
         f"<h3>{html.escape(TTA_HEADING)}</h3>{table(s.tta.drop(columns=TTA_HIDDEN).round(4))}"
         for s in sections
     )

@@ -76,6 +76,8 @@ def test_a_sweep_of_every_layout_reports_bubble_collectives_and_schedules(tmp_pa
     assert (tmp_path / "report" / "plots" / "pipeline_schedules.png").stat().st_size > 10_000
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert "| pp pp2 gpipe m4 |" in markdown and "all_reduce 8 (Megatron 8)" in markdown
+    per_rank = markdown[markdown.index("### Per rank"):]
+    assert "| gpt | 2 | pp pp2 gpipe m4 | 0 | 0 |" in per_rank and "| gpt | 2 | pp pp2 gpipe m4 | 1 | 1 |" in per_rank
 
 
 @pytest.mark.parametrize("args, message", [
