@@ -162,7 +162,7 @@ def pipeline_table(runs: pd.DataFrame) -> pd.DataFrame:
                                                                     ignore_index=True)
 
 
-STAGE_COLUMNS = ["workload", "world_size", "layout", "rank", "stages_on_rank", "step_time_s_median", "peak_memory_gib",
+STAGE_COLUMNS = [*SYSTEM_COLUMNS, "workload", "world_size", "layout", "rank", "stages_on_rank", "step_time_s_median", "peak_memory_gib",
                  "bubble_measured"]
 
 
@@ -181,9 +181,23 @@ def stage_table(runs: pd.DataFrame) -> pd.DataFrame:
         counters = run.engine_counters_by_rank if isinstance(run.engine_counters_by_rank, list) else []
         for i, facts in enumerate(run.rank_steps or []):
             stage_ids = (counters[i] or {}).get("stage_ids") if i < len(counters) else None
-            rows.append({"workload": run.workload, "world_size": run.world_size,
+            rows.append({"system_name": run.system_name, "system_id": run.system_id, "workload": run.workload,
+                         "world_size": run.world_size,
                          "layout": layout(run.engine, mesh, run.engine_options, pipeline or None), "rank": facts["rank"],
                          "stages_on_rank": ",".join(map(str, stage_ids)) if stage_ids else None,
                          "step_time_s_median": facts["step_time_s_median"], "peak_memory_gib": facts["peak_memory_gib"],
                          "bubble_measured": bubbles[i] if i < len(bubbles) else None})
     return pd.DataFrame(rows, columns=STAGE_COLUMNS)
+
+
+def schedule_panel(record: dict) -> tuple[str, str, list[list[list]]] | None:
+    """A pipeline run's (layout, figure title, each rank's timed actions) from its record; None for any other run."""
+    ranks = record.get("ranks") or []
+    pipeline = (record.get("metrics") or {}).get("pipeline")
+    if not ranks or not pipeline or not all(r.get("pipeline") for r in ranks):
+        return None
+    config = record["config"]
+    name = layout(config["engine"], record["provenance"].get("mesh"), config.get("engine_options"), pipeline)
+    title = (f"{config['workload']} {name}: bubble {pipeline['bubble_measured']:.0%} measured, "
+             f"{pipeline['bubble_analytic']:.0%} analytic")
+    return name, title, [r["pipeline"]["actions_last_repeat"] for r in ranks]

@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 from hpcbench.analysis import plots
 from hpcbench.analysis.comm import communication_table, netbench_frame
 from hpcbench.analysis.convergence import quality_figure, tta_table
-from hpcbench.analysis.efficiency import engine_table, pipeline_table
+from hpcbench.analysis.efficiency import engine_table, pipeline_table, schedule_panel
 from hpcbench.analysis.load import read_valid, runs_frame
 from hpcbench.analysis.scaling import scaling_table
 from hpcbench.progress import ENV as PROGRESS_ENV
@@ -91,13 +91,8 @@ def bubble(runs: pd.DataFrame) -> pd.DataFrame:
 
 def schedule_plot(runs: pd.DataFrame) -> Figure | None:
     """The pipeline runs' schedules as they ran (a lane per rank: forwards, backwards, idle), up to six."""
-    found = []
-    for run in runs[runs["pipeline"].map(lambda p: isinstance(p, dict))].itertuples():
-        ranks = dict(read_valid([run.path]))[Path(run.path)].get("ranks") or []
-        title = f"{run.workload} m{run.pipeline['microbatches']}: bubble {run.pipeline['bubble_measured']:.0%} " \
-                f"measured, {run.pipeline['bubble_analytic']:.0%} analytic"
-        found.append((title, [r["pipeline"]["actions_last_repeat"] for r in ranks]))
-    return plots.schedule_figure(found[:6], runs)
+    panels = [schedule_panel(record) for _, record in read_valid(list(runs["path"]))]
+    return plots.schedule_figure([panel[1:] for panel in panels if panel][:6], runs)
 
 
 def throughput_plot(runs: pd.DataFrame) -> Figure:

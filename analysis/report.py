@@ -19,7 +19,7 @@ from hpcbench.analysis import plots
 from hpcbench.analysis.breakdown import phase_table, straggler_table
 from hpcbench.analysis.comm import communication_table, netbench_frame
 from hpcbench.analysis.convergence import quality_figure, tta_table
-from hpcbench.analysis.efficiency import (efficiency_table, engine_table, layout, peaks_frame, precision_table,
+from hpcbench.analysis.efficiency import (efficiency_table, engine_table, peaks_frame, precision_table, schedule_panel,
                                           stage_table)
 from hpcbench.analysis.load import read_valid, runs_frame
 from hpcbench.analysis.predict import predictions_frame
@@ -97,7 +97,7 @@ def build_report(paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, 
         network = next((v for v in (*mine(runs)["network"], *mine(netbench)["network"]) if pd.notna(v)), None)
         sections.append(Section(name, system_id, network, _describe(mine(runs), mine(netbench)), mine(weak), mine(strong),
                                 mine(fits), mine(comm), mine(stragglers), mine(phases), mine(efficiency),
-                                mine(precisions), mine(engines), _runs_of(stages, mine(runs)), mine(tta),
+                                mine(precisions), mine(engines), mine(stages), mine(tta),
                                 mine(predictions), images))
 
     tables = pd.concat([weak.assign(mode="weak"), strong.assign(mode="strong")], ignore_index=True)
@@ -136,16 +136,6 @@ STAGE_HEADING = ("Per rank of the runs that cut the model (every rank, not only 
                  "side; step median, peak memory, measured bubble)")
 
 
-def _runs_of(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """The rows of `table` (per run, by workload, world size and layout) that belong to this system's runs."""
-    if table.empty or runs.empty:
-        return table.iloc[0:0]
-    keys = {(w, n, layout(e, m, o, p if isinstance(p, dict) else None))
-            for w, n, e, m, o, p in zip(runs["workload"], runs["world_size"], runs["engine"], runs["mesh"],
-                                        runs["engine_options"], runs["pipeline"])}
-    return table[[(w, n, lay) in keys for w, n, lay in zip(table["workload"], table["world_size"], table["layout"])]]
-
-
 def _pipelines(engines: pd.DataFrame, runs: pd.DataFrame, records_by_path: dict) -> list[tuple[str, list[list[list]]]]:
     """Per pipeline layout in the engines table (at most SCHEDULES_SHOWN), its newest run's per-rank actions."""
     if engines.empty or runs.empty:
@@ -154,19 +144,11 @@ def _pipelines(engines: pd.DataFrame, runs: pd.DataFrame, records_by_path: dict)
     for row in engines[engines["bubble_measured"].notna()].head(SCHEDULES_SHOWN).itertuples():
         same = runs[(runs["work_id"] == row.work_id) & (runs["world_size"] == row.world_size)]
         for path in same.sort_values("started", ascending=False)["path"]:
-            record = records_by_path.get(Path(path)) or records_by_path.get(path)
-            ranks = (record or {}).get("ranks") or []
-            if ranks and all(r.get("pipeline") for r in ranks) and _layout_of(record) == row.layout:
-                title = (f"{row.workload} {row.layout}: bubble {row.bubble_measured:.0%} measured, "
-                         f"{row.bubble_analytic:.0%} analytic")
-                found.append((title, [r["pipeline"]["actions_last_repeat"] for r in ranks]))
+            panel = schedule_panel(records_by_path.get(Path(path)) or records_by_path.get(path) or {})
+            if panel and panel[0] == row.layout:
+                found.append(panel[1:])
                 break
     return found
-
-
-def _layout_of(record: dict) -> str:
-    return layout(record["config"]["engine"], record["provenance"].get("mesh"), record["config"].get("engine_options"),
-                  record["metrics"].get("pipeline"))
 
 
 def _slug(name: str) -> str:

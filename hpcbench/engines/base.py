@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from hpcbench.engines.discovery import Placement
+from hpcbench.errors import ConfigError
 from hpcbench.plugins import Registry
 
 if TYPE_CHECKING:
@@ -200,6 +201,20 @@ def parameter_digest(model: nn.Module) -> str:
         digest.update(name.encode())
         digest.update(whole.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def split_engines() -> str:
+    """The engines a workload without a model split can use: those that need none."""
+    return ", ".join(name for name, cls in ENGINES.classes().items() if not cls.needs_model_split)
+
+
+def check_degree(flag: str, degree: int, world_size: int, divides: dict[str, int]) -> None:
+    """A model-parallel degree must divide the world and every size it splits."""
+    if world_size % degree:
+        raise ConfigError(flag, f"{degree} does not divide the world size {world_size} (processes x nodes)")
+    for name, value in divides.items():
+        if value % degree:
+            raise ConfigError(flag, f"{degree} does not divide --{name} {value}")
 
 
 def register(cls: type[Engine]) -> type[Engine]:

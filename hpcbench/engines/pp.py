@@ -20,10 +20,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from hpcbench.engines.base import register
+from hpcbench.engines.base import check_degree, register, split_engines
 from hpcbench.engines.ddp import DdpEngine
 from hpcbench.engines.discovery import Placement
-from hpcbench.engines.tp import check_degree, split_engines
 from hpcbench.errors import ConfigError, check_at_least, check_choice
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from hpcbench.engines.base import ENGINES, register
+from hpcbench.engines.base import check_degree, register, split_engines
 from hpcbench.engines.ddp import DdpEngine
 from hpcbench.engines.discovery import Placement
 from hpcbench.errors import ConfigError, check_at_least, check_bool
@@ -41,20 +41,6 @@ class TpOptions:
         if self.degree is not None:
             check_at_least("tp-degree", self.degree, 1)
         check_bool("tp-sequence-parallel", self.sequence_parallel)
-
-
-def split_engines() -> str:
-    """The engines a workload without a model split can use: those that need none."""
-    return ", ".join(name for name, cls in ENGINES.classes().items() if not cls.needs_model_split)
-
-
-def check_degree(flag: str, degree: int, world_size: int, divides: dict[str, int]) -> None:
-    """A model-parallel degree must divide the world and every size it splits."""
-    if world_size % degree:
-        raise ConfigError(flag, f"{degree} does not divide the world size {world_size} (processes x nodes)")
-    for name, value in divides.items():
-        if value % degree:
-            raise ConfigError(flag, f"{degree} does not divide --{name} {value}")
 
 
 def matching(model: nn.Module, pattern: str) -> list[str]:
