@@ -15,9 +15,11 @@ from typing import Any
 from hpcbench.errors import ConfigError, check_at_least, check_bool, check_choice, check_in_range
 
 DEVICES = ("auto", "cpu", "cuda")
-DATA_SOURCES = ("synthetic", "real", "bundled")
+DATA_SOURCES = ("synthetic", "real", "bundled", "files")
 """synthetic: one generated batch; real: a dataset from --data-dir; bundled: real data shipped inside an installed
-package (scikit-learn's digits, CPython's pydoc text), so a run needs no download."""
+package (scikit-learn's digits, CPython's pydoc text), so a run needs no download; files: image files from --data-dir
+in a format people train from (hpcbench.datafiles: JPEG folders or tar shards), fetched and decoded every step."""
+DATA_FORMATS = ("jpeg-folder", "tar-shards")
 """throughput: timed windows of a fixed number of steps; tta: train until a held-out quality target (time to accuracy)."""
 LR_SCALINGS = ("none", "linear", "sqrt")
 """How the learning rate grows with the global batch (Goyal et al. 2017: linear, with a gradual warm-up)."""
@@ -55,8 +57,15 @@ class RunConfig:
     seed: int = _opt("--seed", "seed for model init and synthetic data", 0)
     data: str | None = _opt("--data", f"data source: {', '.join(DATA_SOURCES)} (default: synthetic; with --mode tta the "
                             "workload's held-out data, bundled where it has some)")
-    data_dir: str | None = _opt("--data-dir", "directory holding the real dataset (torchvision layout)")
-    num_data_workers: int = _opt("--data-workers", "DataLoader worker processes per rank for --data real", 0)
+    data_dir: str | None = _opt("--data-dir", "directory holding the dataset (--data real: torchvision's layout; "
+                                "--data files: `hpcbench data make`'s)")
+    data_format: str | None = _opt("--data-format", f"with --data files: {', '.join(DATA_FORMATS)} (default: what "
+                                   "--data-dir holds; given, it is checked)")
+    num_data_workers: int = _opt("--loader-workers", "DataLoader worker processes per rank (--data real, files)", 0)
+    prefetch_factor: int | None = _opt("--prefetch-factor", "batches each loader worker keeps ready (needs "
+                                       "--loader-workers >= 1; default: torch's, 2)")
+    pin_memory: bool = _opt("--pin-memory", "page-locked host batches, copied to the GPU asynchronously (--device cuda, "
+                            "--data real or files)", False)
     num_threads: int | None = _opt("--threads", "CPU threads per process; default: cores / largest process count")
     timeout_s: float = _opt("--timeout", "collective timeout in seconds; a stuck or dead rank ends the job after it", 120.0)
     out_dir: str = _opt("--out", "folder for run records", "results")
@@ -125,12 +134,35 @@ class RunConfig:
         check_at_least("steps", self.num_steps, 1)
         check_at_least("warmup", self.num_warmup_steps, 0)
         check_at_least("repeats", self.num_repeats, 1)
-        check_at_least("data-workers", self.num_data_workers, 0)
+        check_at_least("loader-workers", self.num_data_workers, 0)
+        self._check_loader_fields()
         if self.num_threads is not None:
             check_at_least("threads", self.num_threads, 1)
         check_in_range("timeout", self.timeout_s, 0, MAX_TIMEOUT_S, "seconds")
         if self.data == "real" and not self.data_dir:
             raise ConfigError("data-dir", "required with --data real (a folder in torchvision's layout)")
+        if self.data == "files" and not self.data_dir:
+            raise ConfigError("data-dir", "required with --data files (a folder `hpcbench data make` wrote)")
+
+    def _check_loader_fields(self) -> None:
+        """The input pipeline's settings apply to data read through a DataLoader only, and to each other."""
+        if self.data_format is not None:
+            check_choice("data-format", self.data_format, DATA_FORMATS)
+            if self.data != "files":
+                raise ConfigError("data-format", "applies to --data files only")
+        if self.prefetch_factor is not None:
+            check_at_least("prefetch-factor", self.prefetch_factor, 1)
+            if self.num_data_workers == 0:
+                raise ConfigError("prefetch-factor", "needs --loader-workers >= 1 (without workers the step loads "
+                                  "its own batch, nothing is prefetched)")
+        check_bool("pin-memory", self.pin_memory)
+        loaded = self.data in ("real", "files")
+        for name, given in (("loader-workers", self.num_data_workers > 0), ("pin-memory", self.pin_memory)):
+            if given and self.data is not None and not loaded:
+                raise ConfigError(name, f"applies to --data real or files, not {self.data} (its batches never pass "
+                                  "through a DataLoader)")
+        if self.pin_memory and self.device == "cpu":
+            raise ConfigError("pin-memory", "applies to --device cuda only (it speeds host-to-GPU copies)")
 
     def _check_tta_fields(self) -> None:
         given = [name for name in TTA_FIELDS if getattr(self, name) is not None]

@@ -17,7 +17,8 @@ from typing import Any
 WORK_FIELDS = ("workload", "options", "data", "num_data_workers", "num_threads", "device", "engine", "engine_options")
 """Config fields that change the work per sample or how it is done. The scale-fixed batch joins by mode."""
 STEP_FIELDS = {"precision": "fp32", "channels_last": False, "compile": False, "mode": "throughput", "target": None,
-               "eval_every": None, "lr_scaling": "none", "lr_warmup_steps": 0}
+               "eval_every": None, "lr_scaling": "none", "lr_warmup_steps": 0, "data_format": None,
+               "prefetch_factor": None, "pin_memory": False}
 """How a step computes and what a run measures (added later): part of the experiment when not at the default
 every older record ran. A time-to-accuracy run's seed and budget are not: seeds pool, a budget only cuts a run."""
 NAMED_BY_VALUE = ("precision", "mode")

@@ -15,7 +15,7 @@ from hpcbench.engines import ENGINES
 from hpcbench.errors import ConfigError
 from hpcbench.modes import RUN_MODES
 from hpcbench.plugins import resolve_options
-from hpcbench.workloads import get_workload
+from hpcbench.workloads import Workload, get_workload
 
 
 def resolve(cfg: RunConfig, *, sweep_max_procs: int | None = None, world_size: int | None = None,
@@ -38,10 +38,13 @@ def resolve(cfg: RunConfig, *, sweep_max_procs: int | None = None, world_size: i
     mode = RUN_MODES.get(cfg.mode)
     data = cfg.data or mode.default_data(workload) or "synthetic"
     workload.check_run(workload.options(options), batch_size, data, cfg.data_dir)
+    data_format = check_files(cfg, workload, workload.options(options), batch_size, replicas) if data == "files" else None
     by_mode = mode.resolve(cfg, workload, workload.options(options), data)
     threads = cfg.num_threads or max(1, (os.cpu_count() or 1) // max(cfg.num_procs, sweep_max_procs or 1))
     device = resolve_device(cfg.device, cfg.num_procs)
     workload.check_training(cfg.precision, cfg.channels_last, cfg.compile, node_device or device)
+    if cfg.pin_memory and (node_device or device) != "cuda":
+        raise ConfigError("pin-memory", f"applies to --device cuda only (this run's device: {node_device or device})")
     engine.check_training(engine.Options(**engine_options), cfg.precision, node_device or device)
     engine.check_model(lambda: workload.meta_model(workload.options(options)), workload.name)
     engine.check_split(engine.Options(**engine_options), total, workload.model_split(workload.options(options)),
@@ -57,12 +60,31 @@ def resolve(cfg: RunConfig, *, sweep_max_procs: int | None = None, world_size: i
         cfg,
         device=device,
         data=data,
+        data_format=data_format,
         options=options,
         engine_options=engine_options,
         batch_size=batch_size,
         num_threads=threads,
         **by_mode,
     )
+
+
+def check_files(cfg: RunConfig, workload: Workload, options: object, batch_size: int, replicas: int) -> str:
+    """--data files: the folder is there and whole (one stat a file), the workload reads images, and there is
+    enough to feed every rank (a whole batch each; a shard for every loader worker). Returns the format."""
+    from hpcbench import datafiles
+
+    workload.file_transform(options)  # a workload that reads no image files says so
+    facts = datafiles.inspect(cfg.data_dir, cfg.data_format)
+    if facts.format == "jpeg-folder" and facts.samples < batch_size * replicas:
+        raise ConfigError("batch-size", f"{batch_size} x {replicas} ranks needs at least that many samples; "
+                          f"{cfg.data_dir} holds {facts.samples}")
+    readers = replicas * max(1, cfg.num_data_workers)
+    if facts.format == "tar-shards" and len(facts.files) < readers:
+        raise ConfigError("data-dir", f"{cfg.data_dir} holds {len(facts.files)} shards; {replicas} ranks x "
+                          f"{max(1, cfg.num_data_workers)} loader workers need one each (shards are read whole: "
+                          "make more with --shard-samples)")
+    return facts.format
 
 
 def strong_batch_size(cfg: RunConfig, world_size: int) -> int:

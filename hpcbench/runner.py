@@ -27,13 +27,14 @@ from hpcbench.engines import Engine, Placement, engine_libraries, start_engine
 from hpcbench.errors import ConfigError
 from hpcbench.guard import StepWatchdog, StopSignals, injected_fault
 from hpcbench.measurements import RunFacts, merge_metrics, no_mark
+from hpcbench.measurements.input import TimedBatches
 from hpcbench.modes import RUN_MODES, Session
 from hpcbench.peaks import flop_metrics
 from hpcbench.progress import progress_mode
 from hpcbench.provenance import host_facts, provenance
 from hpcbench.training import Arithmetic, LrSchedule, channels_last
 from hpcbench.workloads import DataContext, get_workload
-from hpcbench.workloads.base import Batch, to_device
+from hpcbench.workloads.base import to_device
 
 
 class TrainStep:
@@ -46,7 +47,7 @@ class TrainStep:
     """
 
     def __init__(self, *, model: nn.Module, loss_fn: Callable[[Any, Any], torch.Tensor], optimizer: torch.optim.Optimizer,
-                 engine: Engine, arithmetic: Arithmetic, schedule: LrSchedule, batches: Iterator[Batch]) -> None:
+                 engine: Engine, arithmetic: Arithmetic, schedule: LrSchedule, batches: TimedBatches) -> None:
         self.model, self.loss_fn, self.optimizer, self.engine = model, loss_fn, optimizer, engine
         self.arithmetic, self.schedule, self.batches = arithmetic, schedule, batches
         self.steps_done = 0
@@ -140,13 +141,14 @@ def measure(cfg: RunConfig, engine: Engine, clock: Callable[[], float], stop: St
     data = DataContext(
         device=engine.device, batch_size=cfg.batch_size, seed=cfg.seed, rank=data_rank,
         world_size=data_replicas, data=cfg.data, data_dir=cfg.data_dir, num_data_workers=cfg.num_data_workers,
-        model=local_model,
+        model=local_model, data_format=cfg.data_format, prefetch_factor=cfg.prefetch_factor, pin_memory=cfg.pin_memory,
     )
     batches = workload.batches(options, data)
+    timed_batches = TimedBatches(channels_last(batches) if cfg.channels_last else batches, clock)
     # Compiled around the engine's wrapper: DDP's bucket boundaries split the graph, so all-reduces still overlap backward.
     step = TrainStep(model=torch.compile(wrapped) if cfg.compile else wrapped, loss_fn=workload.loss,
                      optimizer=optimizer, engine=engine, arithmetic=arithmetic, schedule=schedule,
-                     batches=channels_last(batches) if cfg.channels_last else batches)
+                     batches=timed_batches)
     shown = progress_mode() if engine.placement.rank == 0 else "off"
     with StepWatchdog(cfg.timeout_s) as watchdog:
         session = Session(cfg=cfg, engine=engine, workload=workload, options=options, data=data, step=step,

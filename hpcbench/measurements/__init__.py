@@ -7,7 +7,8 @@ from typing import Any
 from collections.abc import Callable
 
 from hpcbench.measurements.base import (
-    COMPUTE_ONLY, MEASUREMENTS, PHASES_WINDOW, SYNCED_WARMUP, THROUGHPUT, Measurement, RankContext, RunFacts, no_mark,
+    COMPUTE_ONLY, INPUT_CACHED, INPUT_SYNTHETIC, MEASUREMENTS, PHASES_WINDOW, SYNCED_WARMUP, THROUGHPUT, Measurement,
+    RankContext, RunFacts, no_mark,
 )
 from hpcbench.plugins import import_submodules
 
@@ -57,5 +58,5 @@ def merge_metrics(ranks: list[dict[str, Any]], run: RunFacts) -> dict[str, Any]:
     return metrics
 
 
-__all__ = ["COMPUTE_ONLY", "MEASUREMENTS", "PHASES_WINDOW", "SYNCED_WARMUP", "THROUGHPUT", "Measurement", "Meters", "RankContext", "RunFacts",
+__all__ = ["COMPUTE_ONLY", "INPUT_CACHED", "INPUT_SYNTHETIC", "MEASUREMENTS", "PHASES_WINDOW", "SYNCED_WARMUP", "THROUGHPUT", "Measurement", "Meters", "RankContext", "RunFacts",
            "merge_metrics", "no_mark"]

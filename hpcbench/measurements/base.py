@@ -26,6 +26,10 @@ COMPUTE_ONLY = "compute_only"
 """After the repeats, the same steps without gradient synchronisation: what a step costs without
 communication (never part of a throughput number)."""
 PHASES_WINDOW = "phases"
+INPUT_CACHED = "input_cached"
+"""With --data files and --breakdown: the same steps from samples read into memory once (decoded every step)."""
+INPUT_SYNTHETIC = "input_synthetic"
+"""With --data files and --breakdown: the same steps from one batch resident on the device (compute alone)."""
 SYNCED_WARMUP = "synced_warmup"
 """The second half of the warm-up: synchronised steps that measurements may look inside (the gradient
 timeline's interference measure) without touching a timed window."""
@@ -44,6 +48,8 @@ class RankContext:
     """How the engine groups gradients into collectives (hpcbench.buckets), None: it does not say."""
     actions: Any = None
     """The engine's per-action timestamps (a pipeline schedule's forwards and backwards), None: it keeps none."""
+    batches: Any = None
+    """The step's batches (measurements.input.TimedBatches): how long the last step waited for its batch."""
 
 
 @dataclass(frozen=True, kw_only=True)

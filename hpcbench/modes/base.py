@@ -10,6 +10,8 @@ measurement is taken around each window, `hpcbench.measurements`), whatever it d
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
@@ -19,10 +21,11 @@ from torch import nn
 from hpcbench.config import RunConfig
 from hpcbench.engines import Engine
 from hpcbench.guard import AgreedStop, Fault, StepWatchdog, StopSignals
-from hpcbench.measurements import COMPUTE_ONLY, SYNCED_WARMUP, THROUGHPUT, Meters, RankContext, no_mark
+from hpcbench.measurements import (COMPUTE_ONLY, INPUT_CACHED, INPUT_SYNTHETIC, SYNCED_WARMUP, THROUGHPUT, Meters,
+                                   RankContext, no_mark)
 from hpcbench.plugins import Registry
 from hpcbench.progress import RunProgress
-from hpcbench.training import CompileWatch, compile_metrics
+from hpcbench.training import CompileWatch, channels_last, compile_metrics
 from hpcbench.workloads import DataContext, Workload
 
 RUN_MODES: Registry[type[RunMode]] = Registry("run mode", "mode")
@@ -32,6 +35,8 @@ class Step(Protocol):
     """One training step (runner.TrainStep): what a session calls, and how it looks inside one."""
 
     steps_done: int
+    batches: Any
+    """Where the step takes its batches (measurements.input.TimedBatches): the input windows swap its source."""
     mark: Callable[[str], None]
     """Called at the step's phase boundaries; a measurement that looks inside steps sets it per window."""
 
@@ -58,7 +63,7 @@ class Session:
         self.watchdog, self.fault = watchdog, fault
         self.meters = Meters(RankContext(device=engine.device, clock=clock, model=local_model,
                                          bucketing=engine.gradient_bucketing(wrapped),
-                                         actions=engine.action_timeline()))
+                                         actions=engine.action_timeline(), batches=step.batches))
         self.agreed = AgreedStop(engine.all_reduce_max_async, stop, clock)
         self.compile_watch = CompileWatch(engine.device, engine.all_reduce_max, clock) if cfg.compile else None
         self.progress = progress
@@ -158,6 +163,30 @@ class Session:
             self.window(COMPUTE_ONLY, self.cfg.num_steps)
 
 
+    def input_split_windows(self) -> None:
+        """--data files (with --breakdown): DS-Analyzer's two more windows of the same steps, fed from samples read
+        into memory once (decode and augmentation still run) and from one batch on the device (compute alone).
+        Each source yields one batch before its window, so loader workers start outside the timing."""
+        if self.cfg.data != "files" or not self.cfg.breakdown or self.stopped:
+            return
+        timed = self.step.batches
+        storage = timed.source
+        sources = {INPUT_CACHED: lambda: self.workload.cached_batches(self.options, self.data, CACHED_BATCHES),
+                   INPUT_SYNTHETIC: lambda: self.workload.batches(self.options,
+                                                                  dataclasses.replace(self.data, data="synthetic"))}
+        for name, make in sources.items():
+            source = channels_last(make()) if self.cfg.channels_last else make()
+            timed.source = itertools.chain([next(source)], source)
+            self.progress.window_started(name.replace("_", " "))
+            if self.window(name, self.cfg.num_steps):
+                break
+        timed.source = storage
+
+
+CACHED_BATCHES = 4
+"""Batches of samples the cached window keeps in memory and cycles: decoding still runs every step."""
+
+
 class RunMode:
     """Subclasses set `name` and `description` and implement `run`; the rest has defaults."""
 
@@ -177,8 +206,9 @@ class RunMode:
 
     def progress(self, cfg: RunConfig, shown: str) -> RunProgress:
         """Rank 0's progress display (`shown`: bar, lines or off)."""
+        split_windows = 2 * (cfg.breakdown and cfg.data == "files")
         return RunProgress(cfg.num_warmup_steps, cfg.num_repeats, cfg.num_steps, shown,
-                           extra_steps=cfg.num_steps * (cfg.breakdown + cfg.phases))
+                           extra_steps=cfg.num_steps * (cfg.breakdown + cfg.phases + split_windows))
 
     def run(self, session: Session) -> None:
         raise NotImplementedError

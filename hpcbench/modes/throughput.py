@@ -36,3 +36,4 @@ class Throughput(RunMode):
             session.progress.window_started("phases")
             session.window(PHASES_WINDOW, cfg.num_steps)
         session.compute_only_window()
+        session.input_split_windows()

@@ -7,7 +7,7 @@ it with `@register`; the runner, CLI and records pick it up from the registry.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -44,6 +44,9 @@ class DataContext:
     data_dir: str | None
     num_data_workers: int
     model: nn.Module
+    data_format: str | None = None
+    prefetch_factor: int | None = None
+    pin_memory: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,6 +116,12 @@ class Workload:
 
     def real_dataset(self, options: Any, data_dir: str) -> Dataset:
         raise NotImplementedError
+
+    def file_transform(self, options: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+        """--data files: what turns one decoded image (uint8 [3, H, W]) into a model input: the workload's
+        augmentation and normalisation, run in the loader's workers."""
+        readers = ", ".join(name for name, cls in registry().items() if cls.file_transform is not Workload.file_transform)
+        raise ConfigError("data", f"workload {self.name!r} reads no image files (--data files: {readers})")
 
     def model_split(self, options: Any) -> ModelSplit | None:
         """How tensor and pipeline parallelism may cut the model (None: it cannot be cut; data parallel only)."""
@@ -214,7 +223,33 @@ class Workload:
             generator = torch.Generator().manual_seed(ctx.seed + ctx.rank)
             batch = to_device(self.synthetic_batch(options, ctx.batch_size, generator), ctx.device)
             return itertools.repeat(batch)
+        if ctx.data == "files":
+            return self._file_batches(options, ctx)
         return self._real_batches(options, ctx)
+
+    def _file_batches(self, options: Any, ctx: DataContext) -> Iterator[Batch]:
+        """Every step fetches its samples from storage: a folder through DistributedSampler, or this rank's shards."""
+        from hpcbench import datafiles
+
+        facts = datafiles.inspect(ctx.data_dir, ctx.data_format, verify=False)  # verified once, before any process
+        transform = self.file_transform(options)
+        if facts.format == "jpeg-folder":
+            dataset = datafiles.FolderImages(facts, transform)
+            sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, seed=ctx.seed, drop_last=True)
+            return _one_line_errors(_cycle(_loader(dataset, ctx, sampler), sampler, ctx.device))
+        dataset = datafiles.ShardSamples(facts, transform, ctx.rank, ctx.world_size, ctx.seed)
+        return _one_line_errors(_cycle(_loader(dataset, ctx), None, ctx.device))
+
+    def cached_batches(self, options: Any, ctx: DataContext, batches: int) -> Iterator[Batch]:
+        """--data files, DS-Analyzer's cached run: `batches` batches of this rank's samples read into memory
+        once, then decoded and augmented every step by the same loader: the input pipeline without fetching."""
+        from hpcbench import datafiles
+
+        facts = datafiles.inspect(ctx.data_dir, ctx.data_format, verify=False)
+        samples = datafiles.cache_samples(facts, batches * ctx.batch_size, ctx.rank, ctx.world_size, ctx.seed)
+        dataset = datafiles.CachedImages(samples, self.file_transform(options))
+        sampler = DistributedSampler(dataset, num_replicas=1, rank=0, seed=ctx.seed, drop_last=True)
+        return _one_line_errors(_cycle(_loader(dataset, ctx, sampler), sampler, ctx.device))
 
     def _real_batches(self, options: Any, ctx: DataContext) -> Iterator[Batch]:
         dataset = self.dataset(options, ctx.data, ctx.data_dir, "train")
@@ -225,19 +260,7 @@ class Workload:
                 f"the {ctx.data} data holds {len(dataset)}",
             )
         sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, seed=ctx.seed, drop_last=True)
-        loader = DataLoader(
-            dataset,
-            batch_size=ctx.batch_size,
-            sampler=sampler,
-            drop_last=True,
-            num_workers=ctx.num_data_workers,
-            pin_memory=ctx.device.type == "cuda",
-            persistent_workers=ctx.num_data_workers > 0,
-        )
-        for epoch in itertools.count():
-            sampler.set_epoch(epoch)
-            for batch in loader:
-                yield to_device(batch, ctx.device)
+        yield from _cycle(_loader(dataset, ctx, sampler), sampler, ctx.device)
 
     @classmethod
     def resolve_options(cls, given: dict[str, Any]) -> dict[str, Any]:
@@ -246,6 +269,34 @@ class Workload:
 
     def options(self, values: dict[str, Any]) -> Any:
         return self.Options(**values)
+
+
+def _loader(dataset: Dataset, ctx: DataContext, sampler: DistributedSampler | None = None) -> DataLoader:
+    """The run's DataLoader settings (--loader-workers, --prefetch-factor, --pin-memory) on one dataset."""
+    return DataLoader(dataset, batch_size=ctx.batch_size, sampler=sampler, drop_last=True,
+                      num_workers=ctx.num_data_workers, prefetch_factor=ctx.prefetch_factor, pin_memory=ctx.pin_memory,
+                      persistent_workers=ctx.num_data_workers > 0)
+
+
+def _cycle(loader: DataLoader, sampler: DistributedSampler | None, device: torch.device) -> Iterator[Batch]:
+    """Endless batches on the device, a new shuffle each epoch (an endless IterableDataset has one epoch)."""
+    for epoch in itertools.count():
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        for batch in loader:
+            yield to_device(batch, device)
+
+
+def _one_line_errors(batches: Iterator[Batch]) -> Iterator[Batch]:
+    """A sample that cannot be read fails the run with the line that names its file; a DataLoader worker's
+    error arrives wrapped in the worker's whole traceback."""
+    from hpcbench.datafiles import DataFileError
+
+    try:
+        yield from batches
+    except DataFileError as exc:
+        last = str(exc).strip().splitlines()[-1]
+        raise DataFileError(last.split("DataFileError: ", 1)[-1]) from None
 
 
 def correct_predictions(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -89,7 +90,7 @@ class Cnn(Workload):
     tta_data = "bundled"
 
     def check_run(self, options: CnnOptions, batch_size: int, data: str, data_dir: str | None) -> None:
-        if data in ("bundled", "real") and options.num_classes != 10:
+        if data in ("bundled", "real", "files") and options.num_classes != 10:
             raise ConfigError("num-classes", f"the {data} data has 10 classes, got {options.num_classes}")
 
     def build_model(self, options: CnnOptions) -> nn.Module:
@@ -109,6 +110,14 @@ class Cnn(Workload):
 
     def real_heldout_dataset(self, options: CnnOptions, data_dir: str) -> Dataset:
         return cifar10(data_dir, options.image_size, train=False)
+
+    def file_transform(self, options: CnnOptions) -> Callable[[torch.Tensor], torch.Tensor]:
+        """ImageNet training's augmentation (random resized crop, horizontal flip), then normalisation."""
+        from torchvision.transforms import v2
+
+        return v2.Compose([v2.RandomResizedCrop(options.image_size, scale=(0.25, 1.0), antialias=True),
+                           v2.RandomHorizontalFlip(), v2.ToDtype(torch.float32, scale=True),
+                           v2.Normalize(CIFAR_MEAN, CIFAR_STD)])
 
     def bundled_dataset(self, options: CnnOptions, split: str) -> Dataset:
         return digits_classification(split, size=options.image_size, channels=3)
