@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from hpcbench.cli_data import DATA_COMMANDS, add_data_commands, run_data_command
 from hpcbench.cli_results import COMMANDS as RESULTS_COMMANDS
 from hpcbench.cli_results import add_commands as add_results_commands
 from hpcbench.cli_results import run as run_results_command
@@ -162,10 +163,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                          "(clipped by global norm first): nothing hides them")
 
     add_results_commands(commands)
+    add_data_commands(commands)
     return parser
 
 
-LOCAL_RANK_COMMANDS = ("run", "sweep", "netbench")
+LOCAL_RANK_COMMANDS = ("run", "sweep", "netbench", "iobench")
 """The commands that start ranks on this machine: they start a zygote early and exit without teardown."""
 
 
@@ -243,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_peak(args)
         if args.command == "report":
             return cmd_report(args)
+        if args.command in DATA_COMMANDS:
+            return run_data_command(args, _int_list)
         if args.command in RESULTS_COMMANDS:
             return run_results_command(args)
         if args.command == "predict":

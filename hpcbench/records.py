@@ -28,9 +28,9 @@ SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)
 """Schema 2 added `experiment` and `system`; schema 1 records are upgraded when read."""
 STATUSES = ("ok", "failed", "interrupted")
-KINDS = ("train", "netbench", "peak", "prediction")
+KINDS = ("train", "netbench", "peak", "prediction", "iobench")
 """What a record holds: a training run, collective bandwidth, a device's achievable matmul rate (`hpcbench
-peak`) — measurements — or a model's prediction (`hpcbench predict`), which no reader pools with them.
+peak`), storage read rates (`hpcbench iobench`) — measurements — or a model's prediction (`hpcbench predict`), which no reader pools with them.
 Records without `kind` are training runs."""
 
 MIN_FREE_BYTES = 64 * 2**20
@@ -226,6 +226,10 @@ def record_problem(record: dict[str, Any]) -> str | None:
     if kind == "prediction":
         points = (record.get("metrics") or {}).get("points")
         return None if isinstance(points, list) and points else "a prediction record needs metrics.points"
+    if kind == "iobench":
+        rate = (record.get("metrics") or {}).get("aggregate_bytes_per_s")
+        ok = isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0 < rate < math.inf
+        return None if ok else f"metrics.aggregate_bytes_per_s must be a positive finite number, got {rate!r}"
     if kind == "peak":
         rate = (record.get("metrics") or {}).get("achievable_tflops")
         ok = isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0 < rate < math.inf

@@ -26,10 +26,13 @@ from typing import Any
 
 from hpcbench import records
 from hpcbench.config import RunConfig
-from hpcbench.engines import ENGINES
+from hpcbench.engines import ENGINES, netbench_backends
 from hpcbench.flags import config_to_args
 from hpcbench.guard import STOP_SIGNALS
 from hpcbench.launch import warm
+from hpcbench.iobench import BACKEND as IOBENCH_BACKEND
+from hpcbench.iobench import IobenchConfig
+from hpcbench.iobench import to_args as iobench_args
 from hpcbench.netbench import NetbenchConfig
 from hpcbench.netbench import to_args as netbench_args
 
@@ -204,6 +207,18 @@ def run_netbench(cfg: NetbenchConfig, num_procs: int) -> Path:
     args = ["-m", "hpcbench.netbench", *netbench_args(cfg), "--run-id", run_id, "--record", str(path)]
     with _quiet_elastic_logs():
         failure = local_launcher(cfg.backend_entry.local_launcher)(num_procs, cfg.timeout_s, args, {})
+    if failure:
+        raise RunFailed(failure, path)
+    return path
+
+
+def run_iobench(cfg: IobenchConfig, num_procs: int) -> Path:
+    """Storage reads on num_procs local processes (torchrun, as gloo's netbench); returns the record's path."""
+    run_id = records.new_run_id()
+    path = records.record_path(cfg.out_dir, "iobench", Path(cfg.data_dir).name or "data", num_procs, run_id)
+    args = ["-m", "hpcbench.iobench", *iobench_args(cfg), "--run-id", run_id, "--record", str(path)]
+    with _quiet_elastic_logs():
+        failure = local_launcher(netbench_backends()[IOBENCH_BACKEND].local_launcher)(num_procs, cfg.timeout_s, args, {})
     if failure:
         raise RunFailed(failure, path)
     return path
