@@ -43,6 +43,7 @@ import numpy as np
 
 from hpcbench import records
 from hpcbench.analysis.comm import netbench_frame
+from hpcbench.analysis.inputmodel import input_rates, input_term, iobench_records
 from hpcbench.analysis.load import read_valid
 from hpcbench.analysis.netmodel import ALGORITHMS, Fit, Links, fabric_links, load_fabric, netbench_fits, netbench_links
 from hpcbench.analysis.terms import (FLEET_SOURCE, FLEET_SPREAD, FLEET_SPREAD_HIGH, GPU_INTERFERENCE, GPU_INTERFERENCE_RANGE,
@@ -246,10 +247,14 @@ class Inputs:
     """How the network is modelled: a fabric (with its sources) or netbench fits (with residuals)."""
     links_for: Callable[[int, int], Links]
     """(num_nodes, procs_per_node) -> the links a point runs over."""
+    input_rates: dict[str, Any] | None = None
+    """The storage rates that feed the run's ranks (analysis.inputmodel), None: not given (--iobench)."""
 
 
-def resolve_inputs(paths: Iterable[str], *, fabric: str | None, netbench: str | None, scaling: str) -> list[Inputs]:
+def resolve_inputs(paths: Iterable[str], *, fabric: str | None, netbench: str | None, scaling: str,
+                   iobench: str | None = None) -> list[Inputs]:
     """One Inputs per (experiment, system) among the records; bad input is a ConfigError naming it."""
+    io_records = iobench_records(iobench) if iobench else None
     if (fabric is None) == (netbench is None):
         raise ConfigError("fabric", "give exactly one of --fabric NAME|FILE or --netbench DIR")
     found = read_valid(paths)
@@ -300,7 +305,8 @@ def resolve_inputs(paths: Iterable[str], *, fabric: str | None, netbench: str | 
                        "interference": _netbench_interference(net_records, system, backend)}
             links_for = _measured(fits)
         found_inputs.append(Inputs(base={"path": str(base_path), **base}, timelines=timelines, network=network,
-                                   links_for=links_for))
+                                   links_for=links_for,
+                                   input_rates=input_rates(base, io_records) if io_records is not None else None))
     return found_inputs
 
 
@@ -447,6 +453,10 @@ def predict(inputs: Inputs, *, nodes: list[int], gpus_per_node: int, algorithms:
                   for bound in BOUNDS}
             ceiling = predict_point(timeline, links, num_nodes, gpus_per_node, algorithm,
                                     dataclasses.replace(CEILING, compute_scale=terms.compute_scale))
+            if inputs.input_rates is not None:  # the input's step replaces the model's where it is longer
+                for bound, values in at.items():
+                    at[bound] = with_input(values, input_term(values, inputs.input_rates, num_nodes, gpus_per_node,
+                                                              timeline.batch_size))
             low, high = sorted((at["low"]["step_time_s"], at["high"]["step_time_s"]))
             samples = procs * timeline.batch_size
             point.update({**at["mid"], "step_time_s_low": min(low, at["mid"]["step_time_s"]),
@@ -465,6 +475,14 @@ def predict(inputs: Inputs, *, nodes: list[int], gpus_per_node: int, algorithms:
                                               / first["world_size"]))
             points.append(point)
     return points
+
+
+def with_input(point: dict[str, Any], term: dict[str, Any]) -> dict[str, Any]:
+    """A point's forecast with the input term: the step grows to the input's, which then limits it."""
+    extra = term["input_s"] or 0.0
+    limit = (f"input: {term['input_step_time_s'] * 1e3:.1f} ms a batch from storage" if extra > COMPUTE_BOUND_SHARE * point["step_time_s"]
+             else point["limit"])
+    return {**point, **term, "step_time_s": point["step_time_s"] + extra, "limit": limit}
 
 
 def _timeline_at(inputs: Inputs, procs: int, scaling: str, global_batch_size: int | None) -> tuple[Timeline | None, str | None]:
@@ -504,7 +522,7 @@ def prediction_record(inputs: Inputs, points: list[dict[str, Any]], config: dict
 
 
 TERM_LINES = (("compute_step_time_s", "compute"), ("stragglers_s", "stragglers"), ("interference_s", "interference"),
-              ("exposed_comm_s", "exposed comm"), ("framework_s", "framework"))
+              ("exposed_comm_s", "exposed comm"), ("framework_s", "framework"), ("input_s", "input"))
 
 
 def terms_record(terms: Terms) -> dict[str, Any]:
@@ -536,10 +554,11 @@ def format_points(points: list[dict[str, Any]], title: str, terms: Terms | None 
         lines.append(f"{p['algorithm']:<13}{p['num_nodes']:>6}{p['world_size']:>7}{p['step_time_s'] * 1e3:>10.1f}{interval:>18}"
                      f"{p['efficiency']:>12.1%}{efficiency:>16}{p['ceiling_efficiency']:>9.1%}  {p['limit']}")
         named = "  ".join(f"{label} {p[key] * 1e3:.2f}" if key == "compute_step_time_s" else f"{label} {p[key] * 1e3:+.2f}"
-                          for key, label in TERM_LINES)
+                          for key, label in TERM_LINES if p.get(key) is not None)
         lines.append(f"{'':<13}ms: {named}")
     notes = sorted({p["framework_note"] for p in points if p.get("framework_note")})
     lines += [f"  framework: {note}" for note in notes]
+    lines += [f"  input: {note}" for note in sorted({p["input_note"] for p in points if p.get("input_note")})]
     return "\n".join(lines)
 
 

@@ -21,6 +21,7 @@ from hpcbench.analysis.comm import communication_table, netbench_frame
 from hpcbench.analysis.convergence import quality_figure, tta_table
 from hpcbench.analysis.efficiency import (efficiency_table, engine_table, peaks_frame, precision_table, schedule_panel,
                                           stage_table)
+from hpcbench.analysis.inputs import INPUT_HEADING, IOBENCH_HEADING, input_table, iobench_frame
 from hpcbench.analysis.load import read_valid, runs_frame
 from hpcbench.analysis.predict import predictions_frame
 from hpcbench.analysis.scaling import ENGINE_COST_NOTED, amdahl_fits, baselines_note, scaling_table
@@ -47,6 +48,10 @@ class Section:
     stages: pd.DataFrame
     """Every rank of the runs that cut the model: a pipeline's stages side by side."""
     tta: pd.DataFrame
+    inputs: pd.DataFrame
+    """Runs that read files: DS-Analyzer's split and input-bound."""
+    iobench: pd.DataFrame
+    """What the storage delivers (iobench), beside netbench's network."""
     predictions: pd.DataFrame
     """`hpcbench predict`'s points for this system's experiments: shown apart, never pooled with measurements."""
     images: dict[str, bytes]
@@ -68,7 +73,8 @@ def build_report(paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, 
     found = read_valid(paths)  # each file read once
     runs = runs_frame(found)
     netbench = netbench_frame(found)
-    if runs.empty and netbench.empty:
+    iobench = iobench_frame(found)
+    if runs.empty and netbench.empty and iobench.empty:
         raise ValueError(f"no valid ok records in {', '.join(map(str, paths))}")
     weak = scaling_table(runs, "weak")
     strong = scaling_table(runs, "strong")
@@ -81,9 +87,11 @@ def build_report(paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, 
     engines = engine_table(runs)
     stages = stage_table(runs)
     tta = tta_table(runs)
+    inputs = input_table(runs)
     predictions = predictions_frame(found)
 
-    systems = sorted({*zip(runs["system_name"], runs["system_id"]), *zip(netbench["system_name"], netbench["system_id"])})
+    systems = sorted({*zip(runs["system_name"], runs["system_id"]), *zip(netbench["system_name"], netbench["system_id"]),
+                      *zip(iobench["system_name"], iobench["system_id"])})
     sections = []
     for name, system_id in systems:
         def mine(frame: pd.DataFrame) -> pd.DataFrame:
@@ -93,11 +101,13 @@ def build_report(paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, 
         folder.mkdir(parents=True, exist_ok=True)
         figures = _figures(mine(weak), mine(strong), mine(runs), mine(netbench), mine(comm), mine(predictions))
         figures["pipeline_schedules"] = plots.schedule_figure(_pipelines(mine(engines), mine(runs), dict(found)), mine(runs))
+        figures["input_split"] = plots.input_figure(mine(inputs), mine(runs))
         images = {fig_name: _save(fig, folder / fig_name) for fig_name, fig in figures.items() if fig is not None}
-        network = next((v for v in (*mine(runs)["network"], *mine(netbench)["network"]) if pd.notna(v)), None)
+        network = next((v for v in (*mine(runs)["network"], *mine(netbench)["network"], *mine(iobench)["network"])
+                        if pd.notna(v)), None)
         sections.append(Section(name, system_id, network, _describe(mine(runs), mine(netbench)), mine(weak), mine(strong),
                                 mine(fits), mine(comm), mine(stragglers), mine(phases), mine(efficiency),
-                                mine(precisions), mine(engines), mine(stages), mine(tta),
+                                mine(precisions), mine(engines), mine(stages), mine(tta), mine(inputs), mine(iobench),
                                 mine(predictions), images))
 
     tables = pd.concat([weak.assign(mode="weak"), strong.assign(mode="strong")], ignore_index=True)
@@ -157,6 +167,8 @@ def _slug(name: str) -> str:
 
 def _describe(runs: pd.DataFrame, netbench: pd.DataFrame) -> str:
     """The system at the top of its section: hardware, software, and what was measured on it."""
+    if runs.empty and netbench.empty:
+        return "Storage measurements only (iobench)."
     first = (runs if not runs.empty else netbench).iloc[0]
     facts = [f"CPU {first.get('cpu_model')}"]
     for column, unit in (("cores_per_node", " cores"), ("memory_gib_per_node", " GiB")):
@@ -265,6 +277,8 @@ def _markdown(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFram
                   f"### {PRECISION_HEADING}", "", _markdown_table(section.precisions.round(4)),
                   f"### {ENGINE_HEADING}", "", _markdown_table(section.engines.round(4)),
                   f"### {STAGE_HEADING}", "", _markdown_table(section.stages.round(4)),
+                  f"### {INPUT_HEADING}", "", _markdown_table(section.inputs.round(4)),
+                  f"### {IOBENCH_HEADING}", "", _markdown_table(section.iobench.round(3)),
                   f"### {TTA_HEADING}", "", _markdown_table(section.tta.drop(columns=TTA_HIDDEN).round(4))]
     return "\n".join(parts)
 
@@ -297,6 +311,8 @@ def _html(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFrame) -
         f"<h3>{html.escape(PRECISION_HEADING)}</h3>{table(s.precisions.round(4))}"
         f"<h3>{html.escape(ENGINE_HEADING)}</h3>{table(s.engines.round(4))}"
         f"<h3>{html.escape(STAGE_HEADING)}</h3>{table(s.stages.round(4))}"
+        f"<h3>{html.escape(INPUT_HEADING)}</h3>{table(s.inputs.round(4))}"
+        f"<h3>{html.escape(IOBENCH_HEADING)}</h3>{table(s.iobench.round(3))}"
         f"<h3>{html.escape(TTA_HEADING)}</h3>{table(s.tta.drop(columns=TTA_HIDDEN).round(4))}"
         for s in sections
     )

@@ -31,6 +31,7 @@ TABLE_COLUMNS = [
     "peak_memory_gib", "step_time_s_median",
     "compute_step_time_s", "exposed_comm_s", "exposed_comm_share", "baseline_samples_per_s", "baseline_runs", "speedup",
     "efficiency", "bare_baseline_samples_per_s", "bare_efficiency", "engine_cost_at_1", "karp_flatt",
+    "data_stall_share", "input_bound",
 ]
 ENGINE_COST_NOTED = 0.03
 """A gap between the two 1-process baselines above this share is the engine's own cost, said in the report."""
@@ -70,6 +71,8 @@ def scaling_table(runs: pd.DataFrame, mode: str = "weak") -> pd.DataFrame:
             "step_time_s_median": float(group["step_time_s_median"].median()),
             "compute_step_time_s": _median_or_nan(group["compute_step_time_s"]),
             "exposed_comm_s": _median_or_nan(group["exposed_comm_s"]),
+            "data_stall_share": _median_or_nan(group.get("data_stall_share", pd.Series(dtype=float))),
+            "input_bound": _input_bound(group),
             "run_ids": ",".join(group["run_id"]),
         })
     table = pd.DataFrame(rows)
@@ -144,24 +147,34 @@ COMPACT_HIDDEN = ["system_name", "system_id", "experiment_id", "experiment_label
 """A local sweep is one system, its curves differ by workload and engine: the ids only crowd the terminal."""
 
 
+def _input_bound(group: pd.DataFrame) -> str:
+    """"input-bound" where most runs of the point waited for batches above measurements.input's share, else ""."""
+    flags = group.get("input_bound", pd.Series(dtype=object)).dropna()
+    return "input-bound" if len(flags) and flags.astype(bool).mean() > 0.5 else ""
+
+
 def format_scaling_table(table: pd.DataFrame, compact: bool = False) -> str:
     """The table as text; compact (a sweep's terminal) names each experiment only by what sets it apart."""
     hidden = ["baseline_runs", "global_batch_size", "procs_per_node"] + (COMPACT_HIDDEN if compact else [])
     shown = table.drop(columns=hidden, errors="ignore")
-    shown = shown.drop(columns=[c for c in ("tokens_per_s", "peak_memory_gib") if c in shown and shown[c].isna().all()])
+    shown = shown.drop(columns=[c for c in ("tokens_per_s", "peak_memory_gib", "data_stall_share") if c in shown
+                                and shown[c].isna().all()])
+    if "input_bound" in shown and not shown["input_bound"].astype(bool).any():
+        shown = shown.drop(columns="input_bound")
     if compact and table["experiment_id"].nunique() > 1:
         labels = list(dict.fromkeys(table["experiment_label"]))
         short = dict(zip(labels, legend_labels(labels)))
         shown.insert(0, "experiment", table["experiment_label"].map(short))
     shown = shown.rename(
         columns={"world_size": "procs", "batch_size": "batch/proc", "num_nodes": "nodes", "num_runs": "runs",
-                 "exposed_comm_share": "exposed_comm", "peak_memory_gib": "peak_mem_gib"}
+                 "exposed_comm_share": "exposed_comm", "peak_memory_gib": "peak_mem_gib", "data_stall_share": "data_stall",
+                 "input_bound": "input"}
     )
     specs = {
         "samples_per_s": ".1f", "tokens_per_s": ".0f", "peak_mem_gib": ".2f", "ci95_low": ".1f", "ci95_high": ".1f", "samples_per_s_per_proc": ".1f",
         "baseline_samples_per_s": ".1f", "cv": ".1%", "step_time_s_median": ".4f", "speedup": ".2f",
         "efficiency": ".1%", "karp_flatt": ".3f", "compute_step_time_s": ".4f", "exposed_comm_s": ".4f",
-        "exposed_comm": ".1%", "bare_baseline_samples_per_s": ".1f", "bare_efficiency": ".1%", "engine_cost_at_1": ".1%",
+        "exposed_comm": ".1%", "data_stall": ".1%", "bare_baseline_samples_per_s": ".1f", "bare_efficiency": ".1%", "engine_cost_at_1": ".1%",
     }
     return shown.to_string(index=False, formatters={
         column: (lambda value, spec=spec: "-" if pd.isna(value) else format(value, spec)) for column, spec in specs.items()

@@ -140,6 +140,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     network = predict.add_mutually_exclusive_group()
     network.add_argument("--fabric", default=None, help="a fabric file, or the name of one in jobs/fabrics (e.g. h100-ndr)")
     network.add_argument("--netbench", default=None, metavar="DIR", help="netbench records of the same system (alpha and beta are fitted)")
+    predict.add_argument("--iobench", default=None, metavar="DIR", help="iobench records of the same system: runs that "
+                         "read files (--data files) get the input term (input-bound where storage feeds a rank slower "
+                         "than it trains)")
     predict.add_argument("--nodes", required=True, help="comma-separated node counts, e.g. 1,2,4,8")
     predict.add_argument("--gpus-per-node", type=int, required=True, help="processes (GPUs) per node")
     predict.add_argument("--algorithm", default="ring,tree", help="all-reduce algorithm(s): ring, tree, hierarchical "
@@ -469,7 +472,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     nodes = _int_list("nodes", args.nodes)
     check_shape(nodes, args.gpus_per_node)
     algorithms = _name_list("algorithm", args.algorithm)
-    found = resolve_inputs(args.paths, fabric=args.fabric, netbench=args.netbench, scaling=args.scaling)
+    found = resolve_inputs(args.paths, fabric=args.fabric, netbench=args.netbench, scaling=args.scaling, iobench=args.iobench)
     made = []
     for inputs in found:
         terms = resolve_terms(inputs, fleet_spread=args.fleet_spread, interference=args.interference,
@@ -478,7 +481,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         made.append((inputs, terms, predict(inputs, nodes=nodes, gpus_per_node=args.gpus_per_node, algorithms=algorithms,
                                             scaling=args.scaling, global_batch_size=args.global_batch_size, terms=terms)))
     config = {"nodes": nodes, "gpus_per_node": args.gpus_per_node, "algorithms": algorithms, "scaling": args.scaling,
-              "global_batch_size": args.global_batch_size, "fabric": args.fabric, "netbench": args.netbench}
+              "global_batch_size": args.global_batch_size, "fabric": args.fabric, "netbench": args.netbench,
+              "iobench": args.iobench}
     for inputs, terms, points in made:
         record = prediction_record(inputs, points, config, terms)
         out = Path(args.out) if args.out else Path(inputs.base["path"]).parent

@@ -19,6 +19,7 @@ whole, rank r taking shards r, r+R, ... and its loader workers splitting those (
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -202,9 +203,17 @@ def _scan(root: Path) -> DataFacts:
                      bytes=total, labels=labels)
 
 
-def _open_tar(path: Path) -> tarfile.TarFile:
+STREAM_BUFFER = 2**20
+"""Bytes per read of a shard: tarfile's stream mode alone reads 10 KiB at a time, one round trip each on a
+network mount."""
+
+
+@contextlib.contextmanager
+def _open_tar(path: Path) -> Iterator[tarfile.TarFile]:
+    """A shard as a stream: one sequential read front to back, as WebDataset reads a shard."""
     try:
-        return tarfile.open(path, "r|")  # a stream: one sequential read, as WebDataset reads a shard
+        with open(path, "rb", buffering=STREAM_BUFFER) as raw, tarfile.open(fileobj=raw, mode="r|") as tar:
+            yield tar
     except (OSError, tarfile.TarError) as exc:
         raise DataFileError(f"{path}: not a readable tar shard ({exc})") from None
 

@@ -6,7 +6,7 @@
 #   source /tmp/hpcbench-slurm/env   # SLURM_CONF for sbatch, squeue, scontrol, ...; Open MPI's transports
 #   jobs/local-slurm.sh down         # stop every daemon by the PID in its pid file
 #
-#   sudo jobs/local-slurm.sh up --link 100mbit [--nodes N] [--cpus-per-node C]
+#   sudo jobs/local-slurm.sh up --link 100mbit [--nodes N] [--cpus-per-node C] [--storage sshfs:/abs/folder]
 #
 # With --link, every node is a host of its own on a real network: its own network namespace
 # (address 10.213.0.2, .3, ...; its own hostname and /etc/hosts), joined to a bridge in this
@@ -14,6 +14,14 @@
 # at RATE in both directions. Nothing routes anywhere else. Every task started on a node sees
 # HPCBENCH_NETWORK=emulated:tbf:RATE, which records carry in their system (and its id).
 # Without --link, both "nodes" are this host and talk over loopback.
+#
+# With --storage sshfs:FOLDER (and --link), FOLDER lives on a storage server of its own: sshd in one more
+# namespace (address 10.213.0.254, its link shaped at RATE like a node's, so every node's reads share its
+# bandwidth), and every node mounts it over the same path with sshfs (FUSE), in the node's own mount
+# namespace, without a client cache (each read crosses the link, as for a dataset larger than the nodes'
+# memory). The path is the same on this host (local disk) and on the nodes (the network mount), as a
+# cluster's shared file system is. Tasks then see HPCBENCH_NETWORK=emulated:tbf:RATE+storage:sshfs.
+# Needs Debian's sshfs and openssh-server.
 #
 # State lives in $HPCBENCH_SLURM_DIR (default /tmp/hpcbench-slurm); the controller listens on
 # $HPCBENCH_SLURM_PORT (default 16817), loopback nodes on the ports 184 above it and up (17001, ...):
@@ -28,6 +36,8 @@ CTLD_PORT=${HPCBENCH_SLURM_PORT:-16817}
 SUBNET=${HPCBENCH_SLURM_SUBNET:-10.213.0}  # the emulated network's /24 (first three octets)
 BRIDGE=hpcbench-br
 LINK=
+STORAGE=
+STORAGE_NS=hpcbench-s
 
 fail() {  # one line saying what failed, after stopping whatever this `up` had started
     trap - ERR
@@ -85,9 +95,51 @@ network_up() {  # the bridge, one namespace per node, a tbf-shaped veth pair eac
         tc -n "$ns" qdisc add dev eth0 root tbf rate "$LINK" burst "$burst" latency 50ms        # from the node
         echo "$address n$i" >> "$DIR/hosts"
     done
+    [ -z "$STORAGE" ] || storage_up "$burst"
     # What every task on a node sees: the network is part of the system a record describes.
-    printf '#!/bin/sh\necho "export HPCBENCH_NETWORK=emulated:tbf:%s"\n' "$LINK" > "$DIR/task-prolog.sh"
+    printf '#!/bin/sh\necho "export HPCBENCH_NETWORK=emulated:tbf:%s%s"\n' "$LINK" "${STORAGE:++storage:sshfs}" > "$DIR/task-prolog.sh"
     chmod 755 "$DIR/task-prolog.sh"
+}
+
+storage_up() {  # the storage server: sshd in a namespace of its own, behind a link shaped like a node's
+    local burst=$1 address="$SUBNET.254"
+    ip netns add "$STORAGE_NS"
+    echo "netns $STORAGE_NS" >> "$DIR/network"
+    ip link add hpcbench-vs type veth peer name eth0 netns "$STORAGE_NS"
+    echo "link hpcbench-vs" >> "$DIR/network"
+    ip link set hpcbench-vs master "$BRIDGE" up
+    ip -n "$STORAGE_NS" addr add "$address/24" dev eth0
+    ip -n "$STORAGE_NS" link set lo up
+    ip -n "$STORAGE_NS" link set eth0 up
+    tc qdisc add dev hpcbench-vs root tbf rate "$LINK" burst "$burst" latency 50ms
+    tc -n "$STORAGE_NS" qdisc add dev eth0 root tbf rate "$LINK" burst "$burst" latency 50ms
+    echo "$address hpcbench-storage" >> "$DIR/hosts"
+    mkdir -p "$DIR/ssh" /run/sshd
+    rm -f "$DIR/ssh/host_key" "$DIR/ssh/client_key"
+    ssh-keygen -q -t ed25519 -N '' -f "$DIR/ssh/host_key"
+    ssh-keygen -q -t ed25519 -N '' -f "$DIR/ssh/client_key"
+    cp "$DIR/ssh/client_key.pub" "$DIR/ssh/authorized_keys"
+    cat > "$DIR/ssh/sshd_config" <<SSHD
+ListenAddress $address
+Port 22
+HostKey $DIR/ssh/host_key
+AuthorizedKeysFile $DIR/ssh/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PidFile $DIR/sshd.pid
+Subsystem sftp internal-sftp
+SSHD
+    nsenter --net="/run/netns/$STORAGE_NS" "$(command -v sshd)" -f "$DIR/ssh/sshd_config" -E "$DIR/log/sshd.log" \
+        || fail "sshd did not start (log: $DIR/log/sshd.log)"
+}
+
+mount_storage() {  # inside a node's namespaces: the storage server's folder over the same path, no client cache
+    sshfs -o "IdentityFile=$DIR/ssh/client_key,StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null,LogLevel=ERROR" \
+        -o "allow_other,cache=no,direct_io,ServerAliveInterval=5,ServerAliveCountMax=2" \
+        "root@$SUBNET.254:$STORAGE" "$STORAGE"
 }
 
 rate_bits() {  # tc's rate notation (100mbit, 1gbit, 2.5gbit, 500kbit) in bits per second
@@ -103,7 +155,9 @@ start_slurmd() {  # node $1: on this host, or (with --link) inside its namespace
     fi
     # nsenter, not `ip netns exec`: that remounts /sys, which breaks slurmd's cgroup probe.
     nsenter --net="/run/netns/hpcbench-n$i" unshare --uts --mount --propagation slave \
-        sh -c 'hostname "$1" && mount --bind "$2" /etc/hosts && exec slurmd -N "$1"' sh "n$i" "$DIR/hosts"
+        env HPCBENCH_SLURM_DIR="$DIR" HPCBENCH_SLURM_SUBNET="$SUBNET" sh -c \
+        'hostname "$1" && mount --bind "$2" /etc/hosts && { [ -z "$3" ] || HPCBENCH_STORAGE="$3" "$4" mount_storage; } && exec slurmd -N "$1"' \
+        sh "n$i" "$DIR/hosts" "$STORAGE" "$SELF"
 }
 
 up() {
@@ -112,9 +166,19 @@ up() {
             --link) LINK=${2:-}; shift 2 || true ;;
             --nodes) NODES=${2:-}; shift 2 || true ;;
             --cpus-per-node) CPUS=${2:-}; shift 2 || true ;;
-            *) echo "local-slurm: unknown option '$1' (allowed: --link RATE, --nodes N, --cpus-per-node C)" >&2; exit 2 ;;
+            --storage) STORAGE=${2:-}; shift 2 || true ;;
+            *) echo "local-slurm: unknown option '$1' (allowed: --link RATE, --nodes N, --cpus-per-node C, --storage sshfs:FOLDER)" >&2; exit 2 ;;
         esac
     done
+    if [ -n "$STORAGE" ]; then
+        [ -n "$LINK" ] || { echo "local-slurm: --storage needs --link (the storage server is a host on the emulated network)" >&2; exit 2; }
+        [[ "$STORAGE" == sshfs:/* ]] || { echo "local-slurm: --storage must be sshfs:/absolute/folder, got '$STORAGE'" >&2; exit 2; }
+        STORAGE=${STORAGE#sshfs:}
+        [ -d "$STORAGE" ] || { echo "local-slurm: --storage folder $STORAGE does not exist" >&2; exit 2; }
+        for tool in sshfs sshd ssh-keygen; do
+            command -v "$tool" >/dev/null || { echo "local-slurm: --storage needs $tool (apt-get install sshfs openssh-server)" >&2; exit 1; }
+        done
+    fi
     [[ "$NODES" =~ ^[1-9][0-9]?$ ]] || { echo "local-slurm: --nodes must be 1..99, got '$NODES'" >&2; exit 2; }
     [[ "$CPUS" =~ ^[1-9][0-9]*$ ]] || { echo "local-slurm: --cpus-per-node must be >= 1, got '$CPUS'" >&2; exit 2; }
     if [ -n "$LINK" ] && ! [[ "$SUBNET" =~ ^(10|172\.(1[6-9]|2[0-9]|3[01])|192\.168)\.[0-9]{1,3}(\.[0-9]{1,3})?$ ]]; then
@@ -223,7 +287,7 @@ CONF
 
 down() {
     local pidfile pid kind name
-    for pidfile in "$DIR"/slurmd-*.pid "$DIR/slurmctld.pid" "$DIR/munge/munged.pid"; do
+    for pidfile in "$DIR"/slurmd-*.pid "$DIR/slurmctld.pid" "$DIR/munge/munged.pid" "$DIR/sshd.pid"; do
         pid=$(cat "$pidfile" 2>/dev/null) || continue  # absent, or removed by its daemon on the way out
         kill "$pid" 2>/dev/null || true
         for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -240,13 +304,16 @@ down() {
             esac
         done
         rm -f "$DIR/network" "$DIR/hosts" "$DIR/task-prolog.sh"
+        rm -rf "$DIR/ssh"
     fi
     [ "${1:-}" = quiet ] || echo "local-slurm: down"
 }
 
+SELF=$(readlink -f "$0")
 case "${1:-}" in
     up) shift; up "$@" ;;
+    mount_storage) STORAGE=$HPCBENCH_STORAGE mount_storage ;;  # internal: each node's start runs it inside its namespaces
     down) down ;;
     status) SLURM_CONF=$DIR/slurm.conf sinfo ;;
-    *) echo "usage: $0 up [--link RATE] [--nodes N] [--cpus-per-node C] | down | status" >&2; exit 2 ;;
+    *) echo "usage: $0 up [--link RATE] [--nodes N] [--cpus-per-node C] [--storage sshfs:FOLDER] | down | status" >&2; exit 2 ;;
 esac

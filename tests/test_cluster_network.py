@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
 from conftest import read_records, submit, wait_for_sweep
+from hpcbench import datafiles
 from hpcbench.experiment import system_block
 from hpcbench.launch.schedulers.slurm import Slurm
 
@@ -24,6 +27,8 @@ pytestmark = pytest.mark.slurm
 
 SCRIPT = Path(__file__).resolve().parent.parent / "jobs" / "local-slurm.sh"
 RATE, RATE_BYTES_PER_S = "200mbit", 200e6 / 8
+NETWORK = f"emulated:tbf:{RATE}+storage:sshfs"
+"""What the module's cluster's tasks see: its links, and a storage server behind a link of its own."""
 LINKED_PORT = 16900  # the loopback test cluster holds 16817
 
 
@@ -32,11 +37,11 @@ def local_slurm(command: str, folder: Path, port: int, *args: str) -> subprocess
     return subprocess.run(["bash", str(SCRIPT), command, *args], capture_output=True, text=True, env=env, timeout=120)
 
 
-def up_linked(folder: Path, port: int, rate: str) -> subprocess.CompletedProcess:
+def up_linked(folder: Path, port: int, rate: str, *more: str) -> subprocess.CompletedProcess:
     """`up --link RATE`; a machine that cannot make namespaces skips with the script's line, except under CI."""
     if not shutil.which("slurmctld"):
         pytest.skip("Slurm not installed (apt-get install slurm-wlm munge; .ci/run does)")
-    result = local_slurm("up", folder, port, "--link", rate)
+    result = local_slurm("up", folder, port, "--link", rate, *more)
     if result.returncode == 3:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI can make network namespaces, yet: {result.stderr.strip()}")
@@ -98,7 +103,9 @@ def test_up_twice_down_twice_and_a_taken_port_leave_nothing_behind(cluster_dir):
 
 @pytest.mark.parametrize(("args", "message"), [(["--link", "fast"], "--link must be a rate such as 100mbit"),
                                                (["--nodes", "0"], "--nodes must be 1..99"),
-                                               (["--speed", "1gbit"], "unknown option '--speed'")])
+                                               (["--speed", "1gbit"], "unknown option '--speed'"),
+    (["--storage", "sshfs:/tmp"], "--storage needs --link"),
+    (["--link", "1gbit", "--storage", "nfs:/tmp"], "--storage must be sshfs:/absolute/folder")])
 def test_bad_options_are_one_line_and_start_nothing(tmp_path, args, message):
     result = local_slurm("up", tmp_path / "cluster", LINKED_PORT, *args)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr
@@ -107,16 +114,21 @@ def test_bad_options_are_one_line_and_start_nothing(tmp_path, args, message):
 
 @pytest.fixture(scope="module")
 def linked() -> dict:
-    """A 2-node cluster linked at RATE; its env file (SLURM_CONF, Open MPI's interface) as a dict."""
+    """A 2-node cluster linked at RATE with a storage server (sshfs) holding SHARED; its env file (SLURM_CONF, Open
+    MPI's interface) as a dict, and SHARED's path under "shared"."""
     top = Path(tempfile.mkdtemp(prefix="hpcbench-slurm-linked-", dir="/tmp"))
     top.chmod(0o755)  # munged's socket folder must be traversable by all
     folder = top / "cluster"
-    result = up_linked(folder, LINKED_PORT, RATE)
+    shared = top / "shared"
+    datafiles.make(shared / "shards", "tar-shards", 64, 64, shard_samples=8)  # 8 shards of ~5 KB images
+    if not shutil.which("sshfs"):
+        pytest.skip("sshfs not installed (apt-get install sshfs openssh-server; .ci/run does)")
+    result = up_linked(folder, LINKED_PORT, RATE, "--storage", f"sshfs:{shared}")
     assert result.returncode == 0, result.stderr
     env = dict(line.removeprefix("export ").split("=", 1) for line in (folder / "env").read_text().splitlines())
     if os.geteuid() == 0:  # Open MPI refuses root unless told
         env |= {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
-    yield env
+    yield {**env, "shared": str(shared)}
     local_slurm("down", folder, LINKED_PORT)
     shutil.rmtree(top, ignore_errors=True)
 
@@ -152,7 +164,7 @@ def test_netbench_across_the_link_runs_at_the_link_rate(linked, slurm_env, tmp_p
     assert 0.6 * RATE_BYTES_PER_S <= busbw_at_16_mib(shaped) <= 1.05 * RATE_BYTES_PER_S, busbw_at_16_mib(shaped)
     loopback = netbench_across_two_nodes(slurm_env, tmp_path / "loopback")
     assert busbw_at_16_mib(loopback) >= 5 * busbw_at_16_mib(shaped)  # the link, not the machine, set the pace
-    assert shaped["system"]["network"] == f"emulated:tbf:{RATE}" and loopback["system"]["network"] is None
+    assert shaped["system"]["network"] == NETWORK and loopback["system"]["network"] is None
     assert shaped["system"]["system_id"] != loopback["system"]["system_id"]
 
 
@@ -164,8 +176,56 @@ def test_two_node_training_crosses_the_link_and_names_it(linked, tmp_path, launc
     [record] = read_records(sweep / "records")
     assert record["status"] == "ok" and record["provenance"]["launcher"] == launcher
     assert sorted(r["host"] for r in record["ranks"]) == ["n1", "n2"]
-    assert record["system"]["network"] == f"emulated:tbf:{RATE}"
+    assert record["system"]["network"] == NETWORK
     over_loopback = system_block({**record["provenance"], "system_facts": {
         **record["provenance"]["system_facts"], "network": None}})  # the same machine, its nodes on loopback
     assert record["system"]["system_id"] != over_loopback["system_id"]
     assert record["metrics"]["exposed_comm_s"] > 0  # 2.6 MB of gradients per step over 25 MB/s
+
+
+IOBENCH_JOB = "#!/bin/bash\n" + Slurm.rendezvous + """
+srun --kill-on-bad-exit=1 stat -f -c '%n %T' {data}
+srun --kill-on-bad-exit=1 {python} -m hpcbench.iobench --data-dir {data} --seconds 1 --out {out}
+"""
+
+
+def test_shared_storage_is_mounted_on_every_node_and_read_over_its_link(linked, tmp_path):
+    """Every node sees the host's folder at the same path through sshfs (FUSE), and reads cross the storage server's
+    link: both nodes together read at most its rate (the local disk would give GB/s)."""
+    script = tmp_path / "iobench.sh"
+    data = Path(linked["shared"]) / "shards"
+    script.write_text(IOBENCH_JOB.format(python=sys.executable, data=data, out=tmp_path / "records"))
+    done = subprocess.run(["sbatch", "--wait", "-N2", "--ntasks-per-node=1", "-o", str(tmp_path / "log"), str(script)],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, **linked})
+    log = (tmp_path / "log").read_text()
+    assert done.returncode == 0, log[-3000:]
+    assert log.count(f"{data} fuse.sshfs") == 2, log[-2000:]
+    [record] = read_records(tmp_path / "records")
+    metrics = record["metrics"]
+    assert record["kind"] == "iobench" and record["system"]["network"] == NETWORK
+    assert metrics["num_nodes"] == 2 and set(metrics["per_node"]) == {"n1", "n2"}
+    assert 0 < metrics["aggregate_bytes_per_s"] <= 1.05 * RATE_BYTES_PER_S, metrics["aggregate_bytes_per_s"]
+
+
+def test_a_mount_that_goes_away_fails_the_rank_with_the_reason(linked, tmp_path):
+    """Runs last in the module: n1's storage mount is killed mid-run; the rank reading it fails within its step
+    timeout, the record says which file and why, and the job ends."""
+    sweep = tmp_path / "sweep"
+    submit(sweep, linked, "--workload", "cnn", "--model", "convnet", "--data", "files", "--data-dir",
+           str(Path(linked["shared"]) / "shards"), "--batch-size", "8", "--steps", "400", "--repeats", "1",
+           "--timeout", "30", "--nodes", "1", "--tasks-per-node", "1")
+    deadline = time.monotonic() + 120
+    while not any("warm-up done" in p.read_text() for p in (sweep / "logs").glob("*.out")):
+        assert time.monotonic() < deadline, "the run did not start"
+        time.sleep(0.5)
+    in_n1 = set(subprocess.run(["ip", "netns", "pids", "hpcbench-n1"], capture_output=True, text=True).stdout.split())
+    mounts = [pid for pid in subprocess.run(["pgrep", "-x", "sshfs"], capture_output=True, text=True).stdout.split()
+              if pid in in_n1]
+    assert len(mounts) == 1
+    killed_at = time.monotonic()
+    os.kill(int(mounts[0]), signal.SIGKILL)
+    states = wait_for_sweep(sweep, linked)
+    assert states[0] == "failed" and time.monotonic() - killed_at < 60, states
+    [record] = read_records(sweep / "records")
+    assert record["status"] == "failed" and "DataFileError" in record["reason"], record["reason"]
+    assert "shards/shard-" in record["reason"] and "Transport endpoint is not connected" in record["reason"]
