@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("hpcbench", "hpcbench.errors", "hpcbench.files", "hpcbench.guard", "hpcbench.timing", "hpcbench.progress",
      "hpcbench.peaks", "hpcbench.convergence", "hpcbench.buckets"),
     # 1: what a run is and where it runs: the config, the scheduler environments, the rank table
-    ("hpcbench.config", "hpcbench.launch.schedulers", "hpcbench.engines.discovery"),
+    ("hpcbench.config", "hpcbench.launch.schedulers", "hpcbench.engines.discovery", "hpcbench.datafiles"),
     # 2: the record format and its provenance
     ("hpcbench.provenance", "hpcbench.records"),
     # 3: the plug-ins the loop is made of
@@ -28,11 +28,11 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # 4: config resolution, flags and sweep matrices, which need the plug-ins' options and defaults
     ("hpcbench.resolve", "hpcbench.flags", "hpcbench.matrix"),
     # 5: the programs a rank runs, and the read side
-    ("hpcbench.runner", "hpcbench.netbench", "hpcbench.peak", "hpcbench.analysis"),
+    ("hpcbench.runner", "hpcbench.netbench", "hpcbench.iobench", "hpcbench.peak", "hpcbench.analysis"),
     # 6: starting them: local processes, job scripts, sweeps, the worker entry point
     ("hpcbench.worker", "hpcbench.launch", "hpcbench.sweep"),
     # 7: the command line
-    ("hpcbench.cli", "hpcbench.cli_results", "hpcbench.__main__", "hpcbench.install_horovod"),
+    ("hpcbench.cli", "hpcbench.cli_results", "hpcbench.cli_data", "hpcbench.__main__", "hpcbench.install_horovod"),
 )
 
 

@@ -25,7 +25,7 @@ mkdir -p /scratch/sweeps/cnn/records
 
 # The time-limit warning (USR1) goes to the launcher, which passes it to every rank: the ranks
 # agree on a step, stop there and write an `interrupted` record before the limit.
-srun --kill-on-bad-exit=1 --nodes=2 --ntasks=2 --ntasks-per-node=1 --cpus-per-task=32 apptainer exec --nv '/images/hpc bench.sif' python3 -m torch.distributed.run --nnodes=2 --nproc-per-node=4 --rdzv-backend=c10d --rdzv-endpoint="$MASTER_ADDR:$MASTER_PORT" --rdzv-id="$SLURM_JOB_ID" -m hpcbench.worker --workload cnn --engine ddp --batch-size 64 --steps 50 --warmup 5 --repeats 3 --seed 0 --data-workers 0 --timeout 120.0 --scaling weak --breakdown --no-phases --precision fp32 --no-channels-last --no-compile --mode throughput --lr-scaling none --lr-warmup-steps 0 --model resnet50 --device cuda --threads 8 --out /scratch/sweeps/cnn/records &
+srun --kill-on-bad-exit=1 --nodes=2 --ntasks=2 --ntasks-per-node=1 --cpus-per-task=32 apptainer exec --nv '/images/hpc bench.sif' python3 -m torch.distributed.run --nnodes=2 --nproc-per-node=4 --rdzv-backend=c10d --rdzv-endpoint="$MASTER_ADDR:$MASTER_PORT" --rdzv-id="$SLURM_JOB_ID" -m hpcbench.worker --workload cnn --engine ddp --batch-size 64 --steps 50 --warmup 5 --repeats 3 --seed 0 --loader-workers 0 --no-pin-memory --timeout 120.0 --scaling weak --breakdown --no-phases --precision fp32 --no-channels-last --no-compile --mode throughput --lr-scaling none --lr-warmup-steps 0 --model resnet50 --device cuda --threads 8 --out /scratch/sweeps/cnn/records &
 launcher=$!
 trap 'kill -USR1 "$launcher" 2>/dev/null || true' USR1
 status=0
