@@ -29,12 +29,13 @@ from hpcbench.analysis import plots
 from hpcbench.analysis.comm import communication_table, netbench_frame
 from hpcbench.analysis.convergence import quality_figure, tta_table
 from hpcbench.analysis.efficiency import engine_table, pipeline_table, schedule_panel
+from hpcbench.analysis.inputs import input_table
 from hpcbench.analysis.load import read_valid, runs_frame
 from hpcbench.analysis.scaling import scaling_table
 from hpcbench.progress import ENV as PROGRESS_ENV
 
-__all__ = ["breakdown_plot", "bubble", "efficiency_plot", "engines", "load", "run_sweep", "scaling", "schedule_plot", "source",
-           "throughput_plot", "tta", "tta_plot"]
+__all__ = ["breakdown_plot", "bubble", "efficiency_plot", "engines", "input_plot", "inputs", "load", "reference", "run_sweep",
+           "scaling", "schedule_plot", "source", "throughput_plot", "tta", "tta_plot"]
 
 
 def run_sweep(out: str | Path, *, workloads: Iterable[str] = ("mlp", "cnn"), nproc: Iterable[int] = (1, 2),
@@ -93,6 +94,27 @@ def schedule_plot(runs: pd.DataFrame) -> Figure | None:
     """The pipeline runs' schedules as they ran (a lane per rank: forwards, backwards, idle), up to six."""
     panels = [schedule_panel(record) for _, record in read_valid(list(runs["path"]))]
     return plots.schedule_figure([panel[1:] for panel in panels if panel][:6], runs)
+
+
+def inputs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each run that read files (`--data files`): its step from storage, from memory and from one batch on the
+    device (DS-Analyzer's split), the prep and fetch stalls, and whether it was input-bound."""
+    return input_table(runs)
+
+
+def input_plot(runs: pd.DataFrame) -> Figure | None:
+    """A bar per run that read files: compute alone, then the prep and fetch stalls on top."""
+    return plots.input_figure(input_table(runs), runs)
+
+
+def reference(name: str) -> Path:
+    """A folder of the reference results shipped in this checkout (`results/reference/NAME`): runs that need a
+    cluster, measured once, to read beside your own."""
+    folder = Path(__file__).resolve().parent.parent / "results" / "reference" / name
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: the reference results ship with the repository (a git checkout), "
+                                "not with an installed package")
+    return folder
 
 
 def throughput_plot(runs: pd.DataFrame) -> Figure:

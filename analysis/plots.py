@@ -300,19 +300,21 @@ def history_figure(points: pd.DataFrame, steps: pd.DataFrame, metric: str, runs:
 
 
 def input_figure(inputs: pd.DataFrame, runs: pd.DataFrame) -> Figure | None:
-    """A bar per run that read files: compute alone (synthetic), the prep stall and the fetch stall on top,
-    which add up to the step from storage (DS-Analyzer's split); input-bound runs marked."""
+    """A bar per run that read files, as tall as its step from storage: compute alone (synthetic), the prep stall
+    and the fetch stall on top (DS-Analyzer's split; a stall within noise below zero is drawn as none)."""
     measured = inputs.dropna(subset=["synthetic_step_ms", "cached_step_ms", "storage_step_ms"])
     if measured.empty:
         return None
     fig = _figure(max(5.0, 1.1 * len(measured) + 2), 4.2)
     ax = fig.subplots()
     x = np.arange(len(measured))
-    parts = (("synthetic_step_ms", "compute (synthetic)", "#4c72b0"), ("prep_stall_ms", "prep stall (cached - synthetic)", "#dd8452"),
-             ("fetch_stall_ms", "fetch stall (storage - cached)", "#c44e52"))
+    storage = measured["storage_step_ms"].to_numpy(dtype=float)
+    compute = np.minimum(measured["synthetic_step_ms"].to_numpy(dtype=float), storage)
+    prep = np.clip(measured["cached_step_ms"].to_numpy(dtype=float) - compute, 0, storage - compute)
+    parts = ((compute, "compute (synthetic)", "#4c72b0"), (prep, "prep stall (cached - synthetic)", "#dd8452"),
+             (storage - compute - prep, "fetch stall (storage - cached)", "#c44e52"))  # a stall below noise: 0
     bottom = np.zeros(len(measured))
-    for column, label, colour in parts:
-        values = measured[column].clip(lower=0).to_numpy(dtype=float)
+    for values, label, colour in parts:
         ax.bar(x, values, bottom=bottom, color=colour, label=label)
         bottom += values
     names = [f"{r.data_format}\n{r.num_nodes} node(s), {r.world_size} rank(s)" + ("\ninput-bound" if r.input_bound else "")

@@ -7,6 +7,7 @@ Needs root; about 6 minutes.
     python benchmarks/input_emulated.py                     # 100mbit, shards of 176 px images
     python benchmarks/input_emulated.py --keep results/input-emulated
     python benchmarks/input_emulated.py --keep results/input-emulated --reuse   # predict again, no cluster
+    python benchmarks/input_emulated.py --format jpeg-folder    # one file a sample: random small reads
 
 Prints DS-Analyzer's split per node count (synthetic / cached / storage step, prep and fetch stall, the data
 stall and whether the point is input-bound), iobench's rates, and the forecast's error at 2 nodes.
@@ -75,10 +76,10 @@ def compare(top: Path) -> None:
               f"{split['cached_step_s'] * 1e3:>11.1f}{split['synthetic_step_s'] * 1e3:>14.1f}"
               f"{split['prep_stall_s'] * 1e3:>+9.1f} ms{split['fetch_stall_s'] * 1e3:>+10.1f} ms"
               f"{found['data_stall_share']:>12.1%}{found['data_wait_share']:>8.1%}  {'yes' if found['input_bound'] else 'no'}")
-    print("\niobench (sequential shards, the same path):")
+    print("\niobench (the same path):")
     for path in sorted((top / "iobench" / "records").glob("*.json")):
         m = json.loads(path.read_text())["metrics"]
-        print(f"  {m['num_nodes']} node(s): {m['aggregate_bytes_per_s'] / 1e6:.2f} MB/s in all, slowest node "
+        print(f"  {m['pattern']}, {m['num_nodes']} node(s): {m['aggregate_bytes_per_s'] / 1e6:.2f} MB/s in all, slowest node "
               f"{min(n['bytes_per_s'] for n in m['per_node'].values()) / 1e6:.2f} MB/s, slowest rank "
               f"{m['rank_samples_per_s_min']:.0f} samples/s")
     [inputs] = resolve_inputs([str(runs[1][0])], fabric=None, netbench=str(top / "netbench" / "records"), scaling="weak",
@@ -99,6 +100,7 @@ def compare(top: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--link", default="100mbit", help="tc rate of every link, the storage server's too")
+    parser.add_argument("--format", default="tar-shards", choices=datafiles.FORMATS, help="how the images are stored")
     parser.add_argument("--keep", default=None, help="folder to keep the records in (default: a temporary one)")
     parser.add_argument("--reuse", action="store_true", help="compare again from the records in --keep (no cluster)")
     args = parser.parse_args()
@@ -109,9 +111,9 @@ def main() -> None:
         state = Path(tempfile.mkdtemp(prefix="hpcbench-input-state-", dir="/tmp"))
         state.chmod(0o755)  # munged's socket folder must be traversable by all
         shared = Path(tempfile.mkdtemp(prefix="hpcbench-input-data-", dir="/tmp"))
-        data = shared / f"shards-{IMAGE_SIZE}"
+        data = shared / f"{args.format}-{IMAGE_SIZE}"
         try:
-            datafiles.make(data, "tar-shards", SAMPLES, IMAGE_SIZE)
+            datafiles.make(data, args.format, SAMPLES, IMAGE_SIZE)
             measure(args.link, data, top, state / "cluster")
         finally:
             shutil.rmtree(state, ignore_errors=True)

@@ -198,3 +198,22 @@ def test_the_input_term_makes_a_point_input_bound_only_where_storage_is_slower()
     assert input_term(model, rates, 4, 1, 512)["input_s"] is None  # not measured there: not guessed
     with pytest.raises(ConfigError, match="with 1 reader"):
         input_rates({**base, "config": {**base["config"], "num_data_workers": 1}}, iobench)
+
+
+REFERENCE = Path(__file__).resolve().parent.parent / "results" / "reference" / "cpu-2core-vm-input"
+
+
+def test_the_sweep_table_and_the_report_say_input_bound_beside_iobench(tmp_path):
+    """The shipped emulated-cluster records: the sweep's table names the input-bound points, the report has the
+    split and iobench's rates beside netbench."""
+    from hpcbench.analysis import format_scaling_table, load_records, scaling_table
+    from hpcbench.analysis.report import build_report
+
+    table = scaling_table(load_records([REFERENCE / "sweep"]))
+    assert list(table["input_bound"]) == ["input-bound", "input-bound"] and table["data_stall_share"].gt(0.1).all()
+    shown = format_scaling_table(table, compact=True)
+    assert "data_stall" in shown and shown.count("input-bound") == 2
+    written = build_report([REFERENCE], tmp_path)
+    text = written["markdown"].read_text()
+    assert "### Input pipeline" in text and "### Storage: iobench" in text and "sequential shards" in text
+    assert (tmp_path / "plots" / "input_split.png").exists()

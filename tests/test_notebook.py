@@ -31,9 +31,9 @@ def test_the_notebook_runs_every_cell_and_shows_the_plots(tmp_path):
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) >= 5  # throughput, efficiency, step breakdown, time to accuracy, pipeline schedules
+    assert len(images) >= 6  # throughput, efficiency, step breakdown, time to accuracy, pipeline schedules, input split
     text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
     assert "zero_grad" in text and "engine.backward" in text  # the loop, read from the installed runner
-    assert "tta_speedup" in text and "#SBATCH" in text and "bubble_analytic" in text
+    assert "tta_speedup" in text and "#SBATCH" in text and "bubble_analytic" in text and "fetch_stall_ms" in text
     records = list((tmp_path / "results").rglob("*.json"))
     assert len(records) >= 11  # 2 workloads x 2+ process counts, 2 x 2 time-to-accuracy runs, 3 pipeline runs
