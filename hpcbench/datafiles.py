@@ -267,9 +267,13 @@ class ShardSamples(IterableDataset):
         order = random.Random(self.seed + (worker.id if worker else 0))
         while True:
             order.shuffle(mine)
+            found = 0
             for name in mine:
                 for key, data, label in shard_members(os.path.join(self.root, name)):
+                    found += 1
                     yield self.transform(decode(data, key)), label
+            if not found:  # a pass over nothing would spin here forever
+                raise DataFileError(f"{self.root}: shards {', '.join(mine) or '(none)'} hold no samples")
 
 
 def shard_members(path: str) -> Iterator[tuple[str, bytes, int]]:

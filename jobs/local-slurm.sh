@@ -58,8 +58,8 @@ check_link_possible() {  # one line and exit 3 where namespaces cannot be made (
         exit 3
     fi
     ip netns del "$probe"
-    if ip netns list | grep -q '^hpcbench-n'; then
-        echo "local-slurm: network namespace $(ip netns list | grep -m1 '^hpcbench-n' | cut -d' ' -f1) exists: another emulated cluster is up (jobs/local-slurm.sh down with its HPCBENCH_SLURM_DIR); nothing started" >&2
+    if ip netns list | grep -qE '^hpcbench-(n|s)'; then
+        echo "local-slurm: network namespace $(ip netns list | grep -m1 -E '^hpcbench-(n|s)' | cut -d' ' -f1) exists: another emulated cluster is up (jobs/local-slurm.sh down with its HPCBENCH_SLURM_DIR); nothing started" >&2
         exit 1
     fi
     if [ -n "$(ip -4 addr show to "$SUBNET.0/24")" ] || [ -n "$(ip -4 route show "$SUBNET.0/24")" ]; then

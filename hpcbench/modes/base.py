@@ -162,7 +162,6 @@ class Session:
         with unsynchronised:
             self.window(COMPUTE_ONLY, self.cfg.num_steps)
 
-
     def input_split_windows(self) -> None:
         """--data files (with --breakdown): DS-Analyzer's two more windows of the same steps, fed from samples read
         into memory once (decode and augmentation still run) and from one batch on the device (compute alone).

@@ -283,8 +283,11 @@ def _cycle(loader: DataLoader, sampler: DistributedSampler | None, device: torch
     for epoch in itertools.count():
         if sampler is not None:
             sampler.set_epoch(epoch)
+        batch = None
         for batch in loader:
             yield to_device(batch, device)
+        if batch is None:  # an epoch of nothing would loop here forever
+            raise ConfigError("batch-size", f"{loader.batch_size} is more than this rank's {len(loader.dataset)} samples")
 
 
 def _one_line_errors(batches: Iterator[Batch]) -> Iterator[Batch]:
