@@ -214,8 +214,10 @@ def _open_tar(path: Path) -> Iterator[tarfile.TarFile]:
     try:
         with open(path, "rb", buffering=STREAM_BUFFER) as raw, tarfile.open(fileobj=raw, mode="r|") as tar:
             yield tar
-    except (OSError, tarfile.TarError) as exc:
+    except tarfile.TarError as exc:
         raise DataFileError(f"{path}: not a readable tar shard ({exc})") from None
+    except OSError as exc:  # the storage itself: a mount gone, a disk error
+        raise DataFileError(f"{path}: {exc}") from None
 
 
 def decode(data: bytes, name: str) -> torch.Tensor:
