@@ -17,7 +17,7 @@ SYSTEM = ["system_name", "system_id", "network"]
 
 
 def input_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per run that read files: where its step went, slowest rank per step, medians."""
+    """One row per run that read files: where its step went, the slowest rank per step, means over steps."""
     columns = [*SYSTEM, "workload", "data_format", "loader_workers", "batch_size", "num_nodes", "world_size",
                "samples_per_s", "storage_step_ms", "cached_step_ms", "synthetic_step_ms", "prep_stall_ms",
                "fetch_stall_ms", "prep_stall_share", "fetch_stall_share", "data_stall_share", "input_bound", "run_id"]

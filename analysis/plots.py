@@ -320,7 +320,7 @@ def input_figure(inputs: pd.DataFrame, runs: pd.DataFrame) -> Figure | None:
     names = [f"{r.data_format}\n{r.num_nodes} node(s), {r.world_size} rank(s)" + ("\ninput-bound" if r.input_bound else "")
              for r in measured.itertuples()]
     ax.set_xticks(x, names, fontsize=7)
-    ax.set_ylabel("step (ms), slowest rank, median")
+    ax.set_ylabel("step (ms), slowest rank, mean")
     ax.legend(fontsize=7)
     fig.suptitle("Where the step goes when it reads files")
     stamp(fig, runs)

@@ -144,6 +144,7 @@ def measure(cfg: RunConfig, engine: Engine, clock: Callable[[], float], stop: St
         model=local_model, data_format=cfg.data_format, prefetch_factor=cfg.prefetch_factor, pin_memory=cfg.pin_memory,
     )
     batches = workload.batches(options, data)
+    description["data_files"] = workload.data_files(data)
     timed_batches = TimedBatches(channels_last(batches) if cfg.channels_last else batches, clock)
     # Compiled around the engine's wrapper: DDP's bucket boundaries split the graph, so all-reduces still overlap backward.
     step = TrainStep(model=torch.compile(wrapped) if cfg.compile else wrapped, loss_fn=workload.loss,

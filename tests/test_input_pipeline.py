@@ -113,6 +113,7 @@ def test_a_run_from_shards_records_every_wait_and_the_split(made, tmp_path):
     assert result.returncode == 0, result.stderr
     record = json.loads(next(tmp_path.glob("*.json")).read_text())
     assert record["status"] == "ok" and record["config"]["data_format"] == "tar-shards"
+    assert record["workload"]["data_files"]["samples"] == 40 and record["workload"]["data_files"]["files"] == 4
     assert "data-format=tar-shards" in record["experiment"]["label"] and "prefetch-factor=3" in record["experiment"]["label"]
     for rank in record["ranks"]:
         assert [len(w) for w in rank["data_wait_s"]] == [4, 4] and all(t >= 0 for w in rank["data_wait_s"] for t in w)
@@ -149,7 +150,7 @@ def test_input_stalls_merge_takes_the_slowest_rank_and_splits_the_step():
     found = InputStalls.merge(ranks, RunFacts(global_batch_size=8, world_size=2))["input"]
     assert found["data_wait_share_by_rank"] == pytest.approx([0.05, 0.9 / 2.2])
     assert found["data_wait_share"] == pytest.approx(0.9 / 2.2)
-    assert found["split"]["storage_step_s"] == pytest.approx(1.1)  # per step the slowest rank (1.2, 1.0), median
+    assert found["split"]["storage_step_s"] == pytest.approx(1.1)  # per step the slowest rank (1.2, 1.0), mean
     # cached per step (0.9, 0.8) -> 0.85, synthetic (0.6, 0.7) -> 0.65
     assert found["split"]["prep_stall_s"] == pytest.approx(0.2) and found["split"]["fetch_stall_s"] == pytest.approx(0.25)
     assert found["data_stall_share"] == pytest.approx(0.45 / 1.1) and found["input_bound"] is True
@@ -201,6 +202,7 @@ def test_the_input_term_makes_a_point_input_bound_only_where_storage_is_slower()
 
 
 REFERENCE = Path(__file__).resolve().parent.parent / "results" / "reference" / "cpu-2core-vm-input"
+"""benchmarks/input_emulated.py's records: tar-shards/ and jpeg-folder/, each sweep/, iobench/, netbench/."""
 
 
 def test_the_sweep_table_and_the_report_say_input_bound_beside_iobench(tmp_path):
@@ -209,11 +211,12 @@ def test_the_sweep_table_and_the_report_say_input_bound_beside_iobench(tmp_path)
     from hpcbench.analysis import format_scaling_table, load_records, scaling_table
     from hpcbench.analysis.report import build_report
 
-    table = scaling_table(load_records([REFERENCE / "sweep"]))
+    table = scaling_table(load_records([REFERENCE / "tar-shards" / "sweep"]))
     assert list(table["input_bound"]) == ["input-bound", "input-bound"] and table["data_stall_share"].gt(0.1).all()
     shown = format_scaling_table(table, compact=True)
     assert "data_stall" in shown and shown.count("input-bound") == 2
     written = build_report([REFERENCE], tmp_path)
     text = written["markdown"].read_text()
-    assert "### Input pipeline" in text and "### Storage: iobench" in text and "sequential shards" in text
+    assert "### Input pipeline" in text and "### Storage: iobench" in text
+    assert "sequential shards" in text and "random small files" in text
     assert (tmp_path / "plots" / "input_split.png").exists()

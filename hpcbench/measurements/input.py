@@ -8,7 +8,8 @@ rank; and with --data files, DS-Analyzer's split (Mohan et al., VLDB 2021) from 
     prep stall  = cached - synthetic      (decode, augmentation, collation, the copy to the device)
     fetch stall = storage - cached        (reading from storage)
 
-each the median step of the slowest rank per step. The data stall is DS-Analyzer's, (storage - synthetic)
+each the mean over steps of the slowest rank's step (a mean, as throughput is: a loader that falls behind
+makes every few steps wait long, which a median would not see). The data stall is DS-Analyzer's, (storage - synthetic)
 / storage, where the split was measured; else the waits' share. The two differ where reading slows the step
 without making it wait (reads that share a link with the gradients, or cores with compute): the waits
 see only a batch that is late. A run is input-bound when its data stall is above INPUT_BOUND_SHARE.
@@ -114,11 +115,11 @@ def split(ranks: list[dict[str, Any]], steps: list[list[list[float]]]) -> dict[s
     windows = [r.get("input_split_step_times_s") or {} for r in ranks]
     if not all(set(w) == set(SPLIT_WINDOWS.values()) for w in windows):
         return {"split": None, "split_note": run_note(ranks)}
-    medians = {"storage": slowest_median([[t for window in s for t in window] for s in steps])}
-    medians.update({name: slowest_median([w[name] for w in windows]) for name in SPLIT_WINDOWS.values()})
-    storage = medians["storage"]
-    prep, fetch = medians["cached"] - medians["synthetic"], storage - medians["cached"]
-    return {"split": {**{f"{name}_step_s": value for name, value in medians.items()},
+    means = {"storage": slowest_mean([[t for window in s for t in window] for s in steps])}
+    means.update({name: slowest_mean([w[name] for w in windows]) for name in SPLIT_WINDOWS.values()})
+    storage = means["storage"]
+    prep, fetch = means["cached"] - means["synthetic"], storage - means["cached"]
+    return {"split": {**{f"{name}_step_s": value for name, value in means.items()},
                       "prep_stall_s": prep, "fetch_stall_s": fetch,
                       "prep_stall_share": prep / storage, "fetch_stall_share": fetch / storage},
             "split_note": None}
@@ -129,6 +130,6 @@ def run_note(ranks: list[dict[str, Any]]) -> str:
             if not any(r.get("input_split_step_times_s") for r in ranks) else "a split window did not complete")
 
 
-def slowest_median(per_rank: list[list[float]]) -> float:
-    """The median over steps of the slowest rank's time at each step."""
-    return statistics.median(max(times) for times in zip(*per_rank))
+def slowest_mean(per_rank: list[list[float]]) -> float:
+    """The mean over steps of the slowest rank's time at each step."""
+    return statistics.fmean(max(times) for times in zip(*per_rank))

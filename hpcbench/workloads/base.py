@@ -227,6 +227,14 @@ class Workload:
             return self._file_batches(options, ctx)
         return self._real_batches(options, ctx)
 
+    def data_files(self, ctx: DataContext) -> dict[str, Any] | None:
+        """What --data files read (format, samples, bytes a sample), for the record; None for other data."""
+        if ctx.data != "files":
+            return None
+        from hpcbench import datafiles
+
+        return datafiles.inspect(ctx.data_dir, ctx.data_format, verify=False).summary()
+
     def _file_batches(self, options: Any, ctx: DataContext) -> Iterator[Batch]:
         """Every step fetches its samples from storage: a folder through DistributedSampler, or this rank's shards."""
         from hpcbench import datafiles
