@@ -7,7 +7,7 @@ torchvision), the workload's augmentation, collate.
 
 `make` writes either from scikit-learn's bundled digits (real images, no download), coloured, scaled to
 the asked size and given a film-grain texture so JPEG sizes and decode costs are those of photographs
-(about 1 byte a pixel at quality 90), not of flat upscaled digits. Beside the files it writes
+(0.6-0.7 bytes a pixel at quality 90), not of flat upscaled digits. Beside the files it writes
 `hpcbench-data.json` (format, samples, classes, every file's size): `inspect` checks a folder against it
 with one stat per file before anything trains, so a missing, empty, truncated or mixed-up folder is one
 line, not a hang in a DataLoader worker.
@@ -43,7 +43,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg")
 DEFAULT_SHARD_SAMPLES = 256
 JPEG_QUALITY = 90
 GRAIN = 24.0
-"""Film-grain standard deviation (0-255 scale): makes JPEG sizes photograph-like (~1 byte a pixel)."""
+"""Film-grain standard deviation (0-255 scale): makes JPEG sizes photograph-like (0.6-0.7 bytes a pixel)."""
 
 
 class DataFileError(RuntimeError):
