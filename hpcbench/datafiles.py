@@ -24,6 +24,7 @@ import io
 import json
 import os
 import random
+import shutil
 import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -73,9 +74,6 @@ class DataFacts:
 def make(out: str | Path, fmt: str, samples: int, image_size: int, *, shard_samples: int = DEFAULT_SHARD_SAMPLES,
          seed: int = 0) -> DataFacts:
     """Write `samples` JPEG images of `image_size` pixels in `fmt` under `out` (which must be empty or absent)."""
-    from PIL import Image
-    from sklearn.datasets import load_digits
-
     if fmt not in FORMATS:
         raise ConfigError("format", f"{fmt!r} is not one of: {', '.join(FORMATS)}")
     for name, value, low in (("samples", samples, 1), ("image-size", image_size, 8), ("shard-samples", shard_samples, 1)):
@@ -84,10 +82,26 @@ def make(out: str | Path, fmt: str, samples: int, image_size: int, *, shard_samp
     root = Path(out)
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise ConfigError("OUT", f"{root} exists and is not an empty folder (nothing written)")
-    digits, labels = load_digits(return_X_y=True)
     rng = np.random.default_rng(seed)
     tmp = root.with_name(f".{root.name}.tmp-{os.getpid()}")
     tmp.mkdir(parents=True)
+    try:
+        _write(tmp, fmt, samples, image_size, shard_samples, rng)
+        if root.exists():
+            root.rmdir()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # nothing half-made is left behind, under any name
+        raise
+    tmp.rename(root)  # whole or not at all: a half-made folder never has the name
+    return inspect(root, fmt)
+
+
+def _write(tmp: Path, fmt: str, samples: int, image_size: int, shard_samples: int, rng: np.random.Generator) -> None:
+    """The images and the manifest, into the folder that will be renamed into place."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits, labels = load_digits(return_X_y=True)
     sizes: dict[str, int] = {}
     shard: tarfile.TarFile | None = None
     for index in range(samples):
@@ -115,10 +129,6 @@ def make(out: str | Path, fmt: str, samples: int, image_size: int, *, shard_samp
                 "image_size": image_size, "jpeg_quality": JPEG_QUALITY, "source": "scikit-learn digits, coloured, with grain",
                 "files": sizes}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-    if root.exists():
-        root.rmdir()
-    tmp.rename(root)  # whole or not at all: a half-made folder never has the name
-    return inspect(root, fmt)
 
 
 def _encode(image_module: Any, digit: np.ndarray, size: int, rng: np.random.Generator) -> bytes:

@@ -100,6 +100,8 @@ class Workload:
         """Real or bundled splits by name ("train", "heldout"), loaded once per process."""
         self._heldout_loader: DataLoader | None = None
         """This rank's shard of the held-out split, built at the first evaluation."""
+        self._facts: Any = None
+        """--data files: what the data folder holds (datafiles.DataFacts), read once."""
 
     def build_model(self, options: Any) -> nn.Module:
         raise NotImplementedError
@@ -227,19 +229,26 @@ class Workload:
             return self._file_batches(options, ctx)
         return self._real_batches(options, ctx)
 
+    def _file_facts(self, ctx: DataContext) -> Any:
+        """The --data-dir's manifest (or layout), read once per process; its files were checked before any
+        process started."""
+        if self._facts is None:
+            from hpcbench import datafiles
+
+            self._facts = datafiles.inspect(ctx.data_dir, ctx.data_format, verify=False)
+        return self._facts
+
     def data_files(self, ctx: DataContext) -> dict[str, Any] | None:
         """What --data files read (format, samples, bytes a sample), for the record; None for other data."""
         if ctx.data != "files":
             return None
-        from hpcbench import datafiles
-
-        return datafiles.inspect(ctx.data_dir, ctx.data_format, verify=False).summary()
+        return self._file_facts(ctx).summary()
 
     def _file_batches(self, options: Any, ctx: DataContext) -> Iterator[Batch]:
         """Every step fetches its samples from storage: a folder through DistributedSampler, or this rank's shards."""
         from hpcbench import datafiles
 
-        facts = datafiles.inspect(ctx.data_dir, ctx.data_format, verify=False)  # verified once, before any process
+        facts = self._file_facts(ctx)
         transform = self.file_transform(options)
         if facts.format == "jpeg-folder":
             dataset = datafiles.FolderImages(facts, transform)
@@ -253,7 +262,7 @@ class Workload:
         once, then decoded and augmented every step by the same loader: the input pipeline without fetching."""
         from hpcbench import datafiles
 
-        facts = datafiles.inspect(ctx.data_dir, ctx.data_format, verify=False)
+        facts = self._file_facts(ctx)
         samples = datafiles.cache_samples(facts, batches * ctx.batch_size, ctx.rank, ctx.world_size, ctx.seed)
         dataset = datafiles.CachedImages(samples, self.file_transform(options))
         sampler = DistributedSampler(dataset, num_replicas=1, rank=0, seed=ctx.seed, drop_last=True)
