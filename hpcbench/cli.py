@@ -342,6 +342,7 @@ SAFE_PATH = re.compile(r"^[A-Za-z0-9._/+-]+$")
 def cmd_cluster(args: argparse.Namespace) -> int:
     """Validate everything, render every script in memory, then write (and for submit, submit)."""
     from hpcbench.launch.jobs import load_profile, plan_sweep, render_sweep, write_scripts
+    from hpcbench.resolve import data_dir_unseen
 
     profile = load_profile(args.profile)
     sweep_dir = Path(args.sweep_dir).resolve()
@@ -370,6 +371,9 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     check_out_dir(str(sweep_dir / "records"))
     write_scripts(scripts)
     paths = list(scripts)
+    for data_dir in dict.fromkeys(e.data_dir for e in experiments if data_dir_unseen(e)):
+        print(f"hpcbench {args.command}: note: data-dir: {data_dir} is not on this host; the job's ranks check it "
+              "when it starts (one that cannot read it ends the job with one line)", file=sys.stderr)
     if args.command == "render":
         for path in paths:
             print(path)

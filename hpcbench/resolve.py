@@ -19,12 +19,14 @@ from hpcbench.workloads import Workload, get_workload
 
 
 def resolve(cfg: RunConfig, *, sweep_max_procs: int | None = None, world_size: int | None = None,
-            node_device: str | None = None) -> RunConfig:
+            node_device: str | None = None, data_on_nodes: bool = False) -> RunConfig:
     """Fill in and check the workload's and the engine's options, the batch size, threads and device.
 
     `world_size` is the job's process count where it differs from this node's (cluster jobs);
     strong scaling splits the global batch over it. `node_device` is the compute nodes' device when
-    this is a login node (cluster jobs): precision and the like are checked against it.
+    this is a login node (cluster jobs): precision and the like are checked against it. `data_on_nodes`
+    (cluster jobs): the data folder is the compute nodes'; one this host cannot see is left to the job's
+    ranks, which check it at start (`data_dir_unseen`).
     """
     engine = ENGINES.get(cfg.engine)
     engine.check_available()
@@ -38,7 +40,12 @@ def resolve(cfg: RunConfig, *, sweep_max_procs: int | None = None, world_size: i
     mode = RUN_MODES.get(cfg.mode)
     data = cfg.data or mode.default_data(workload) or "synthetic"
     workload.check_run(workload.options(options), batch_size, data, cfg.data_dir)
-    data_format = check_files(cfg, workload, workload.options(options), batch_size, replicas) if data == "files" else None
+    if data != "files":
+        data_format = None
+    elif data_on_nodes and data_dir_unseen(cfg):
+        data_format = cfg.data_format  # the ranks find it, and check the folder, at start
+    else:
+        data_format = check_files(cfg, workload, workload.options(options), batch_size, replicas)
     by_mode = mode.resolve(cfg, workload, workload.options(options), data)
     threads = cfg.num_threads or max(1, (os.cpu_count() or 1) // max(cfg.num_procs, sweep_max_procs or 1))
     device = resolve_device(cfg.device, cfg.num_procs)
@@ -67,6 +74,12 @@ def resolve(cfg: RunConfig, *, sweep_max_procs: int | None = None, world_size: i
         num_threads=threads,
         **by_mode,
     )
+
+
+def data_dir_unseen(cfg: RunConfig) -> bool:
+    """--data files with a folder this host cannot see: a cluster's data may sit on a file system only the
+    compute nodes mount (a scratch or node-local copy), so a login node that lacks it is no reason to refuse."""
+    return cfg.data == "files" and bool(cfg.data_dir) and not os.path.exists(cfg.data_dir)
 
 
 def check_files(cfg: RunConfig, workload: Workload, options: object, batch_size: int, replicas: int) -> str:

@@ -1,11 +1,14 @@
 """Sweep files: a matrix of experiments in TOML, validated whole before anything runs."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from conftest import cli_in_process, run_cli
+from hpcbench import datafiles
 from hpcbench.analysis import load_records
 from hpcbench.errors import ConfigError
 from hpcbench.matrix import builtin_sweeps, load_sweep_file
@@ -111,18 +114,61 @@ def test_render_numbers_one_job_per_experiment_and_node_count(tmp_path):
     assert "--hidden-size 32" in second and "--ntasks-per-node=2" in second
 
 
+def small_shards(folder: Path) -> Path:
+    """Four tar shards of tiny images: enough for the shipped input sweep's 2 nodes x 2 loader workers."""
+    datafiles.make(folder, "tar-shards", 8, 16, shard_samples=2)
+    return folder
+
+
 @pytest.mark.parametrize("name", sorted(builtin_sweeps()))
 def test_shipped_sweeps_validate_whole(tmp_path, name):
-    """Each example renders for a cluster of its kind; the CPU ones also plan locally."""
+    """Each example renders for a cluster of its kind; the CPU ones also plan locally. A sweep that reads files
+    reads the ones this test makes (the shipped path is the README's, on a machine that followed it)."""
     matrix = load_sweep_file(name)
     gpu = matrix.run_values.get("device") == "cuda"
     profile = "example-gpu-slurm" if gpu else "local-slurm"
-    result = cli_in_process("render", name, "--profile", profile, "--sweep-dir", str(tmp_path / name))
+    data_dir = []
+    if matrix.run_values.get("data") == "files":
+        data_dir = ["--data-dir", str(small_shards(tmp_path / "shards"))]
+        matrix.run_values["data_dir"] = data_dir[1]
+    result = cli_in_process("render", name, "--profile", profile, "--sweep-dir", str(tmp_path / name), *data_dir)
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no note: the data folder is here and whole
     jobs = len(matrix.experiments()) * len(matrix.node_counts or [1, 2])
     assert len(result.stdout.split()) == jobs + 1  # and the report job
     if not gpu:
         assert plan_grid(matrix)
+
+
+def test_render_leaves_a_data_folder_it_cannot_see_to_the_job(tmp_path):
+    """Cluster data may sit on a file system only the compute nodes mount: render writes the scripts and says
+    once that the ranks check the folder when the job starts; a folder that is here is checked here, whole."""
+    missing = tmp_path / "only-on-the-nodes"
+    flags = ("--profile", "local-slurm", "--workload", "cnn", "--model", "convnet", "--data", "files",
+             "--loader-workers", "2", "--nodes", "1,2")
+    result = cli_in_process("render", *flags, "--data-dir", str(missing), "--sweep-dir", str(tmp_path / "s"))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == (f"hpcbench render: note: data-dir: {missing} is not on this host; the job's ranks check it "
+                             "when it starts (one that cannot read it ends the job with one line)\n")
+    assert f"--data-dir {missing}" in (tmp_path / "s" / "job_2n.sh").read_text()
+
+    (small_shards(tmp_path / "here") / "shard-000003.tar").unlink()  # here, but not whole
+    result = cli_in_process("render", *flags, "--data-dir", str(tmp_path / "here"), "--sweep-dir", str(tmp_path / "t"))
+    assert result.returncode == 2 and "shard-000003.tar is listed in hpcbench-data.json but missing" in result.stderr
+    assert not (tmp_path / "t").exists()
+
+
+def test_a_job_whose_ranks_cannot_see_the_data_folder_ends_with_the_same_line(tmp_path):
+    """What render left to the job: the rank checks the folder before any step, one line and exit 2."""
+    missing = tmp_path / "only-on-the-nodes"
+    result = subprocess.run(
+        [sys.executable, "-m", "hpcbench.worker", "--workload", "cnn", "--model", "convnet", "--data", "files",
+         "--data-dir", str(missing), "--device", "cpu", "--out", str(tmp_path / "records")],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (f"hpcbench worker: error: data-dir: {missing} does not exist (make one: hpcbench data make "
+                             f"--format jpeg-folder|tar-shards ... {missing})\n")
+    assert not (tmp_path / "records").exists() or not list((tmp_path / "records").iterdir())
 
 
 def test_an_unknown_sweep_name_lists_the_shipped_ones():

@@ -243,7 +243,7 @@ def plan_sweep(
     check_at_least("tasks-per-node", tasks_per_node, 1)
     for nodes in node_counts:  # options, batch (split over every job's processes when strong), data
         resolve(dataclasses.replace(cfg, device="cpu", num_procs=1, num_threads=threads), world_size=nodes * tasks_per_node,
-                node_device=device)
+                node_device=device, data_on_nodes=True)
     cfg = dataclasses.replace(cfg, system=cfg.system or profile.system)
     worker_args = tuple(config_to_args(cfg, skip=("num_procs", "out_dir", "device", "num_threads")))
     return [
