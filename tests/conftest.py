@@ -12,12 +12,94 @@ import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+import pathguard
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _horovod_cache() -> Path:
+    """Where `python -m hpcbench.install_horovod` keeps its wheel, read from its module alone: importing it through
+    hpcbench.engines imports torch (4 s in pytest's controller, which runs no test)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("horovod_install", REPO / "hpcbench" / "engines" / "horovod_install.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.CACHE
+
+
+# --- machine state: the only fixed paths a test may share with the machine, named here and nowhere else.
+# Everything else a test reads or writes it makes first, under tmp_path or the suite's own TMPDIR (below).
+SLURM_DIR = Path(os.environ.get("HPCBENCH_SLURM_DIR", "/tmp/hpcbench-slurm"))
+MACHINE_STATE = {
+    "the emulated Slurm cluster (jobs/local-slurm.sh up; .ci/run starts it before the tests)": SLURM_DIR,
+    "the Horovod wheel built against this torch (python -m hpcbench.install_horovod)": _horovod_cache(),
+}
+SUITE_TMP = "HPCBENCH_SUITE_TMPDIR"
+"""The suite's own temporary folder, made fresh for each run and handed to every process the tests start."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A fresh TMPDIR for the run, the libraries' home folders inside it, and the path guard (tests/pathguard.py)
+    in this process and, through PYTHONPATH, every Python process the tests start. xdist's workers inherit it."""
+    if hasattr(config, "workerinput"):
+        pathguard.install()
+        return
+    machine_tmp = tempfile.gettempdir()
+    suite = Path(tempfile.mkdtemp(prefix="hpcbench-tests-", dir=machine_tmp))
+    suite.chmod(0o755)  # munged's socket folder (a test's own emulated cluster) must be traversable by all
+    home = suite / "home"  # libraries' caches and settings (matplotlib, Jupyter, IPython, torch hub): empty, as on a new machine
+    os.environ.update({
+        SUITE_TMP: str(suite), "TMPDIR": str(suite), "MPLCONFIGDIR": str(home / "matplotlib"),
+        "XDG_CACHE_HOME": str(home / "cache"), "XDG_CONFIG_HOME": str(home / "config"), "XDG_DATA_HOME": str(home / "share"),
+        "IPYTHONDIR": str(home / "ipython"), "JUPYTER_CONFIG_DIR": str(home / "jupyter"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "tests" / "site"), os.environ.get("PYTHONPATH")])),
+        pathguard.LOG_VARIABLE: str(suite / "path-guard.jsonl"),
+        pathguard.WATCH_VARIABLE: os.pathsep.join([machine_tmp, "/tmp", "/var/tmp", str(Path.home())]),
+        pathguard.ALLOW_VARIABLE: os.pathsep.join([str(suite), *map(str, MACHINE_STATE.values()), str(REPO),
+                                                   str(REPO / "results" / "reference"), sys.prefix, sys.base_prefix]),
+        pathguard.DENY_VARIABLE: str(REPO / "results"),  # records an earlier run left in the checkout
+        pathguard.OURS_VARIABLE: os.pathsep.join(str(REPO / name) for name in ("hpcbench", "analysis", "tests",
+                                                                               "benchmarks", "jobs")),
+    })
+    tempfile.tempdir = str(suite)  # pytest's tmp_path and every tempfile call in this process
+    pathguard.install()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Touches no test was failed for (a module fixture's teardown, a process that outlived its test) fail the
+    run; a clean run leaves no folder behind."""
+    if hasattr(session.config, "workerinput") or SUITE_TMP not in os.environ:
+        return
+    touched = pathguard.read_log(os.environ[pathguard.LOG_VARIABLE])
+    if touched:
+        print("\npath guard: the tests touched machine state outside the suite's TMPDIR and MACHINE_STATE "
+              "(tests/conftest.py):", *(f"  {e['test'] or '(no test)'}: {line}" for e in touched for line in pathguard.describe([e])),
+              sep="\n", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if session.exitstatus == pytest.ExitCode.OK:
+        shutil.rmtree(os.environ[SUITE_TMP], ignore_errors=True)
+    else:
+        print(f"the suite's TMPDIR, kept: {os.environ[SUITE_TMP]}", file=sys.stderr)
+
+
+@pytest.fixture(autouse=True)
+def no_machine_state(request: pytest.FixtureRequest):
+    """Fails the test (at teardown) that read or wrote a fixed path outside its own folders, in any process."""
+    yield
+    log = os.environ.get(pathguard.LOG_VARIABLE)
+    touched = [e for e in pathguard.read_log(log) if e["test"].rsplit(" (", 1)[0] == request.node.nodeid] if log else []
+    if touched:
+        pytest.fail("touched machine state (make it under tmp_path, or name it in MACHINE_STATE in tests/conftest.py):\n"
+                    + "\n".join(f"  {line}" for line in pathguard.describe(touched)), pytrace=False)
 
 
 def run_cli(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -182,7 +264,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 # --- the local Slurm cluster (jobs/local-slurm.sh), shared by the cluster tests
-SLURM_DIR = Path(os.environ.get("HPCBENCH_SLURM_DIR", "/tmp/hpcbench-slurm"))
 SLURM_IDLE_WAIT_S = 300
 
 

@@ -52,8 +52,8 @@ def up_linked(folder: Path, port: int, rate: str, *more: str) -> subprocess.Comp
 @pytest.fixture
 def cluster_dir() -> Path:
     """A state folder munged accepts: every folder above its socket must be traversable by all, which
-    pytest's tmp_path (0700) is not."""
-    folder = Path(tempfile.mkdtemp(prefix="hpcbench-slurm-test-", dir="/tmp"))
+    pytest's tmp_path (0700) is not; the suite's own TMPDIR is (tests/conftest.py)."""
+    folder = Path(tempfile.mkdtemp(prefix="hpcbench-slurm-test-"))
     folder.chmod(0o755)
     yield folder / "cluster"
     shutil.rmtree(folder, ignore_errors=True)
@@ -116,7 +116,7 @@ def test_bad_options_are_one_line_and_start_nothing(tmp_path, args, message):
 def linked() -> dict:
     """A 2-node cluster linked at RATE with a storage server (sshfs) holding SHARED; its env file (SLURM_CONF, Open
     MPI's interface) as a dict, and SHARED's path under "shared"."""
-    top = Path(tempfile.mkdtemp(prefix="hpcbench-slurm-linked-", dir="/tmp"))
+    top = Path(tempfile.mkdtemp(prefix="hpcbench-slurm-linked-"))
     top.chmod(0o755)  # munged's socket folder must be traversable by all
     folder = top / "cluster"
     shared = top / "shared"
