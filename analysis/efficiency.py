@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from hpcbench.analysis.curves import SYSTEM_COLUMNS
@@ -131,13 +132,21 @@ def engine_table(runs: pd.DataFrame) -> pd.DataFrame:
         bubble_measured=[p["bubble_measured"] if isinstance(p, dict) else None for p in pipeline],
         bubble_analytic=[p["bubble_analytic"] if isinstance(p, dict) else None for p in pipeline],
         collectives=[collectives(c) for c in table.get("engine_counters_by_rank", pipeline)],
-        warning=[f"oversubscribed: {o}" if isinstance(o, str) else None for o in table.get("oversubscribed", pipeline)])
+        warning=["; ".join(filter(None, [f"oversubscribed: {o}" if isinstance(o, str) else "",
+                                         f"contended: {n}" if c is True else ""])) or None
+                 for o, c, n in zip(table.get("oversubscribed", pipeline), table.get("contended", pipeline),
+                                    table.get("contended_note", pipeline))])
     numbers = ["global_batch_size", "samples_per_s", "tokens_per_s", "peak_memory_gib", "mfu", "bubble_measured",
                "bubble_analytic", "exposed_comm_share"]
     table[numbers] = table[numbers].apply(pd.to_numeric, errors="coerce")
     groups = table.groupby([*ENGINE_WORK, "layout"], dropna=False)
     rows = groups[numbers].median().join(groups.size().rename("num_runs"))
     rows = rows.join(groups[["collectives", "warning"]].first()).reset_index()
+    negative = rows["exposed_comm_share"] < 0  # a window without communication slower than the timed one: noise
+    rows.loc[negative, "warning"] = [
+        "; ".join(filter(None, [w, f"exposed_comm not measurable here: noise ±{-x:.0%} exceeds it"]))
+        for w, x in zip(rows.loc[negative, "warning"].fillna(""), rows.loc[negative, "exposed_comm_share"])]
+    rows.loc[negative, "exposed_comm_share"] = np.nan
     layouts = rows.groupby([*ENGINE_WORK], dropna=False)["layout"].transform("nunique")
     return rows[layouts >= 2][ENGINE_COLUMNS].sort_values([*ENGINE_WORK, "layout"], ignore_index=True)
 

@@ -25,7 +25,22 @@ def stamp(fig: Figure, runs: pd.DataFrame) -> None:
     network = f" | network: {values('network')}" if values("network") != "n/a" else ""
     text = (f"system: {values('system_name')}{network} | cpu: {values('cpu_model')} | gpu: {values('gpu_model')} | torch {values('torch')} | "
             f"hpcbench {values('hpcbench')} | measured {when}")
-    fig.text(0.01, 0.005, text, fontsize=6, color="0.35", ha="left", va="bottom")
+    fig.text(0.01, 0.005, _wrapped(fig, text, 6), fontsize=6, color="0.35", ha="left", va="bottom")
+
+
+def _wrapped(fig: Figure, text: str, fontsize: float) -> str:
+    """`text` in lines that fit the figure's width: a one-panel figure is 4.4 inches, which a long title or
+    footer overran (cut at "slowes", "meas"). A character is about 0.55 of the font size wide."""
+    return "\n".join(textwrap.wrap(text, max(20, int(fig.get_figwidth() * 72 / (0.55 * fontsize) * 0.95))))
+
+
+def suptitle(fig: Figure, text: str, fontsize: float = 12) -> None:
+    """The figure's title, wrapped to its width, with the top margin grown by the lines it needs."""
+    lines = _wrapped(fig, text, fontsize)
+    extra_in = (lines.count("\n")) * fontsize * 1.25 / 72
+    if extra_in:
+        fig.subplots_adjust(top=fig.subplotpars.top - extra_in / fig.get_figheight())
+    fig.suptitle(lines, fontsize=fontsize)
 
 
 def _process_axis(ax, counts) -> None:
@@ -77,7 +92,7 @@ def throughput_figure(table: pd.DataFrame, runs: pd.DataFrame) -> Figure:
         ax.set_ylabel(f"{unit.iloc[0] if len(unit) else 'samples'}/s")
         _process_axis(ax, table.loc[table["workload"] == workload, "world_size"])
         ax.legend(fontsize=7)
-    fig.suptitle("Throughput vs processes (median, 95 % bootstrap CI)")
+    suptitle(fig, "Throughput vs processes (median, 95 % bootstrap CI)")
     stamp(fig, runs)
     return fig
 
@@ -95,7 +110,7 @@ def efficiency_figure(table: pd.DataFrame, runs: pd.DataFrame, mode: str = "weak
     _process_axis(ax, measured["world_size"] if not measured.empty else [1])
     ax.set_ylabel(f"{mode} scaling efficiency (%)")
     ax.legend(fontsize=7)
-    ax.set_title(f"{mode.capitalize()} scaling efficiency vs the 1-process baseline")
+    ax.set_title(_wrapped(fig, f"{mode.capitalize()} scaling efficiency vs the 1-process baseline", 12))
     stamp(fig, runs)
     return fig
 
@@ -120,7 +135,7 @@ def prediction_figure(predictions: pd.DataFrame, table: pd.DataFrame, runs: pd.D
         ax.set_ylabel("step time (ms)")
         ax.set_title(textwrap.shorten(str(mine["experiment_label"].iloc[0]), 60), fontsize=8)
         ax.legend(fontsize=6)
-    fig.suptitle("Step time: measured (points), PREDICTED (dashed: a model, not a measurement)", fontsize=9)
+    suptitle(fig, "Step time: measured (points), PREDICTED (dashed: a model, not a measurement)", 9)
     stamp(fig, runs)
     return fig
 
@@ -137,7 +152,7 @@ def step_time_figure(runs: pd.DataFrame) -> Figure:
         ax.set_title(f"{run['workload']}, {run['world_size']} procs ({run['engine']})")
         ax.set_xlabel("rank")
         ax.set_ylabel("step time (ms)")
-    fig.suptitle("Per-rank step times")
+    suptitle(fig, "Per-rank step times")
     stamp(fig, runs)
     return fig
 
@@ -201,7 +216,7 @@ def schedule_figure(pipelines: list[tuple[str, list[list[list]]]], runs: pd.Data
         ax.set_title(title, fontsize=8)
     axes[0].legend(handles=[Patch(color=SCHEDULE_COLOURS["F"], label="forward"),
                             Patch(color=SCHEDULE_COLOURS["B"], label="backward")], fontsize=7, loc="lower right")
-    fig.suptitle("Pipeline schedules as measured (white: idle, the bubble)")
+    suptitle(fig, "Pipeline schedules as measured (white: idle, the bubble)")
     stamp(fig, runs)
     return fig
 
@@ -221,7 +236,7 @@ def busbw_figure(netbench: pd.DataFrame) -> Figure:
         ax.set_ylabel("busbw (GB/s)")
         ax.set_title(collective.replace("_", "-"))
         ax.legend(fontsize=7)
-    fig.suptitle("Bus bandwidth per collective and backend (nccl-tests definitions)")
+    suptitle(fig, "Bus bandwidth per collective and backend (nccl-tests definitions)")
     stamp(fig, netbench)
     return fig
 
@@ -257,7 +272,7 @@ def breakdown_figure(table: pd.DataFrame, comm: pd.DataFrame, runs: pd.DataFrame
         ax.set_ylim(0, 1.4 * float(np.nanmax([*(compute_ms + exposed_ms), *(compute_ms + np.asarray(predicted) * 1e3)])))
         ax.set_title("\n".join(textwrap.wrap(label, 48)), fontsize=8)
         ax.legend(fontsize=6, loc="upper left")  # in the headroom above the bars
-    fig.suptitle("Where the step time goes (weak scaling, median step, slowest rank)")
+    suptitle(fig, "Where the step time goes (weak scaling, median step, slowest rank)")
     stamp(fig, runs)
     return fig
 
@@ -294,7 +309,7 @@ def history_figure(points: pd.DataFrame, steps: pd.DataFrame, metric: str, runs:
         ax.set_title(textwrap.shorten(f"{rows['system_name'].iloc[0]}: {label}", 60) + f", {key[3]}p", fontsize=7)
         ax.set_ylabel(metric)
         ax.tick_params(axis="x", labelsize=6, labelrotation=30)
-    fig.suptitle(f"History: {metric} by run (dashed: software changed; triangles: detected steps)")
+    suptitle(fig, f"History: {metric} by run (dashed: software changed; triangles: detected steps)")
     stamp(fig, runs)
     return fig
 
@@ -322,6 +337,6 @@ def input_figure(inputs: pd.DataFrame, runs: pd.DataFrame) -> Figure | None:
     ax.set_xticks(x, names, fontsize=7)
     ax.set_ylabel("step (ms), slowest rank, mean")
     ax.legend(fontsize=7)
-    fig.suptitle("Where the step goes when it reads files")
+    suptitle(fig, "Where the step goes when it reads files")
     stamp(fig, runs)
     return fig

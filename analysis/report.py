@@ -24,7 +24,7 @@ from hpcbench.analysis.efficiency import (efficiency_table, engine_table, peaks_
 from hpcbench.analysis.inputs import INPUT_HEADING, IOBENCH_HEADING, input_table, iobench_frame
 from hpcbench.analysis.load import read_valid, runs_frame
 from hpcbench.analysis.predict import predictions_frame
-from hpcbench.analysis.scaling import ENGINE_COST_NOTED, amdahl_fits, baselines_note, scaling_table
+from hpcbench.analysis.scaling import ENGINE_COST_NOTED, amdahl_fits, baselines_note, scaling_table, verdicts
 
 
 @dataclass
@@ -116,8 +116,9 @@ def build_report(paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, 
     if not tta.empty:
         written["tta_csv"] = out / "time_to_accuracy.csv"
         write_atomic(written["tta_csv"], tta.to_csv(index=False))
-    write_atomic(written["markdown"], _markdown(sections, runs, netbench))
-    write_atomic(written["html"], _html(sections, runs, netbench))
+    failed = _not_ok(found)
+    write_atomic(written["markdown"], _markdown(sections, runs, netbench, failed))
+    write_atomic(written["html"], _html(sections, runs, netbench, failed))
     return written
 
 
@@ -237,8 +238,21 @@ def _predicted(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[PREDICTION_SHOWN].round(4) if not frame.empty else frame
 
 SHOWN = ["workload", "experiment_label", "batch_size", "global_batch_size", "num_nodes", "world_size", "num_runs",
-         "samples_per_s", "ci95_low", "ci95_high", "cv", "speedup", "efficiency", "bare_efficiency", "engine_cost_at_1",
-         "exposed_comm_share", "karp_flatt", "baseline_runs"]
+         "samples_per_s", "ci95_low", "ci95_high", "cv", "speedup", "efficiency", "efficiency_low", "efficiency_high",
+         "bare_efficiency", "engine_cost_at_1", "exposed_comm_share", "karp_flatt", "warnings", "baseline_runs"]
+
+
+def _findings(section: Section) -> list[str]:
+    """Findings first: each point's verdict in words (scaling.verdicts: what limits it, whether its numbers are the
+    workload's alone or past a bound no measurement crosses). Contended points are left out of the Amdahl fits."""
+    lines = [f"{mode} scaling, {line}" for mode, table in (("weak", section.weak), ("strong", section.strong))
+             for line in verdicts(table)]
+    if any("not this workload's alone" in line or "baseline was contended" in line for line in lines):
+        lines.append("Contended points: other processes (or another virtual machine, as steal) took more of the CPUs "
+                     "the run could use than its records' threshold (metrics.system_load.contended_share); they are "
+                     "marked in the tables and left out of the Amdahl fits. Rerun them on a quiet machine.")
+    return lines or ["Nothing to flag: no point contended, noisy, communication-bound or past a bound a measurement "
+                     "cannot cross."]
 
 
 def _engine_costs(table: pd.DataFrame) -> list[str]:
@@ -259,10 +273,20 @@ def _markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _markdown(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFrame) -> str:
-    parts = ["# hpcbench report", "", *_summary_lines(runs, netbench), ""]
+def _not_ok(found: list[tuple[Path, dict]]) -> list[str]:
+    """Every training record that is not `ok` (failed, interrupted), one line each: counted and named, never
+    silently dropped (none of them is in any table)."""
+    lines = [f"{record['status']}: {path.name} ({record.get('reason') or 'no reason recorded'})" for path, record in found
+             if record.get("kind", "train") == "train" and record.get("status") != "ok"]
+    return [f"{len(lines)} record(s) not ok, left out of every table:", *lines] if lines else []
+
+
+def _markdown(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFrame, failed: list[str]) -> str:
+    parts = ["# hpcbench report", "", *_summary_lines(runs, netbench), "", *(f"- {line}" if i else line
+                                                                            for i, line in enumerate(failed)), ""]
     for section in sections:
         parts += [f"## {section.heading}", "", section.description, "",
+                  "### Findings", "", *(f"- {line}" for line in _findings(section)), "",
                   "### Weak scaling", "", _markdown_table(_rounded(section.weak)), *_engine_costs(section.weak),
                   "### Strong scaling", "", _markdown_table(_rounded(section.strong)), *_engine_costs(section.strong),
                   f"### {PREDICTION_HEADING}", "", _markdown_table(_predicted(section.predictions)),
@@ -283,7 +307,7 @@ def _markdown(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFram
     return "\n".join(parts)
 
 
-def _html(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFrame) -> str:
+def _html(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFrame, failed: list[str]) -> str:
     def table(frame: pd.DataFrame) -> str:
         return frame.to_html(index=False, border=0, na_rep="-") if not frame.empty else "<p><em>none</em></p>"
 
@@ -299,6 +323,7 @@ def _html(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFrame) -
 
     body = "".join(
         f"<h2>{html.escape(s.heading)}</h2><p>{html.escape(s.description)}</p>"
+        f"<h3>Findings</h3>{paragraphs(_findings(s))}"
         f"<h3>Plots</h3>{figures(s.images)}"
         f"<h3>Weak scaling</h3>{table(_rounded(s.weak))}{paragraphs(_engine_costs(s.weak))}"
         f"<h3>Strong scaling</h3>{table(_rounded(s.strong))}{paragraphs(_engine_costs(s.strong))}"
@@ -316,7 +341,7 @@ def _html(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFrame) -
         f"<h3>{html.escape(TTA_HEADING)}</h3>{table(s.tta.drop(columns=TTA_HIDDEN).round(4))}"
         for s in sections
     )
-    summary = "".join(f"<p>{html.escape(line)}</p>" for line in _summary_lines(runs, netbench))
+    summary = "".join(f"<p>{html.escape(line)}</p>" for line in [*_summary_lines(runs, netbench), *failed])
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>hpcbench report</title>
 <style>

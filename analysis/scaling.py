@@ -30,8 +30,8 @@ TABLE_COLUMNS = [
     "num_runs", "samples_per_s", "ci95_low", "ci95_high", "cv", "samples_per_s_per_proc", "tokens_per_s",
     "peak_memory_gib", "step_time_s_median",
     "compute_step_time_s", "exposed_comm_s", "exposed_comm_share", "baseline_samples_per_s", "baseline_runs", "speedup",
-    "efficiency", "bare_baseline_samples_per_s", "bare_efficiency", "engine_cost_at_1", "karp_flatt",
-    "data_stall_share", "input_bound",
+    "efficiency", "efficiency_low", "efficiency_high", "bare_baseline_samples_per_s", "bare_efficiency", "engine_cost_at_1", "karp_flatt",
+    "data_stall_share", "input_bound", "warnings",
 ]
 ENGINE_COST_NOTED = 0.03
 """A gap between the two 1-process baselines above this share is the engine's own cost, said in the report."""
@@ -73,6 +73,7 @@ def scaling_table(runs: pd.DataFrame, mode: str = "weak") -> pd.DataFrame:
             "exposed_comm_s": _median_or_nan(group["exposed_comm_s"]),
             "data_stall_share": _median_or_nan(group.get("data_stall_share", pd.Series(dtype=float))),
             "input_bound": _input_bound(group),
+            "warnings": point_warnings(group),
             "run_ids": ",".join(group["run_id"]),
         })
     table = pd.DataFrame(rows)
@@ -90,7 +91,76 @@ def scaling_table(runs: pd.DataFrame, mode: str = "weak") -> pd.DataFrame:
     table["engine_cost_at_1"] = 1 - table["baseline_samples_per_s"] / table["bare_baseline_samples_per_s"]
     table["exposed_comm_share"] = table["exposed_comm_s"] / table["step_time_s_median"]
     table["karp_flatt"] = karp_flatt(table["speedup"].to_numpy(float), table["world_size"].to_numpy(float))
-    return table[columns].reset_index(drop=True)
+    # Efficiency's interval: the point's and its baseline's 95 % intervals, taken at their far ends.
+    table["efficiency_low"] = table["ci95_low"] / (table["world_size"] * [baseline["ci95_high"].get(k, np.nan) for k in keys])
+    table["efficiency_high"] = table["ci95_high"] / (table["world_size"] * [baseline["ci95_low"].get(k, np.nan) for k in keys])
+    table["warnings"] = [
+        "; ".join(filter(None, [w, missing_baseline(runs, row, mode) if n > 1 and np.isnan(b) else ""]))
+        for w, n, b, row in zip(table["warnings"], table["world_size"], table["baseline_samples_per_s"],
+                                table.itertuples())]
+    contended_baseline = baseline["warnings"].str.contains("contended")
+    table["warnings"] = [
+        "; ".join(filter(None, [w, "baseline contended" if contended_baseline.get(k, False) and n > 1 else ""]))
+        for w, k, n in zip(table["warnings"], keys, table["world_size"])]
+    return not_measurable(table)[columns].reset_index(drop=True)
+
+
+def not_measurable(table: pd.DataFrame) -> pd.DataFrame:
+    """Values past a bound no measurement can cross become null, with the reason in `warnings`, never printed bare:
+    - exposed communication below 0 (the window without communication was slower than the timed steps): the
+      noise between the two windows is at least that large;
+    - the bare baseline, where the 1-process exposed communication is below 0 (engine_cost_at_1 < 0): it would
+      make bare_efficiency above 100 %;
+    - efficiency whose whole interval lies above 100 %, is kept but named (superlinear: caches, or a baseline
+      slowed by something else)."""
+    table = table.copy()
+    notes = [[w] if w else [] for w in table["warnings"]]
+    negative = table["exposed_comm_share"] < 0
+    for i in np.flatnonzero(negative.to_numpy()):
+        notes[i].append(f"exposed_comm not measurable here: noise ±{-table['exposed_comm_share'].iloc[i]:.0%} exceeds it "
+                        "(the compute-only steps were slower than the timed ones)")
+    table.loc[negative, ["exposed_comm_s", "exposed_comm_share"]] = np.nan
+    bare_negative = table["engine_cost_at_1"] < 0
+    for i in np.flatnonzero(bare_negative.to_numpy()):
+        notes[i].append(f"bare_efficiency not measurable here: at 1 process the compute-only steps were "
+                        f"{-table['engine_cost_at_1'].iloc[i]:.0%} slower than the timed ones (noise exceeds the engine's cost)")
+    table.loc[bare_negative, ["bare_baseline_samples_per_s", "bare_efficiency", "engine_cost_at_1"]] = np.nan
+    for i in np.flatnonzero((table["efficiency_low"] > 1).to_numpy()):
+        notes[i].append(f"efficiency above 100 % beyond noise ({table['efficiency_low'].iloc[i]:.0%} at least): "
+                        "superlinear (caches) or a slowed baseline")
+    table["warnings"] = ["; ".join(n) for n in notes]
+    return table
+
+
+def missing_baseline(runs: pd.DataFrame, point, mode: str) -> str:
+    """Why a point has no speedup, in words: the 1-process runs of the same work on this system used another thread
+    count (separate `hpcbench run`s divide the cores by their own process count), or there is none."""
+    scale = "batch_size" if mode == "weak" else "global_batch_size"
+    same = runs[(runs["system_id"] == point.system_id) & (runs["workload"] == point.workload)
+                & (runs["engine"] == point.engine) & (runs[scale] == getattr(point, scale))
+                & (runs["world_size"] == 1) & (runs["num_nodes"] == 1)]
+    threads = sorted({int(t) for t in same["num_threads"].dropna()})
+    mine = sorted({int(t) for t in runs[runs["run_id"].isin(point.run_ids.split(","))]["num_threads"].dropna()})
+    if threads and mine and threads != mine:
+        return (f"no baseline: the 1-process runs of this work used {'/'.join(map(str, threads))} thread(s) a process, "
+                f"this point {'/'.join(map(str, mine))} (separate runs divide the cores by their own process count: "
+                "give both the same --threads, or run them as one `hpcbench sweep`)")
+    return "no baseline: no 1-process run of this experiment on this system"
+
+
+def point_warnings(group: pd.DataFrame) -> str:
+    """Why a point's numbers are not this workload's alone: other processes or steal took the run's CPUs
+    (measurements.system_load), or its own ranks had more threads than cores. Empty: none known."""
+    warnings = []
+    contended = group.get("contended", pd.Series(dtype=object)).fillna(False).astype(bool)
+    if contended.any():
+        shares = pd.to_numeric(group.get("others_share", pd.Series(dtype=float)), errors="coerce")[contended]
+        runs = f"{int(contended.sum())} of {len(group)} runs" if len(group) > 1 else "others"
+        warnings.append(f"contended ({runs}: up to {shares.max():.0%} of the CPUs)" if shares.notna().any()
+                        else "contended")
+    if group.get("oversubscribed", pd.Series(dtype=object)).map(lambda o: isinstance(o, str)).any():
+        warnings.append("oversubscribed")
+    return "; ".join(warnings)
 
 
 def _median_or_nan(values: pd.Series) -> float:
@@ -100,10 +170,11 @@ def _median_or_nan(values: pd.Series) -> float:
 
 
 def karp_flatt(speedup: np.ndarray, workers: np.ndarray) -> np.ndarray:
-    """Experimentally determined serial fraction e = (1/S - 1/N) / (1 - 1/N); undefined at N = 1."""
+    """Experimentally determined serial fraction e = (1/S - 1/N) / (1 - 1/N); undefined at N = 1 and where the
+    point is no faster than its baseline (e >= 1 says only that something else than a serial part is at work)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         serial = (1 / speedup - 1 / workers) / (1 - 1 / workers)
-    return np.where(workers > 1, serial, np.nan)
+    return np.where((workers > 1) & (speedup > 1), serial, np.nan)  # a speedup <= 1 has no serial fraction
 
 
 def amdahl_serial_fraction(workers: np.ndarray, speedup: np.ndarray) -> float:
@@ -119,12 +190,21 @@ def amdahl_efficiency(serial_fraction: float, workers: float) -> float:
     return 1 / (serial_fraction * workers + (1 - serial_fraction))
 
 
-def amdahl_fits(table: pd.DataFrame, mode: str = "weak") -> pd.DataFrame:
+def amdahl_fits(table: pd.DataFrame, mode: str = "weak", include_contended: bool = False) -> pd.DataFrame:
     """Per curve with a baseline and at least one larger point: the fitted serial fraction and
-    PREDICTED efficiency at 2x and 4x the largest measured process count (not measurements)."""
+    PREDICTED efficiency at 2x and 4x the largest measured process count (not measurements).
+
+    Amdahl's law describes a speedup between 1 and N: a point slower than its baseline (speedup <= 1) says
+    that something other than a serial fraction is at work (contention, a network slower than the compute),
+    and a fit through it reads serial fraction 1.0. Such points, and contended ones unless
+    `include_contended`, are left out; a curve left without a point above 1 process gets no fit."""
     curve = CURVE_KEYS[mode]
     rows = []
     measured = table.dropna(subset=["speedup"])
+    usable = (measured["speedup"] > 1) | (measured["world_size"] == 1)
+    if not include_contended and "warnings" in measured:
+        usable &= ~measured["warnings"].fillna("").str.contains("contended")
+    measured = measured[usable]
     for key, group in measured.groupby(curve, sort=True):
         if group["world_size"].max() < 2:
             continue
@@ -159,8 +239,9 @@ def format_scaling_table(table: pd.DataFrame, compact: bool = False) -> str:
     shown = table.drop(columns=hidden, errors="ignore")
     shown = shown.drop(columns=[c for c in ("tokens_per_s", "peak_memory_gib", "data_stall_share") if c in shown
                                 and shown[c].isna().all()])
-    if "input_bound" in shown and not shown["input_bound"].astype(bool).any():
-        shown = shown.drop(columns="input_bound")
+    for flags in ("input_bound", "warnings"):
+        if flags in shown and not shown[flags].astype(bool).any():
+            shown = shown.drop(columns=flags)
     if compact and table["experiment_id"].nunique() > 1:
         labels = list(dict.fromkeys(table["experiment_label"]))
         short = dict(zip(labels, legend_labels(labels)))
@@ -173,7 +254,7 @@ def format_scaling_table(table: pd.DataFrame, compact: bool = False) -> str:
     specs = {
         "samples_per_s": ".1f", "tokens_per_s": ".0f", "peak_mem_gib": ".2f", "ci95_low": ".1f", "ci95_high": ".1f", "samples_per_s_per_proc": ".1f",
         "baseline_samples_per_s": ".1f", "cv": ".1%", "step_time_s_median": ".4f", "speedup": ".2f",
-        "efficiency": ".1%", "karp_flatt": ".3f", "compute_step_time_s": ".4f", "exposed_comm_s": ".4f",
+        "efficiency": ".1%", "efficiency_low": ".1%", "efficiency_high": ".1%", "karp_flatt": ".3f", "compute_step_time_s": ".4f", "exposed_comm_s": ".4f",
         "exposed_comm": ".1%", "data_stall": ".1%", "bare_baseline_samples_per_s": ".1f", "bare_efficiency": ".1%", "engine_cost_at_1": ".1%",
     }
     return shown.to_string(index=False, formatters={
@@ -194,4 +275,46 @@ def baselines_note(table: pd.DataFrame) -> list[str]:
         lines.append(f"engine_cost_at_1: {row['engine']} costs {row['workload']} {row['engine_cost_at_1']:.1%} of its "
                      f"1-process throughput with nothing to communicate ({row['baseline_samples_per_s']:.1f} vs "
                      f"{row['bare_baseline_samples_per_s']:.1f} samples/s without it)")
+    return lines
+
+
+COMMUNICATION_BOUND_SHARE = 0.25
+"""Exposed communication above this share of the step: the step waits for its gradients more than a quarter of
+the time, the point's first limit."""
+NOISY_CV = 0.10
+"""Repeats spread wider than this (coefficient of variation): the point's numbers move more between windows than
+most effects this table compares."""
+CORES_CONTENDED_GROWTH = 1.3
+"""The compute-only step (no communication) grown by more than this from the 1-process point: the ranks compete
+for something they share on a node (cores, memory bandwidth), which no network explains."""
+
+
+def verdicts(table: pd.DataFrame) -> list[str]:
+    """One line per point that has something to say, in words, from its measured terms: what limits it (communication,
+    shared cores, input) and whether its numbers can be trusted here (contended, noisy, past a bound)."""
+    lines = []
+    if table.empty:
+        return lines
+    baseline_compute = {key: row["compute_step_time_s"] for key, row in table[table["world_size"] == 1].set_index(
+        ["experiment_id", "system_id"]).iterrows()} if "experiment_id" in table else {}
+    for row in table.itertuples():
+        said = []
+        if "contended" in row.warnings and "baseline contended" != row.warnings:
+            said.append(f"not this workload's alone: {row.warnings.split(';')[0]}")
+        elif "baseline contended" in row.warnings:
+            said.append("its 1-process baseline was contended: speedup and efficiency are not this workload's")
+        if pd.notna(row.cv) and row.cv > NOISY_CV:
+            said.append(f"noisy: ±{row.cv:.0%} between repeats (rerun with more --repeats, on a quieter machine)")
+        if pd.notna(row.exposed_comm_share) and row.exposed_comm_share >= COMMUNICATION_BOUND_SHARE and row.world_size > 1:
+            said.append(f"communication-bound: {row.exposed_comm_share:.0%} of the step waits for the gradient all-reduce")
+        one = baseline_compute.get((row.experiment_id, row.system_id), np.nan) if baseline_compute else np.nan
+        if row.world_size > 1 and pd.notna(one) and pd.notna(row.compute_step_time_s) \
+                and row.compute_step_time_s > CORES_CONTENDED_GROWTH * one:
+            said.append(f"cores contended: the compute-only step grew x{row.compute_step_time_s / one:.1f} from 1 to "
+                        f"{row.world_size} processes (the ranks share the node's cores or memory bandwidth)")
+        if row.input_bound:
+            said.append("input-bound: the step waits for its batches")
+        said += [w.strip() for w in row.warnings.split(";") if "not measurable" in w or "no baseline" in w]
+        if said:
+            lines.append(f"{row.workload} at {row.world_size} process(es): " + "; ".join(said))
     return lines

@@ -298,7 +298,7 @@ def sweep_matrix(args: argparse.Namespace, workloads: list[str] | None, engines:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from hpcbench.analysis import format_scaling_table, load_records, scaling_table
-    from hpcbench.analysis.scaling import baselines_note
+    from hpcbench.analysis.scaling import baselines_note, verdicts
     from hpcbench.sweep import plan_grid, run_grid
 
     matrix = sweep_matrix(args, args.workloads and _name_list("workloads", args.workloads),
@@ -320,6 +320,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(format_scaling_table(table, compact=True))
         if table["bare_efficiency"].notna().any():
             print("\n".join(baselines_note(table)))
+        print("\n".join(verdicts(table)))
     if any(cfg.mode == "tta" for cfg in grid):
         from hpcbench.analysis.convergence import format_tta_table, tta_table
 

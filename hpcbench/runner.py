@@ -378,3 +378,6 @@ def _print_summary(record: dict[str, Any], path: Path) -> None:
         if m else "no complete timed repeat"
     )
     print(f"{where}: {measured} -> {path}  [{record['status']}]", flush=True)
+    if m and m.get("contended"):
+        print(f"hpcbench: warning: contended: {m['contended_note']}; these numbers are partly the other processes' "
+              "(rerun on a quiet machine)", flush=True)

@@ -7,19 +7,77 @@ from pathlib import Path
 import pytest
 
 from hpcbench import records
-from hpcbench.analysis import format_scaling_table, load_records, scaling_table
+from hpcbench.analysis import amdahl_fits, format_scaling_table, load_records, scaling_table
+from hpcbench.analysis.scaling import verdicts
 
 REFERENCE = Path(__file__).resolve().parent.parent / "results" / "reference" / "cpu-2core-vm"
 
 
-def write(folder, name, samples_per_s, world_size, workload="mlp", status="ok"):
+def write(folder, name, samples_per_s, world_size, workload="mlp", status="ok", threads=1, repeats=None, **metrics):
     record = records.make_record(
         run_id=name, status=status, reason=None,
-        config={"workload": workload, "engine": "ddp", "device": "cpu", "batch_size": 8, "num_threads": 1},
-        workload=None, metrics={"samples_per_s": samples_per_s, "samples_per_s_per_proc": samples_per_s / world_size},
+        config={"workload": workload, "engine": "ddp", "device": "cpu", "batch_size": 8, "num_threads": threads},
+        workload=None, metrics={"samples_per_s": samples_per_s, "samples_per_s_per_proc": samples_per_s / world_size,
+                                "samples_per_s_repeats": repeats or [samples_per_s], **metrics},
         ranks=[], provenance={"world_size": world_size, "num_nodes": 1},
     )
     records.write_atomic(folder / f"{name}.json", record)
+
+
+def test_efficiency_carries_the_interval_of_both_points(tmp_path):
+    write(tmp_path, "a", 100.0, 1, repeats=[95.0, 100.0, 105.0])
+    write(tmp_path, "b", 160.0, 2, repeats=[150.0, 160.0, 170.0])
+    row = scaling_table(load_records([tmp_path])).set_index("world_size").loc[2]
+    assert row["efficiency_low"] <= 150 / (2 * 105) + 1e-9 and row["efficiency_high"] >= 170 / (2 * 95) - 1e-9
+    assert row["efficiency_low"] < row["efficiency"] < row["efficiency_high"]
+
+
+def test_impossible_values_become_words_not_numbers(tmp_path):
+    """A compute-only window slower than the timed steps (noise on a loaded machine) gave exposed_comm -33 % and
+    bare_efficiency 133 %: null, with the reason and the size of the noise."""
+    step = {"step_time_s_median": 0.030, "compute_step_time_s": 0.040, "exposed_comm_s": -0.010,
+            "exposed_comm_share": -0.10 / 0.30}
+    write(tmp_path, "a", 100.0, 1, **step)
+    write(tmp_path, "b", 150.0, 2, **step)
+    table = scaling_table(load_records([tmp_path])).set_index("world_size")
+    assert table["exposed_comm_share"].isna().all() and table["bare_efficiency"].isna().all()
+    assert "exposed_comm not measurable here: noise ±33% exceeds it" in table.loc[1, "warnings"]
+    assert "bare_efficiency not measurable here" in table.loc[2, "warnings"]
+    text = format_scaling_table(table.reset_index())
+    assert "-33" not in text and "133" not in text and "not measurable here" in text
+
+
+def test_contended_points_are_marked_and_left_out_of_fits(tmp_path):
+    write(tmp_path, "a", 100.0, 1)
+    write(tmp_path, "b", 180.0, 2)
+    write(tmp_path, "c", 200.0, 4, contended=True, others_share=0.48,
+          contended_note="other processes used 48% of the CPU time of h (4 CPUs this run may use) during the timed steps")
+    table = scaling_table(load_records([tmp_path]))
+    assert list(table["warnings"]) == ["", "", "contended (others: up to 48% of the CPUs)"]
+    assert amdahl_fits(table)["largest_measured_procs"].tolist() == [2]
+    assert amdahl_fits(table, include_contended=True)["largest_measured_procs"].tolist() == [4]
+    write(tmp_path, "d", 90.0, 1, contended=True, others_share=0.3, contended_note="x")
+    table = scaling_table(load_records([tmp_path])).set_index("world_size")
+    assert table.loc[1, "warnings"] == "contended (1 of 2 runs: up to 30% of the CPUs)"
+    assert table.loc[2, "warnings"] == "baseline contended"
+
+
+def test_no_fit_or_serial_fraction_from_a_speedup_below_one(tmp_path):
+    """Amdahl and Karp-Flatt describe speedups between 1 and N: a slower 2-process point read serial fraction 1.0."""
+    write(tmp_path, "a", 100.0, 1)
+    write(tmp_path, "b", 80.0, 2)
+    table = scaling_table(load_records([tmp_path]))
+    assert math.isnan(table.set_index("world_size").loc[2, "karp_flatt"])
+    assert amdahl_fits(table).empty
+
+
+def test_separate_runs_at_other_thread_counts_say_why_there_is_no_speedup(tmp_path):
+    write(tmp_path, "a", 100.0, 1, threads=2)  # `run --nproc 1` on 2 cores takes both
+    write(tmp_path, "b", 150.0, 2, threads=1)
+    table = scaling_table(load_records([tmp_path]))
+    row = table[table["world_size"] == 2].iloc[0]
+    assert math.isnan(row["speedup"])
+    assert row["warnings"].startswith("no baseline: the 1-process runs of this work used 2 thread(s) a process, this point 1")
 
 
 def test_weak_scaling_against_the_one_process_median(tmp_path):
@@ -55,3 +113,15 @@ def test_reference_records_make_a_complete_table():
     assert set(table["workload"]) == {"mlp", "cnn", "finetune", "vae", "rnn", "rl"}
     assert not table["efficiency"].isna().any()
     assert "efficiency" in format_scaling_table(table)
+
+
+def test_each_point_gets_a_verdict_in_words(tmp_path):
+    one = {"step_time_s_median": 0.010, "compute_step_time_s": 0.009, "exposed_comm_s": 0.001, "exposed_comm_share": 0.1}
+    two = {"step_time_s_median": 0.030, "compute_step_time_s": 0.020, "exposed_comm_s": 0.010,
+           "exposed_comm_share": 1 / 3}
+    write(tmp_path, "a", 100.0, 1, repeats=[100.0, 100.0], **one)
+    write(tmp_path, "b", 130.0, 2, repeats=[100.0, 160.0], **two)
+    [line] = verdicts(scaling_table(load_records([tmp_path])))
+    assert line.startswith("mlp at 2 process(es): noisy: ±")
+    assert "communication-bound: 33% of the step waits for the gradient all-reduce" in line
+    assert "cores contended: the compute-only step grew x2.2 from 1 to 2 processes" in line

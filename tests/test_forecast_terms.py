@@ -3,11 +3,15 @@ overlap recurrence under a constant interference, the framework residual closing
 point, the compute source a GPU fabric needs, and the terms a run records."""
 
 import dataclasses
+import random
+import re
+from pathlib import Path
 
 import pytest
 
-from hpcbench.analysis.netmodel import Links
-from hpcbench.analysis.predict import CEILING, Inputs, Terms, Timeline, framework_residual, predict_point, resolve_terms
+from hpcbench.analysis.netmodel import Links, fabric_names
+from hpcbench.analysis.predict import (CEILING, Inputs, Terms, Timeline, framework_residual, predict, predict_point,
+                                       resolve_inputs, resolve_terms)
 from hpcbench.analysis.terms import Jitter, expected_max, expected_max_without_replacement, fleet_factors, overlap_path
 from hpcbench.errors import ConfigError
 from hpcbench.measurements.base import RunFacts
@@ -134,3 +138,36 @@ def test_the_run_records_its_terms():
     one = one["forecast_terms"]
     assert one["interference"]["factor"] is None and "one process" in one["interference"]["note"]
     assert one["framework"]["step_s"] == pytest.approx(0.05 - 0.042)  # the throughput's step minus the compute-only mean
+
+
+REFERENCE_RUNS = sorted(str(p) for p in (Path(__file__).resolve().parent.parent / "results" / "reference"
+                                         / "cpu-2core-vm-predict").glob("*/*/alone/records"))
+"""The reference runs with a compute-only window (mlp, cnn, gpt at one process, each link's study)."""
+
+
+@pytest.mark.parametrize("fabric", fabric_names())
+def test_the_forecast_never_contradicts_itself(fabric):
+    """Over every shipped fabric, every reference run and compute sources from 0.001x to 3x the run's own (seeded):
+    no negative loss term, the forecast never above its ceiling, an efficiency interval that holds the forecast and
+    never passes 100 %, and the gradient timeline on the compute source's clock (the limiting term's sentence)."""
+    rng = random.Random(fabric)
+    assert REFERENCE_RUNS
+    for inputs in (i for folder in REFERENCE_RUNS for i in resolve_inputs([folder], fabric=fabric, netbench=None,
+                                                                          scaling="weak")):
+        timeline = next(iter(inputs.timelines.values()))
+        for factor in [1.0, *(10 ** rng.uniform(-3, 0.5) for _ in range(3))]:  # a GPU's step is 10-1000x a CPU's
+            step_ms = None if factor == 1.0 else timeline.compute_step_s * 1e3 * factor
+            try:
+                terms = resolve_terms(inputs, compute_step_ms=step_ms)
+            except ConfigError as exc:  # a GPU fabric refuses the CPU run's own compute
+                assert factor == 1.0 and "GPU cluster" in str(exc)
+                continue
+            points = predict(inputs, nodes=[1, 2, 8, 32], gpus_per_node=8, algorithms=["ring", "tree"], scaling="weak",
+                             global_batch_size=None, terms=terms)
+            for p in points:
+                where = (fabric, inputs.base["config"]["workload"], factor, p["algorithm"], p["num_nodes"])
+                assert min(p["stragglers_s"], p["interference_s"], p["exposed_comm_s"]) >= 0, where
+                assert p["efficiency"] <= p["ceiling_efficiency"] + 1e-9, where
+                assert p["efficiency_low"] <= p["efficiency"] <= p["efficiency_high"] <= 1.0, where
+                ready = re.search(r"is ready ([\d.]+) ms into a ([\d.]+) ms backward", p["limit"])
+                assert not ready or float(ready[1]) <= float(ready[2]) + 0.05, (where, p["limit"])

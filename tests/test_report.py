@@ -82,7 +82,11 @@ def test_report_files(report_dir):
     assert "## Communication: exposed (measured)" in markdown
     assert "allreduce_bound_s" in markdown and "exposed_comm_s" in markdown and "| cnn |" in markdown
     assert "### Stragglers" in markdown
-    assert table["exposed_comm_s"].notna().all() and table["compute_step_time_s"].notna().all()
+    assert table["compute_step_time_s"].notna().all()
+    # measured, or (a window without communication slower than the timed one, on a loaded machine) said in words
+    unmeasurable = table["warnings"].fillna("").str.contains("exposed_comm not measurable here: noise ±")
+    assert (table["exposed_comm_s"].notna() | unmeasurable).all() and not (table["exposed_comm_s"] < 0).any()
+    assert "### Findings" in markdown
     for name in ("throughput", "efficiency", "step_breakdown", "step_times_per_rank", "busbw"):
         assert (report_dir / "plots" / f"{name}.png").stat().st_size > 10_000
         assert (report_dir / "plots" / f"{name}.svg").read_text().lstrip().startswith("<?xml")
