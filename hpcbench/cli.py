@@ -218,6 +218,8 @@ def _add_sweep_flags(sweep: argparse.ArgumentParser) -> None:
                        help=f"comma-separated engines, each a curve of its own: {', '.join(ENGINES.names())} (default: {RunConfig.engine})")
     sweep.add_argument("--seeds", type=int, default=None, help="runs per point with seeds --seed, --seed + 1, … "
                        "(default 1; time to accuracy reports all and their olympic mean)")
+    sweep.add_argument("--rounds", type=int, default=None, help="run the whole grid this many times, point after point "
+                       "(1, 2, 1, 2, …), so drift hits every point alike; a point's runs pool (default 1)")
     _add_run_flags(sweep, skip=("workload", "num_procs", "engine"))
 
 
@@ -307,6 +309,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         matrix.process_counts = _int_list("nproc", args.nproc_list)
     if args.seeds is not None:
         matrix.seeds = args.seeds
+    if args.rounds is not None:
+        matrix.rounds = args.rounds
     grid = plan_grid(matrix)
     check_out_dir(grid[0].out_dir)
     outcome = run_grid(grid)
@@ -350,6 +354,9 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     if not SAFE_PATH.match(str(sweep_dir)):
         raise ConfigError("sweep-dir", f"{str(sweep_dir)!r} may only contain letters, digits and . _ / + - (it reaches scheduler directives)")
     matrix = sweep_matrix(args, args.workload and [args.workload], args.engine and [args.engine])
+    if matrix.rounds != 1:
+        raise ConfigError("rounds", "applies to local sweeps (`hpcbench sweep`) only (submit the sweep again for "
+                          "another round)")
     if matrix.seeds != 1:
         raise ConfigError("seeds", "applies to local sweeps (`hpcbench sweep`) only; a cluster sweep runs one seed "
                           "(--seed) per job")

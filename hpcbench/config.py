@@ -38,6 +38,16 @@ __all__ = ["ConfigError", "RunConfig", "check_at_least", "check_choice", "flag_f
            "MAX_TIMEOUT_S", "PRECISIONS"]
 
 
+AUTO = "auto"
+AUTO_REPEATS_WIDTH = 0.02
+"""--repeats auto stops when the 95 % interval of the mean throughput over repeats is within ± this share: finer
+than the effects the tables compare (a few per cent), reached in 3-6 repeats on a quiet machine."""
+AUTO_REPEATS_BUDGET_S = 60.0
+"""... or when the timed windows have taken this long: a loaded machine may never settle, and says so."""
+AUTO_REPEATS_MIN, AUTO_REPEATS_MAX = 3, 50
+"""An interval needs a few repeats; the cap keeps a window of a few milliseconds from repeating without end."""
+
+
 def _opt(flag: str, help: str, default: Any = None, **kwargs: Any) -> Any:
     return field(default=default, metadata={"flag": flag, "help": help}, **kwargs)
 
@@ -53,7 +63,9 @@ class RunConfig:
     batch_size: int | None = _opt("--batch-size", "samples per process per step (weak scaling); default: the workload's")
     num_steps: int = _opt("--steps", "timed steps per repeat", 20)
     num_warmup_steps: int = _opt("--warmup", "untimed warm-up steps before the first repeat", 5)
-    num_repeats: int = _opt("--repeats", "timed repeats (the record keeps each)", 3)
+    num_repeats: int | str = _opt("--repeats", "timed repeats (the record keeps each), or auto: repeat until the "
+                                  f"throughput's 95 % interval is within ±{AUTO_REPEATS_WIDTH:.0%} or {AUTO_REPEATS_BUDGET_S:g} s "
+                                  f"of timed windows ({AUTO_REPEATS_MIN}..{AUTO_REPEATS_MAX} repeats)", 3)
     seed: int = _opt("--seed", "seed for model init and synthetic data", 0)
     data: str | None = _opt("--data", f"data source: {', '.join(DATA_SOURCES)} (default: synthetic; with --mode tta the "
                             "workload's held-out data, bundled where it has some)")
@@ -133,7 +145,8 @@ class RunConfig:
         check_at_least("seed", self.seed, 0)
         check_at_least("steps", self.num_steps, 1)
         check_at_least("warmup", self.num_warmup_steps, 0)
-        check_at_least("repeats", self.num_repeats, 1)
+        if self.num_repeats != AUTO:
+            check_at_least("repeats", self.num_repeats, 1, "or auto")
         check_at_least("loader-workers", self.num_data_workers, 0)
         self._check_loader_fields()
         if self.num_threads is not None:
@@ -143,6 +156,11 @@ class RunConfig:
             raise ConfigError("data-dir", "required with --data real (a folder in torchvision's layout)")
         if self.data == "files" and not self.data_dir:
             raise ConfigError("data-dir", "required with --data files (a folder `hpcbench data make` wrote)")
+
+    @property
+    def planned_repeats(self) -> int:
+        """The timed repeats at most: the count given, or auto's cap."""
+        return AUTO_REPEATS_MAX if self.num_repeats == AUTO else self.num_repeats
 
     def _check_loader_fields(self) -> None:
         """The input pipeline's settings apply to data read through a DataLoader only, and to each other."""

@@ -21,7 +21,13 @@ from hpcbench.modes import RUN_MODES
 from hpcbench.plugins import option_flag
 from hpcbench.workloads import registry
 
-_TYPES = {"int": int, "float": float, "str": str, "int | None": int, "str | None": str, "float | None": float}
+def _int_or_word(text: str) -> int | str:
+    """A count or a word (`--repeats auto`); the config says which words it takes."""
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+_TYPES = {"int": int, "float": float, "str": str, "int | None": int, "str | None": str, "float | None": float,
+          "int | str": _int_or_word}
 ENGINE_DEST = "engine_option:"
 """argparse dest of an engine option: `engine_option:<engine>:<field>`."""
 

@@ -66,6 +66,9 @@ class SweepMatrix:
     tasks_per_node: int | None = None
     seeds: int = 1
     """Runs per point, seeds --seed, --seed + 1, …: the spread of one experiment (time to accuracy's olympic mean)."""
+    rounds: int = 1
+    """Times the whole grid runs, point after point in each round (1, 2, 1, 2, …): a machine's drift over the
+    minutes of a sweep hits every point alike instead of the last ones, and the point's runs pool."""
 
     def experiments(self) -> list[RunConfig]:
         """Every experiment of the grid (num_procs left at 1: the scale is the caller's), checked."""
@@ -166,7 +169,7 @@ def load_sweep_file(name_or_path: str | Path) -> SweepMatrix:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError("sweep file", f"cannot read {path}: {exc}") from None
     workload_names, engine_names = sorted(registry()), list(ENGINES.names())
-    valid = ["workloads", "engines", *SCALE_KEYS, "seeds", *RUN_KEYS, *workload_names, *engine_names]
+    valid = ["workloads", "engines", *SCALE_KEYS, "seeds", "rounds", *RUN_KEYS, *workload_names, *engine_names]
     matrix = SweepMatrix()
     for key, value in values.items():
         where = f"{path.name}: {key}"
@@ -177,9 +180,9 @@ def load_sweep_file(name_or_path: str | Path) -> SweepMatrix:
             for count in counts:
                 check_at_least(where, count, 1)
             setattr(matrix, "process_counts" if key == "nproc" else "node_counts", counts)
-        elif key == "seeds":
+        elif key in ("seeds", "rounds"):
             check_at_least(where, value, 1)
-            matrix.seeds = value
+            setattr(matrix, key, value)
         elif key == "tasks_per_node":
             check_at_least(where, value, 1)
             matrix.tasks_per_node = value

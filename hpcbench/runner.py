@@ -256,7 +256,7 @@ def failure_reasons(cfg: RunConfig, ranks: list[dict[str, Any]]) -> list[str]:
         reasons.append(f"interrupted by {signal.Signals(signum).name} after {ranks[0]['steps_done']} steps of a "
                        "time-to-accuracy run")
     elif signum is not None:
-        planned = cfg.num_warmup_steps + (cfg.num_repeats + cfg.breakdown + cfg.phases) * cfg.num_steps
+        planned = cfg.num_warmup_steps + (cfg.planned_repeats + cfg.breakdown + cfg.phases) * cfg.num_steps
         reasons.append(
             f"interrupted by {signal.Signals(signum).name} after {ranks[0]['steps_done']} of {planned} steps "
             f"({cfg.num_warmup_steps} warm-up); {ranks[0]['repeats_done']} of {cfg.num_repeats} timed repeats complete"
@@ -378,6 +378,12 @@ def _print_summary(record: dict[str, Any], path: Path) -> None:
         if m else "no complete timed repeat"
     )
     print(f"{where}: {measured} -> {path}  [{record['status']}]", flush=True)
+    auto = m.get("auto_repeats") if m else None
+    if auto:
+        print(f"hpcbench: --repeats auto: {auto['repeats']} repeats, throughput ±{auto['half_width']:.1%} (95 %); "
+              + (f"within the target ±{auto['target_width']:.0%}" if auto["stopped_by"] == "width" else
+                 f"the budget ({auto['timed_s']:.0f} s of timed windows) ended before the target ±{auto['target_width']:.0%}"
+                 " (a noisy machine: see system_load)"), flush=True)
     if m and m.get("contended"):
         print(f"hpcbench: warning: contended: {m['contended_note']}; these numbers are partly the other processes' "
               "(rerun on a quiet machine)", flush=True)

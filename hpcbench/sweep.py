@@ -32,14 +32,17 @@ def default_process_counts() -> list[int]:
 def plan_grid(matrix: SweepMatrix) -> list[RunConfig]:
     """Every point of the sweep (each experiment, each seed, at each process count), resolved before any of it runs.
 
-    A seed's points run one after the other, so each seed's curve comes from the same minutes."""
+    A seed's points run one after the other, so each seed's curve comes from the same minutes; with rounds the whole
+    grid runs again after itself (1, 2, 1, 2, …), so drift over the sweep's minutes hits every point alike."""
     counts = matrix.process_counts or default_process_counts()
     for count in counts:
         check_at_least("nproc", count, 1)
     check_at_least("seeds", matrix.seeds, 1)
-    return [resolve(dataclasses.replace(experiment, num_procs=count, seed=experiment.seed + offset),
+    check_at_least("rounds", matrix.rounds, 1)
+    grid = [resolve(dataclasses.replace(experiment, num_procs=count, seed=experiment.seed + offset),
                     sweep_max_procs=max(counts))
             for experiment in matrix.experiments() for offset in range(matrix.seeds) for count in counts]
+    return grid * matrix.rounds
 
 
 @dataclass

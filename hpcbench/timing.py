@@ -85,6 +85,25 @@ def throughput_metrics(
     }
 
 
+def repeats_settled(elapsed_s: Sequence[float], width: float, budget_s: float, min_repeats: int,
+                    max_repeats: int) -> dict[str, Any] | None:
+    """--repeats auto: whether to stop after these repeats (each the slowest rank's window, so every rank decides
+    alike). Stops when the 95 % Student-t interval of the mean throughput over repeats is within ±width of it
+    ("width"), else when the windows have taken budget_s or max_repeats ("budget"); None: repeat again."""
+    n = len(elapsed_s)
+    if n < min_repeats:
+        return None
+    rates = 1 / np.asarray(elapsed_s, dtype=float)  # each repeat's throughput, up to the samples per window
+    from scipy.stats import t  # only here: the workers of a fixed repeat count never import it
+
+    half_width = float(t.ppf(0.975, n - 1) * rates.std(ddof=1) / np.sqrt(n) / rates.mean())
+    stopped_by = "width" if half_width <= width else "budget" if sum(elapsed_s) >= budget_s or n >= max_repeats else None
+    if stopped_by is None:
+        return None
+    return {"stopped_by": stopped_by, "repeats": n, "half_width": half_width, "target_width": width,
+            "budget_s": budget_s, "timed_s": float(sum(elapsed_s))}
+
+
 def compute_only_metrics(job_step_time_s: float, compute_step_times_s: Sequence[Sequence[float]]) -> dict[str, Any]:
     """What the step waited for: the job's step time minus the compute-only step time.
 

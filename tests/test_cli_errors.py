@@ -16,6 +16,8 @@ from conftest import cli_in_process, run_cli
         (["--device", "tpu"], "device: 'tpu' is not one of: auto, cpu, cuda"),
         (["--steps", "many"], "argument --steps: invalid int value: 'many'"),
         (["--data", "real"], "data-dir: required with --data real"),
+        (["--repeats", "often"], "repeats: must be an integer >= 1 (or auto), got 'often'"),
+        (["--repeats", "0"], "repeats: must be an integer >= 1 (or auto), got 0"),
     ],
 )
 def test_bad_run_input(out_dir, args, expected):

@@ -174,3 +174,13 @@ def test_a_job_whose_ranks_cannot_see_the_data_folder_ends_with_the_same_line(tm
 def test_an_unknown_sweep_name_lists_the_shipped_ones():
     with pytest.raises(ConfigError, match="neither a file nor one of: course-demo, cpu-node-study, gpt-engines, gpu-node-scaling"):
         load_sweep_file("nope")
+
+
+def test_rounds_run_the_whole_grid_again_after_itself(tmp_path):
+    """1, 2, 1, 2: drift over the sweep's minutes hits both points alike; the runs of a point pool (same experiment)."""
+    matrix = load_sweep_file(sweep_file(tmp_path, "workloads = ['mlp']\nnproc = [1, 2]\nrounds = 2"))
+    grid = plan_grid(matrix)
+    assert [c.num_procs for c in grid] == [1, 2, 1, 2] and len({c.seed for c in grid}) == 1
+    refused = cli_in_process("render", str(sweep_file(tmp_path, "workloads = ['mlp']\nrounds = 2")), "--profile",
+                             "local-slurm", "--sweep-dir", str(tmp_path / "s"))
+    assert refused.returncode == 2 and "rounds: applies to local sweeps" in refused.stderr

@@ -3,7 +3,9 @@
 import pytest
 import torch
 
-from hpcbench.timing import StepTimer, throughput_metrics
+from conftest import read_records, run_cli
+
+from hpcbench.timing import StepTimer, repeats_settled, throughput_metrics
 
 
 class FakeClock:
@@ -44,3 +46,30 @@ def test_step_time_percentiles_take_each_step_at_its_slowest_rank():
     assert metrics["step_time_s_median"] == pytest.approx(1.0)
     assert metrics["step_time_s_p95"] == pytest.approx(1.0 + 0.05 * 8.0)  # linear interpolation at 95 %
     assert metrics["num_steps_timed"] == 20
+
+
+def test_auto_repeats_stop_when_the_interval_is_narrow_or_the_budget_is_spent():
+    steady = [1.0, 1.001, 0.999]
+    assert repeats_settled(steady[:2], 0.02, 60, 3, 50) is None  # too few for an interval
+    settled = repeats_settled(steady, 0.02, 60, 3, 50)
+    assert settled["stopped_by"] == "width" and settled["repeats"] == 3 and settled["half_width"] < 0.01
+    noisy = [1.0, 1.5, 0.8, 1.3]
+    assert repeats_settled(noisy, 0.02, 60, 3, 50) is None  # wide, time left: repeat again
+    spent = repeats_settled(noisy, 0.02, 4.5, 3, 50)
+    assert spent["stopped_by"] == "budget" and spent["half_width"] > 0.02 and spent["timed_s"] == pytest.approx(4.6)
+    assert repeats_settled(noisy, 0.02, 60, 3, 4)["stopped_by"] == "budget"  # the cap
+
+
+def test_a_run_with_auto_repeats_says_why_it_stopped(out_dir):
+    """Every rank stops at the same repeat (the decision is taken on the slowest rank's window), and the record and
+    the screen say whether the interval reached its width or the budget ended first."""
+    result = run_cli("run", "--workload", "mlp", "--nproc", "2", "--batch-size", "16", "--steps", "5", "--warmup", "2",
+                     "--repeats", "auto", "--no-breakdown", "--device", "cpu", "--out", str(out_dir))
+    assert result.returncode == 0, result.stderr
+    [record] = read_records(out_dir)
+    auto = record["metrics"]["auto_repeats"]
+    assert record["config"]["num_repeats"] == "auto" and auto["stopped_by"] in ("width", "budget")
+    assert 3 <= auto["repeats"] == len(record["metrics"]["samples_per_s_repeats"]) <= 50
+    assert all(len(rank["step_times_s"]) == auto["repeats"] for rank in record["ranks"])
+    assert (auto["half_width"] <= auto["target_width"]) == (auto["stopped_by"] == "width")
+    assert f"--repeats auto: {auto['repeats']} repeats, throughput ±" in result.stdout

@@ -206,7 +206,7 @@ class RunMode:
     def progress(self, cfg: RunConfig, shown: str) -> RunProgress:
         """Rank 0's progress display (`shown`: bar, lines or off)."""
         split_windows = 2 * (cfg.breakdown and cfg.data == "files")
-        return RunProgress(cfg.num_warmup_steps, cfg.num_repeats, cfg.num_steps, shown,
+        return RunProgress(cfg.num_warmup_steps, cfg.planned_repeats, cfg.num_steps, shown,
                            extra_steps=cfg.num_steps * (cfg.breakdown + cfg.phases + split_windows))
 
     def run(self, session: Session) -> None:
