@@ -31,11 +31,12 @@ from hpcbench.analysis.convergence import quality_figure, tta_table
 from hpcbench.analysis.efficiency import engine_table, pipeline_table, schedule_panel
 from hpcbench.analysis.inputs import input_table
 from hpcbench.analysis.load import read_valid, runs_frame
-from hpcbench.analysis.scaling import scaling_table
+from hpcbench.analysis.scaling import scaling_table, verdicts
 from hpcbench.progress import ENV as PROGRESS_ENV
 
-__all__ = ["breakdown_plot", "bubble", "efficiency_plot", "engines", "input_plot", "inputs", "load", "reference", "run_sweep",
-           "scaling", "schedule_plot", "source", "throughput_plot", "tta", "tta_plot"]
+__all__ = ["breakdown_plot", "bubble", "bubble_shrinks", "efficiency_plot", "engines", "input_plot", "inputs", "load",
+           "reference", "run_sweep", "scaling", "schedule_plot", "source", "throughput_plot", "tta", "tta_plot", "verdicts",
+           "which_scales_better"]
 
 
 def run_sweep(out: str | Path, *, workloads: Iterable[str] = ("mlp", "cnn"), nproc: Iterable[int] = (1, 2),
@@ -72,6 +73,39 @@ def load(*paths: str | Path) -> pd.DataFrame:
 def scaling(runs: pd.DataFrame, mode: str = "weak") -> pd.DataFrame:
     """Throughput, speedup and efficiency per experiment and process count (one curve per experiment and system)."""
     return scaling_table(runs, mode)
+
+
+def which_scales_better(table: pd.DataFrame, first: str, second: str) -> str:
+    """Exercise 1 against what this machine measured, at the largest process count both ran: which workload's
+    efficiency is higher, and whether the measurement can tell (intervals apart, neither point contended)."""
+    both = table[table["workload"].isin([first, second]) & (table["world_size"] > 1)]
+    sizes = both.groupby("world_size")["workload"].nunique()
+    if not (sizes == 2).any():
+        return f"not measured: {first} and {second} have no process count above 1 in common"
+    at = both[both["world_size"] == sizes[sizes == 2].index.max()].set_index("workload")
+    shown = {w: f"{w} {at.loc[w, 'efficiency']:.0%} [{at.loc[w, 'efficiency_low']:.0%}, {at.loc[w, 'efficiency_high']:.0%}]"
+             for w in (first, second)}
+    busy = [w for w in (first, second) if "contended" in at.loc[w, "warnings"]]
+    if busy:
+        return (f"this machine cannot answer it now: other processes took its CPUs during {', '.join(busy)} "
+                f"({'; '.join(at.loc[w, 'warnings'] for w in busy)}). Close them and rerun the sweep.")
+    low, high = sorted((first, second), key=lambda w: at.loc[w, "efficiency"])
+    if at.loc[low, "efficiency_high"] >= at.loc[high, "efficiency_low"]:
+        return (f"this machine cannot tell: {shown[first]} and {shown[second]} overlap (the repeats' noise is larger "
+                "than the difference). Rerun with repeats='auto'.")
+    return f"{high} scales better here: {shown[high]} against {shown[low]} (95 % intervals, apart)"
+
+
+def bubble_shrinks(runs: pd.DataFrame) -> str:
+    """Exercise 4 against what this machine measured: does the measured bubble fall as micro-batches grow?"""
+    table = pipeline_table(runs).groupby("microbatches")["bubble_measured"].median()
+    if len(table) < 2:
+        return "not measured: run the pipeline at two micro-batch counts or more"
+    shown = ", ".join(f"{b:.0%} at {m}" for m, b in table.items())
+    if table.is_monotonic_decreasing:
+        return f"the measured bubble shrinks as micro-batches grow, as the formula says: {shown}"
+    return (f"this machine does not show it: measured {shown}. The formula's bubble falls; here the per-micro-batch "
+            "overhead and the noise of a loaded machine (see the runs' warnings) are larger than what it saves.")
 
 
 def tta(runs: pd.DataFrame) -> pd.DataFrame:

@@ -125,3 +125,19 @@ def test_each_point_gets_a_verdict_in_words(tmp_path):
     assert line.startswith("mlp at 2 process(es): noisy: ±")
     assert "communication-bound: 33% of the step waits for the gradient all-reduce" in line
     assert "cores contended: the compute-only step grew x2.2 from 1 to 2 processes" in line
+
+
+def test_the_notebook_checks_an_exercise_against_what_was_measured(tmp_path):
+    from hpcbench.analysis import notebook as hb
+
+    for name, workload, rate, procs, repeats in (("a", "mlp", 100.0, 1, [99, 100, 101]), ("b", "mlp", 120.0, 2, [119, 120, 121]),
+                                                 ("c", "cnn", 10.0, 1, [9.9, 10, 10.1]), ("d", "cnn", 19.0, 2, [18.9, 19, 19.1])):
+        write(tmp_path, name, rate, procs, workload=workload, repeats=repeats)
+    table = scaling_table(load_records([tmp_path]))
+    assert hb.which_scales_better(table, "mlp", "cnn").startswith("cnn scales better here: cnn 95% [")
+    write(tmp_path, "e", 180.0, 2, repeats=[150.0, 180.0, 200.0, 190.0])  # a noisy second run of mlp's point
+    noisy = scaling_table(load_records([tmp_path]))
+    assert hb.which_scales_better(noisy, "mlp", "cnn").startswith("this machine cannot tell: mlp ")
+    write(tmp_path, "f", 19.0, 2, workload="cnn", contended=True, others_share=0.5, contended_note="x")
+    busy = scaling_table(load_records([tmp_path]))
+    assert hb.which_scales_better(busy, "mlp", "cnn").startswith("this machine cannot answer it now")
