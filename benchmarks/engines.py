@@ -11,6 +11,8 @@ since this benchmark found a 3 % cost in it, neither does hpcbench's horovodrun 
     python benchmarks/engines.py --workloads cnn --steps 20 --rounds 10 --no-ddp
     python benchmarks/engines.py --workloads mlp,cnn,vae --nproc 2 --rounds 3        # DDP vs Horovod too
     python benchmarks/engines.py --workloads gpt,mlp --fsdp --no-horovod --rounds 5   # DDP vs FSDP
+    python benchmarks/engines.py --workloads cnn --image-size 224 --batch-size 8 --no-ddp --rounds 6   # Horovod's
+        # own script's shape; also prints the bare loop's windows read with that script's metric (rank 0 x size)
 """
 
 from __future__ import annotations
@@ -61,17 +63,26 @@ def bare_horovod_worker(cfg_json: str) -> None:
 
     for _ in range(cfg.num_warmup_steps):
         step()
-    rates = []
+    rates, script_rates = [], []
     for _ in range(cfg.num_repeats):
         hvd.barrier()
         start = time.perf_counter()
         for _ in range(cfg.num_steps):
             step()
-        slowest = hvd.allreduce(torch.tensor([time.perf_counter() - start]), op=hvd.Max, name=f"t{len(rates)}")
+        own = time.perf_counter() - start
+        slowest = hvd.allreduce(torch.tensor([own]), op=hvd.Max, name=f"t{len(rates)}")
         rates.append(cfg.num_steps * cfg.batch_size * hvd.size() / float(slowest[0]))
+        # Horovod's pytorch_synthetic_benchmark.py metric on the same windows: this rank's own rate x size, the
+        # mean over iterations (its "Total img/sec on N GPU(s)"), printed by rank 0
+        script_rates.append(cfg.num_steps * cfg.batch_size / own * hvd.size())
     if hvd.rank() == 0:
         print(f"BARE_SAMPLES_PER_S {statistics.median(rates)}", flush=True)
+        print(f"SCRIPT_SAMPLES_PER_S {statistics.mean(script_rates)}", flush=True)
     hvd.shutdown()
+
+
+SCRIPT_METRIC: dict[str, list[float]] = {}
+"""Per workload, each bare run's windows read as Horovod's own script reads them (rank 0's rate x size, mean)."""
 
 
 def bare_samples_per_s(cfg: RunConfig) -> float:
@@ -79,6 +90,8 @@ def bare_samples_per_s(cfg: RunConfig) -> float:
     out = subprocess.run([sys.executable, "-m", "horovod.runner.launch", "--gloo", "-np", str(n), "-H", f"localhost:{n}",
                           sys.executable, __file__, "--bare-worker", json.dumps(dataclasses.asdict(cfg))],
                          capture_output=True, text=True, check=True).stdout
+    SCRIPT_METRIC.setdefault(cfg.workload, []).append(
+        float(next(line.split()[-1] for line in out.splitlines() if "SCRIPT_SAMPLES_PER_S" in line)))
     return float(next(line.split()[-1] for line in out.splitlines() if "BARE_SAMPLES_PER_S" in line))
 
 
@@ -90,6 +103,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=None, help="per process (default: the workload's)")
+    parser.add_argument("--image-size", type=int, default=None, help="cnn's image size (default: the workload's)")
     parser.add_argument("--ddp", action=argparse.BooleanOptionalAction, default=True, help="measure DDP too")
     parser.add_argument("--horovod", action=argparse.BooleanOptionalAction, default=True, help="measure Horovod")
     parser.add_argument("--fsdp", action=argparse.BooleanOptionalAction, default=False, help="measure FSDP too")
@@ -102,8 +117,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as out:
         for workload in args.workloads.split(","):
             # no breakdown window: it runs after the timed repeats and would only lengthen each round
+            options = {"image_size": args.image_size} if args.image_size and workload == "cnn" else {}
             base = resolve(RunConfig(workload=workload, num_procs=args.nproc, num_steps=args.steps, device="cpu",
-                                     num_warmup_steps=args.warmup, num_repeats=args.repeats, out_dir=out, breakdown=False))
+                                     num_warmup_steps=args.warmup, num_repeats=args.repeats, out_dir=out, breakdown=False,
+                                     batch_size=args.batch_size, options=options))
             # resolved again: the engine's own options (DDP's --ddp-*, Horovod's --hvd-*) are its own
             sides = {}
             if args.horovod:
@@ -129,6 +146,11 @@ def main() -> None:
             ratios = [h / b for h, b in zip(measured["horovod"], measured["bare_horovod"])]
             low, high = bootstrap_median_ci(ratios)
             bare += f" CI95 of the median [{low:.3f}, {high:.3f}]"
+        if "bare_horovod" in m:
+            script = SCRIPT_METRIC[workload]
+            print(f"{workload}: the bare loop's windows read as Horovod's script reads them (rank 0 x size, mean): "
+                  f"{statistics.median(script):.1f} samples/s, {statistics.median(script) / m['bare_horovod']:.3f} of the "
+                  f"slowest-rank reading; hpcbench-hvd / script metric {paired(measured['horovod'], script)}")
         ddp = paired(measured["horovod"], measured["ddp"]) if "ddp" in m and "horovod" in m else "n/a"
         fsdp = paired(measured["fsdp"], measured["ddp"]) if "ddp" in m and "fsdp" in m else "n/a"
         nan = float("nan")
