@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from hpcbench.analysis.curves import MODES, POINT_KEYS, curve_keys, legend_labels, runs_in_mode
-from hpcbench.analysis.stats import bootstrap_median_ci, coefficient_of_variation
+from hpcbench.analysis.stats import bootstrap_median_ci, coefficient_of_variation, t_mean_ci
 
 CURVE_KEYS = {mode: curve_keys(mode) for mode in MODES}
 TABLE_COLUMNS = [
@@ -56,6 +56,7 @@ def scaling_table(runs: pd.DataFrame, mode: str = "weak") -> pd.DataFrame:
         pooled = [x for repeats, rate in zip(group["samples_per_s_repeats"], group["samples_per_s"])
                   for x in (repeats if isinstance(repeats, list) and repeats else [rate])]
         low, high = bootstrap_median_ci(pooled)
+        mean_low, mean_high = t_mean_ci(pooled)
         median = float(np.median(pooled))
         rows.append({
             **dict(zip([*curve, *POINT_KEYS], key)),
@@ -64,6 +65,8 @@ def scaling_table(runs: pd.DataFrame, mode: str = "weak") -> pd.DataFrame:
             "samples_per_s": median,
             "ci95_low": low,
             "ci95_high": high,
+            "mean_low": mean_low,
+            "mean_high": mean_high,
             "cv": coefficient_of_variation(pooled),
             "samples_per_s_per_proc": median / key[-1],
             "tokens_per_s": median * _median_or_nan(group.get("tokens_per_sample", pd.Series(dtype=float))),
@@ -91,9 +94,12 @@ def scaling_table(runs: pd.DataFrame, mode: str = "weak") -> pd.DataFrame:
     table["engine_cost_at_1"] = 1 - table["baseline_samples_per_s"] / table["bare_baseline_samples_per_s"]
     table["exposed_comm_share"] = table["exposed_comm_s"] / table["step_time_s_median"]
     table["karp_flatt"] = karp_flatt(table["speedup"].to_numpy(float), table["world_size"].to_numpy(float))
-    # Efficiency's interval: the point's and its baseline's 95 % intervals, taken at their far ends.
-    table["efficiency_low"] = table["ci95_low"] / (table["world_size"] * [baseline["ci95_high"].get(k, np.nan) for k in keys])
-    table["efficiency_high"] = table["ci95_high"] / (table["world_size"] * [baseline["ci95_low"].get(k, np.nan) for k in keys])
+    # Efficiency's interval: the point's and its baseline's 95 % t intervals of the mean throughput (stats.t_mean_ci),
+    # taken at their far ends, and holding the efficiency itself (a ratio of medians).
+    low = table["mean_low"] / (table["world_size"] * [baseline["mean_high"].get(k, np.nan) for k in keys])
+    high = table["mean_high"] / (table["world_size"] * [baseline["mean_low"].get(k, np.nan) for k in keys])
+    table["efficiency_low"] = np.fmin(low.clip(lower=0), table["efficiency"]).where(low.notna())
+    table["efficiency_high"] = np.fmax(high.where(high > 0, np.inf), table["efficiency"]).where(high.notna())
     table["warnings"] = [
         "; ".join(filter(None, [w, missing_baseline(runs, row, mode) if n > 1 and np.isnan(b) else ""]))
         for w, n, b, row in zip(table["warnings"], table["world_size"], table["baseline_samples_per_s"],

@@ -86,7 +86,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
               sep="\n", file=sys.stderr)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if session.exitstatus == pytest.ExitCode.OK:
-        shutil.rmtree(os.environ[SUITE_TMP], ignore_errors=True)
+        left: list[str] = []
+        shutil.rmtree(os.environ[SUITE_TMP], onerror=lambda _f, path, exc: left.append(f"{path}: {exc[1]}"))
+        if left:
+            print(f"the suite's TMPDIR could not be removed whole ({len(left)} paths), first: {left[0]}", file=sys.stderr)
     else:
         print(f"the suite's TMPDIR, kept: {os.environ[SUITE_TMP]}", file=sys.stderr)
 

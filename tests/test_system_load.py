@@ -82,4 +82,5 @@ def test_a_process_spinning_on_the_runs_only_cpu_is_measured_and_flagged(tmp_pat
     # A fair share would be 50 %; the scheduler's wake-up credit and other load on the machine move it either way.
     assert CONTENDED_SHARE < load["others_share"] < 0.9 and load["own_share"] + load["others_share"] <= 1.01, load
     assert metrics["contended"] and metrics["others_share"] >= load["others_share"]
+    assert 0.1 < load["waited_share"] < 1.0, load  # from the run's side: its thread queued for the shared CPU
     assert "hpcbench: warning: contended: other processes used" in result.stdout

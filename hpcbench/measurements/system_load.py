@@ -6,7 +6,8 @@ with one other process spinning on one of 2 cores, the demo's efficiencies at 2 
 run still said `ok`. So each rank reads, at the start and end of each window:
 - the busy and steal time of the CPUs in its affinity mask (its cpuset on a shared cluster node: another
   job pinned to other cores is not contention, a neighbour on the run's own cores is);
-- the CPU time of its own process and its children (loader workers, compile workers);
+- the CPU time of its own process and its children (loader workers, compile workers), and how long their
+  threads waited, runnable, for a CPU (the scheduler's run_delay: contention seen from the run's side);
 - its cgroup's throttled time, where it sits in a CPU-limited cgroup.
 
 Merging groups ranks by physical host (two Slurm nodes on one machine share its CPUs): other processes'
@@ -59,6 +60,21 @@ def _own_cpu_seconds(process: psutil.Process) -> float:
     return total
 
 
+def _waited_seconds(process: psutil.Process) -> float | None:
+    """How long this process's threads and its children's were runnable but waiting for a CPU (the scheduler's
+    run_delay, /proc/PID/task/TID/schedstat, Linux): contention seen from the run's side. None where unreadable."""
+    total = 0.0
+    for pid in [process.pid, *(child.pid for child in process.children(recursive=True))]:
+        try:
+            for task in os.scandir(f"/proc/{pid}/task"):
+                with open(f"{task.path}/schedstat") as stat:
+                    total += int(stat.read().split()[1]) / 1e9
+        except (OSError, ValueError, IndexError):
+            if pid == process.pid:
+                return None
+    return total
+
+
 def _cgroup_cpu_stat() -> Path | None:
     """The cpu.stat of this process's CPU cgroup (v1's cpu controller, or v2's unified tree), if readable."""
     try:
@@ -94,6 +110,7 @@ class _Reading:
         self.clock = clock
         self.busy_steal = [_cpu_seconds(per_cpu[cpu]) for cpu in cpus if cpu < len(per_cpu)]
         self.own_s = _own_cpu_seconds(process)
+        self.waited_s = _waited_seconds(process)
         self.throttled_s = _throttled_s(stat)
 
 
@@ -124,13 +141,16 @@ class SystemLoad(Measurement):
         if start is None or not complete:
             return
         total = self.windows.setdefault(window, {"wall_s": 0.0, "own_cpu_s": 0.0, "busy_s": [0.0] * len(self._cpus),
-                                                 "steal_s": [0.0] * len(self._cpus), "throttled_s": None, "intervals": []})
+                                                 "steal_s": [0.0] * len(self._cpus), "waited_s": None,
+                                                 "throttled_s": None, "intervals": []})
         total["wall_s"] += end.clock - start.clock
         total["intervals"].append([start.clock, end.clock])  # the run's clock: CLOCK_MONOTONIC, one per host
         total["own_cpu_s"] += end.own_s - start.own_s
         for i, ((busy0, steal0), (busy1, steal1)) in enumerate(zip(start.busy_steal, end.busy_steal)):
             total["busy_s"][i] += busy1 - busy0
             total["steal_s"][i] += steal1 - steal0
+        if start.waited_s is not None and end.waited_s is not None:
+            total["waited_s"] = (total["waited_s"] or 0.0) + end.waited_s - start.waited_s
         if start.throttled_s is not None and end.throttled_s is not None:
             total["throttled_s"] = (total["throttled_s"] or 0.0) + end.throttled_s - start.throttled_s
 
@@ -152,8 +172,10 @@ class SystemLoad(Measurement):
         if contended:
             share, host, window, kind = worst
             cpus = len(hosts[host][window]["cpus"])
+            waited = hosts[host][window].get("waited_share")
             note = (f"{kind} used {share:.0%} of the CPU time of {host} ({cpus} CPU{'s' * (cpus > 1)} this run may use) "
-                    f"during {JUDGED_WINDOWS[window]}" + (" (another virtual machine's)" if kind == "steal" else ""))
+                    f"during {JUDGED_WINDOWS[window]}" + (" (another virtual machine's)" if kind == "steal" else "")
+                    + (f"; the ranks waited for a CPU {waited:.0%} of that time" if waited is not None else ""))
         return {"system_load": {"hosts": hosts, "contended_share": CONTENDED_SHARE}, "contended": contended,
                 "contended_note": note, "others_share": worst[0] if worst else None}
 
@@ -179,10 +201,14 @@ def host_loads(loads: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any
             own = sum(load["windows"][window]["own_cpu_s"] for load in here)
             capacity = wall * len(busy)
             throttled = [load["windows"][window]["throttled_s"] for load in here]
+            waited = [load["windows"][window].get("waited_s") for load in here]
             merged.setdefault(host, {})[window] = {
                 "cpus": sorted(busy), "wall_s": wall, "own_share": own / capacity if capacity else None,
                 "others_share": max(0.0, sum(busy.values()) - own) / capacity if capacity else None,
                 "steal_share": sum(steal.values()) / capacity if capacity else None,
                 "throttled_s": max(throttled) if all(t is not None for t in throttled) else None,
+                # per rank, the share of the window its threads spent runnable but without a CPU
+                "waited_share": (sum(waited) / (wall * len(here)) if wall and all(w is not None for w in waited)
+                                 else None),
             }
     return merged
