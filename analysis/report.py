@@ -282,8 +282,7 @@ def _not_ok(found: list[tuple[Path, dict]]) -> list[str]:
 
 
 def _markdown(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFrame, failed: list[str]) -> str:
-    parts = ["# hpcbench report", "", *_summary_lines(runs, netbench), "", *(f"- {line}" if i else line
-                                                                            for i, line in enumerate(failed)), ""]
+    parts = ["# hpcbench report", "", *(f"- {line}" if i else line for i, line in enumerate(failed)), ""]
     for section in sections:
         parts += [f"## {section.heading}", "", section.description, "",
                   "### Findings", "", *(f"- {line}" for line in _findings(section)), "",
@@ -304,6 +303,7 @@ def _markdown(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFram
                   f"### {INPUT_HEADING}", "", _markdown_table(section.inputs.round(4)),
                   f"### {IOBENCH_HEADING}", "", _markdown_table(section.iobench.round(3)),
                   f"### {TTA_HEADING}", "", _markdown_table(section.tta.drop(columns=TTA_HIDDEN).round(4))]
+    parts += ["", "## Definitions", "", *_summary_lines(runs, netbench)]  # findings first, definitions last
     return "\n".join(parts)
 
 
@@ -341,7 +341,8 @@ def _html(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFrame, f
         f"<h3>{html.escape(TTA_HEADING)}</h3>{table(s.tta.drop(columns=TTA_HIDDEN).round(4))}"
         for s in sections
     )
-    summary = "".join(f"<p>{html.escape(line)}</p>" for line in [*_summary_lines(runs, netbench), *failed])
+    failures = "".join(f"<p>{html.escape(line)}</p>" for line in failed)
+    definitions = "".join(f"<p>{html.escape(line)}</p>" for line in _summary_lines(runs, netbench))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>hpcbench report</title>
 <style>
@@ -352,7 +353,9 @@ img {{ max-width: 100%; }} figure {{ margin: 1em 0; }}
 </style></head><body>
 <h1>hpcbench report</h1>
 <p>Schema version {records.SCHEMA_VERSION}; generated {html.escape(records.utc_now().isoformat(timespec="seconds"))}.</p>
-{summary}
+{failures}
 {body}
+<h2>Definitions</h2>
+{definitions}
 </body></html>
 """

@@ -324,7 +324,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(format_scaling_table(table, compact=True))
         if table["bare_efficiency"].notna().any():
             print("\n".join(baselines_note(table)))
-        print("\n".join(verdicts(table)))
+        said = verdicts(table)
+        if said:
+            print("what each point says:", *(f"  - {line}" for line in said), sep="\n")
     if any(cfg.mode == "tta" for cfg in grid):
         from hpcbench.analysis.convergence import format_tta_table, tta_table
 

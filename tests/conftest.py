@@ -67,8 +67,9 @@ def pytest_configure(config: pytest.Config) -> None:
         pathguard.ALLOW_VARIABLE: os.pathsep.join([str(suite), *map(str, MACHINE_STATE.values()), str(REPO),
                                                    str(REPO / "results" / "reference"), sys.prefix, sys.base_prefix]),
         pathguard.DENY_VARIABLE: str(REPO / "results"),  # records an earlier run left in the checkout
-        pathguard.OURS_VARIABLE: os.pathsep.join(str(REPO / name) for name in ("hpcbench", "analysis", "tests",
-                                                                               "benchmarks", "jobs")),
+        pathguard.OURS_VARIABLE: os.pathsep.join([*(str(REPO / name) for name in ("hpcbench", "analysis", "tests",
+                                                                                  "benchmarks", "jobs")),
+                                                  *([str(config.rootpath)] if config.rootpath != REPO else [])]),
     })
     tempfile.tempdir = str(suite)  # pytest's tmp_path and every tempfile call in this process
     pathguard.install()

@@ -67,16 +67,32 @@ def offends(path: str, watch: tuple[str, ...], allow: tuple[str, ...], deny: tup
     return denied > allowed or (denied < 0 and allowed < 0)
 
 
+DIR_FD_AT = {"os.mkdir": (2,), "os.rmdir": (1,), "os.remove": (1,), "os.chmod": (2,), "os.chown": (3,), "os.utime": (3,),
+             "shutil.rmtree": (1,), "os.rename": (2, 3), "os.link": (2, 3), "os.symlink": (2,)}
+"""Where an event's dir_fd argument sits: a relative path beside one is relative to that folder, not to the working
+directory (rmtree removes a tree so; resolved against the working directory, a folder named results inside the
+tree read as the checkout's results/)."""
+
+
 def _paths(event: str, args: tuple) -> list[object]:
+    relative_to_fd = any(i < len(args) and isinstance(args[i], int) and args[i] >= 0  # -1 or None: no dir_fd
+                         for i in DIR_FD_AT.get(event, ()))
+    # os.open's event carries no dir_fd (its mode is None where builtins.open's is a string): a relative path there
+    # may be relative to a folder's descriptor, as rmtree's are
+    relative_to_fd = relative_to_fd or (event == "open" and len(args) > 1 and args[1] is None)
     if event in FIRST_ARG:
-        return [args[0]] if args else []
+        return [args[0]] if args and not (relative_to_fd and _relative(args[0])) else []
     if event in TWO_ARGS:
-        return list(args[:2])
+        return [a for a in args[:2] if not (relative_to_fd and _relative(a))]
     if event in GLOBS:  # the pattern's fixed part: "/tmp/x/*.tar" touches /tmp/x
         pattern = os.fsdecode(args[0]) if isinstance(args[0], (str, bytes)) else ""
         fixed = pattern.split("*")[0].split("?")[0].split("[")[0]
         return [os.path.dirname(fixed) or "."]
     return [args[2]] if len(args) > 2 and args[2] is not None else []  # subprocess.Popen: its cwd
+
+
+def _relative(path: object) -> bool:
+    return isinstance(path, (str, bytes, os.PathLike)) and not os.path.isabs(os.fsdecode(path))
 
 
 def _where(ours: tuple[str, ...]) -> list[str] | None:
@@ -122,13 +138,15 @@ def hook(event: str, args: tuple) -> None:
 
 
 def install() -> None:
-    """Install the hook in this process if the suite set the guard's variables (once: hooks cannot be removed)."""
+    """Watch this process with the guard's variables as they are now, if the suite set them. The hook is added once
+    (hooks cannot be removed); a later call takes the variables again (a pytest run inside a test sets its own)."""
     log = os.environ.get(LOG_VARIABLE)
-    if not log or _state["log"]:
+    if not log:
         return
-    _state["log"] = log
     _state["roots"] = (_roots(WATCH_VARIABLE), _roots(ALLOW_VARIABLE), _roots(DENY_VARIABLE), _roots(OURS_VARIABLE), log)
-    sys.addaudithook(hook)
+    if not _state["log"]:
+        sys.addaudithook(hook)
+    _state["log"] = log
 
 
 def read_log(log: str | os.PathLike) -> list[dict]:

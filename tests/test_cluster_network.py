@@ -69,8 +69,8 @@ def leftovers(folder: Path) -> dict[str, str]:
     }
 
 
-def test_up_twice_down_twice_and_a_taken_port_leave_nothing_behind(cluster_dir):
-    """Runs before the module's cluster is up: one emulated cluster per machine (the names are fixed)."""
+def test_up_twice_down_twice_and_a_taken_port_leave_nothing_behind(no_linked_cluster, cluster_dir):
+    """One emulated cluster per machine (the names are fixed): the module's is down while this runs."""
     folder = cluster_dir
     before = leftovers(folder)
     for _ in range(2):  # a second `up` takes the first one down, then starts again
@@ -112,25 +112,55 @@ def test_bad_options_are_one_line_and_start_nothing(tmp_path, args, message):
     assert not (tmp_path / "cluster").exists()
 
 
+class LinkedCluster:
+    """The module's 2-node cluster linked at RATE with a storage server (sshfs) holding SHARED, brought up when a test
+    needs it and down when a test needs none (the namespaces' names are fixed: one emulated cluster per machine), so
+    no test depends on the order the module's tests run in (pytest-randomly found two that did)."""
+
+    def __init__(self) -> None:
+        self.top = Path(tempfile.mkdtemp(prefix="hpcbench-slurm-linked-"))
+        self.top.chmod(0o755)  # munged's socket folder must be traversable by all
+        self.folder, self.shared = self.top / "cluster", self.top / "shared"
+        datafiles.make(self.shared / "shards", "tar-shards", 64, 64, shard_samples=8)  # 8 shards of ~5 KB images
+        self.env: dict | None = None
+
+    def up(self) -> dict:
+        """Its env file (SLURM_CONF, Open MPI's interface) as a dict, and SHARED's path under "shared"."""
+        if self.env is None:
+            if not shutil.which("sshfs"):
+                pytest.skip("sshfs not installed (apt-get install sshfs openssh-server; .ci/run does)")
+            result = up_linked(self.folder, LINKED_PORT, RATE, "--storage", f"sshfs:{self.shared}")
+            assert result.returncode == 0, result.stderr
+            env = dict(line.removeprefix("export ").split("=", 1) for line in (self.folder / "env").read_text().splitlines())
+            if os.geteuid() == 0:  # Open MPI refuses root unless told
+                env |= {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+            self.env = {**env, "shared": str(self.shared)}
+        return self.env
+
+    def down(self) -> None:
+        if self.env is not None:
+            local_slurm("down", self.folder, LINKED_PORT)
+            self.env = None
+
+
 @pytest.fixture(scope="module")
-def linked() -> dict:
-    """A 2-node cluster linked at RATE with a storage server (sshfs) holding SHARED; its env file (SLURM_CONF, Open
-    MPI's interface) as a dict, and SHARED's path under "shared"."""
-    top = Path(tempfile.mkdtemp(prefix="hpcbench-slurm-linked-"))
-    top.chmod(0o755)  # munged's socket folder must be traversable by all
-    folder = top / "cluster"
-    shared = top / "shared"
-    datafiles.make(shared / "shards", "tar-shards", 64, 64, shard_samples=8)  # 8 shards of ~5 KB images
-    if not shutil.which("sshfs"):
-        pytest.skip("sshfs not installed (apt-get install sshfs openssh-server; .ci/run does)")
-    result = up_linked(folder, LINKED_PORT, RATE, "--storage", f"sshfs:{shared}")
-    assert result.returncode == 0, result.stderr
-    env = dict(line.removeprefix("export ").split("=", 1) for line in (folder / "env").read_text().splitlines())
-    if os.geteuid() == 0:  # Open MPI refuses root unless told
-        env |= {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
-    yield {**env, "shared": str(shared)}
-    local_slurm("down", folder, LINKED_PORT)
-    shutil.rmtree(top, ignore_errors=True)
+def linked_cluster() -> LinkedCluster:
+    cluster = LinkedCluster()
+    yield cluster
+    cluster.down()
+    shutil.rmtree(cluster.top, ignore_errors=True)
+
+
+@pytest.fixture
+def linked(linked_cluster: LinkedCluster) -> dict:
+    """The module's cluster, up (again, if a test took it down)."""
+    return linked_cluster.up()
+
+
+@pytest.fixture
+def no_linked_cluster(linked_cluster: LinkedCluster) -> None:
+    """No emulated cluster with namespaces on this machine: the module's goes down first."""
+    linked_cluster.down()
 
 
 NETBENCH_JOB = "#!/bin/bash\n" + Slurm.rendezvous + """
@@ -207,9 +237,16 @@ def test_shared_storage_is_mounted_on_every_node_and_read_over_its_link(linked, 
     assert 0 < metrics["aggregate_bytes_per_s"] <= 1.05 * RATE_BYTES_PER_S, metrics["aggregate_bytes_per_s"]
 
 
-def test_a_mount_that_goes_away_fails_the_rank_with_the_reason(linked, tmp_path):
-    """Runs last in the module: n1's storage mount is killed mid-run; the rank reading it fails within its step
-    timeout, the record says which file and why, and the job ends."""
+def test_a_mount_that_goes_away_fails_the_rank_with_the_reason(linked_cluster, linked, tmp_path):
+    """n1's storage mount is killed mid-run; the rank reading it fails within its step timeout, the record says which
+    file and why, and the job ends. The cluster goes down after it: a test after this one gets a whole one."""
+    try:
+        mount_goes_away(linked, tmp_path)
+    finally:
+        linked_cluster.down()
+
+
+def mount_goes_away(linked: dict, tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     submit(sweep, linked, "--workload", "cnn", "--model", "convnet", "--data", "files", "--data-dir",
            str(Path(linked["shared"]) / "shards"), "--batch-size", "8", "--steps", "400", "--repeats", "1",
