@@ -83,4 +83,8 @@ def test_a_process_spinning_on_the_runs_only_cpu_is_measured_and_flagged(tmp_pat
     assert CONTENDED_SHARE < load["others_share"] < 0.9 and load["own_share"] + load["others_share"] <= 1.01, load
     assert metrics["contended"] and metrics["others_share"] >= load["others_share"]
     assert 0.1 < load["waited_share"] < 1.0, load  # from the run's side: its thread queued for the shared CPU
+    rank = record["ranks"][0]["system_load"]  # a frequency where cpufreq reports one, else null and why
+    readable = os.path.exists(f"/sys/devices/system/cpu/cpu{cpu}/cpufreq/scaling_cur_freq")
+    assert (rank["cpu_mhz_note"] is None) == readable
+    assert (rank["windows"]["throughput"]["cpu_mhz"][0] is None) != readable
     assert "hpcbench: warning: contended: other processes used" in result.stdout

@@ -102,6 +102,17 @@ def _throttled_s(stat: Path | None) -> float | None:
     return int(fields["throttled_time"]) / 1e9 if "throttled_time" in fields else None
 
 
+def cpu_mhz(cpus: list[int]) -> tuple[float | None, str | None]:
+    """The run's CPUs' mean current frequency now (cpufreq's scaling_cur_freq), or None and why:
+    a VM's CPUs (this one's) report none; /proc/cpuinfo's "MHz" there is a nominal figure, not a measurement."""
+    root = Path("/sys/devices/system/cpu")
+    try:
+        readings = [int((root / f"cpu{cpu}" / "cpufreq" / "scaling_cur_freq").read_text()) / 1e3 for cpu in cpus]
+    except (OSError, ValueError):
+        return None, f"not readable: no {root}/cpu*/cpufreq (a virtual machine, or no cpufreq driver)"
+    return sum(readings) / len(readings), None
+
+
 class _Reading:
     """One instant: the clock, the allowed CPUs' busy and steal seconds, this rank's own CPU seconds, throttling."""
 
@@ -145,6 +156,7 @@ class SystemLoad(Measurement):
                                                  "throttled_s": None, "intervals": []})
         total["wall_s"] += end.clock - start.clock
         total["intervals"].append([start.clock, end.clock])  # the run's clock: CLOCK_MONOTONIC, one per host
+        total.setdefault("cpu_mhz", []).append(cpu_mhz(self._cpus)[0])  # at each repeat's end; None: not readable
         total["own_cpu_s"] += end.own_s - start.own_s
         for i, ((busy0, steal0), (busy1, steal1)) in enumerate(zip(start.busy_steal, end.busy_steal)):
             total["busy_s"][i] += busy1 - busy0
@@ -155,7 +167,8 @@ class SystemLoad(Measurement):
             total["throttled_s"] = (total["throttled_s"] or 0.0) + end.throttled_s - start.throttled_s
 
     def rank_result(self) -> dict[str, Any]:
-        return {"system_load": {"host": socket.gethostname(), "cpus": self._cpus, "windows": self.windows}}
+        return {"system_load": {"host": socket.gethostname(), "cpus": self._cpus, "windows": self.windows,
+                                "cpu_mhz_note": cpu_mhz(self._cpus)[1]}}
 
     @classmethod
     def merge(cls, ranks: list[dict[str, Any]], run: RunFacts) -> dict[str, Any]:
