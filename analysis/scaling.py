@@ -112,25 +112,34 @@ def scaling_table(runs: pd.DataFrame, mode: str = "weak") -> pd.DataFrame:
 
 
 def not_measurable(table: pd.DataFrame) -> pd.DataFrame:
-    """Values past a bound no measurement can cross become null, with the reason in `warnings`, never printed bare:
-    - exposed communication below 0 (the window without communication was slower than the timed steps): the
-      noise between the two windows is at least that large;
-    - the bare baseline, where the 1-process exposed communication is below 0 (engine_cost_at_1 < 0): it would
-      make bare_efficiency above 100 %;
+    """Values whose interval crosses a bound no measurement can cross become null, with the reason in `warnings`,
+    never printed bare (the interval: ± the point's noise, the half-width of its 95 % interval of the mean throughput):
+    - exposed communication below 0, or within the noise of 0 (the window without communication was slower than
+      the timed steps, or as fast within noise);
+    - the bare baseline, where the 1-process exposed communication (engine_cost_at_1) is below 0 or within the
+      noise of 0: it would make bare_efficiency above 100 %;
     - efficiency whose whole interval lies above 100 %, is kept but named (superlinear: caches, or a baseline
       slowed by something else)."""
     table = table.copy()
     notes = [[w] if w else [] for w in table["warnings"]]
-    negative = table["exposed_comm_share"] < 0
-    for i in np.flatnonzero(negative.to_numpy()):
-        notes[i].append(f"exposed_comm not measurable here: noise ±{-table['exposed_comm_share'].iloc[i]:.0%} exceeds it "
-                        "(the compute-only steps were slower than the timed ones)")
-    table.loc[negative, ["exposed_comm_s", "exposed_comm_share"]] = np.nan
-    bare_negative = table["engine_cost_at_1"] < 0
-    for i in np.flatnonzero(bare_negative.to_numpy()):
-        notes[i].append(f"bare_efficiency not measurable here: at 1 process the compute-only steps were "
-                        f"{-table['engine_cost_at_1'].iloc[i]:.0%} slower than the timed ones (noise exceeds the engine's cost)")
-    table.loc[bare_negative, ["bare_baseline_samples_per_s", "bare_efficiency", "engine_cost_at_1"]] = np.nan
+    # the step's noise: the half-width of the point's 95 % interval of the mean throughput, as a share (NaN: one repeat)
+    noise = ((table["mean_high"] - table["mean_low"]) / 2 / table["samples_per_s"]).to_numpy(float)
+    share = table["exposed_comm_share"].to_numpy(float)
+    hidden = (share < 0) | (share - noise < 0)
+    for i in np.flatnonzero(hidden):
+        why = (" (the compute-only steps were slower than the timed ones)" if share[i] < 0 else
+               f" (measured {share[i]:.0%}, within the noise of 0)")
+        notes[i].append(f"exposed_comm not measurable here: noise ±{np.nanmax([noise[i], -share[i]]):.0%} exceeds it{why}")
+    table.loc[hidden, ["exposed_comm_s", "exposed_comm_share"]] = np.nan
+    baseline_noise = pd.Series(noise, index=table.index).where(table["world_size"] == 1).groupby(
+        [table[c] for c in ("system_id", "experiment_id")]).transform("max").fillna(np.nan).to_numpy(float)
+    cost = table["engine_cost_at_1"].to_numpy(float)
+    bare_hidden = (cost < 0) | (cost - baseline_noise < 0)
+    for i in np.flatnonzero(bare_hidden):
+        said = (f"the compute-only steps were {-cost[i]:.0%} slower than the timed ones" if cost[i] < 0 else
+                f"the engine's cost ({cost[i]:.0%}) is within the noise (±{baseline_noise[i]:.0%})")
+        notes[i].append(f"bare_efficiency not measurable here: at 1 process {said}")
+    table.loc[bare_hidden, ["bare_baseline_samples_per_s", "bare_efficiency", "engine_cost_at_1"]] = np.nan
     for i in np.flatnonzero((table["efficiency_low"] > 1).to_numpy()):
         notes[i].append(f"efficiency above 100 % beyond noise ({table['efficiency_low'].iloc[i]:.0%} at least): "
                         "superlinear (caches) or a slowed baseline")

@@ -120,7 +120,7 @@ def test_each_point_gets_a_verdict_in_words(tmp_path):
     two = {"step_time_s_median": 0.030, "compute_step_time_s": 0.020, "exposed_comm_s": 0.010,
            "exposed_comm_share": 1 / 3}
     write(tmp_path, "a", 100.0, 1, repeats=[100.0, 100.0], **one)
-    write(tmp_path, "b", 130.0, 2, repeats=[100.0, 160.0], **two)
+    write(tmp_path, "b", 130.0, 2, repeats=[110.0 + 5 * i for i in range(9)], **two)  # cv 10.5 %, mean known to ±8 %
     [line] = verdicts(scaling_table(load_records([tmp_path])))
     assert line.startswith("mlp at 2 process(es): noisy: ±")
     assert "communication-bound: 33% of the step waits for the gradient all-reduce" in line
@@ -141,3 +141,12 @@ def test_the_notebook_checks_an_exercise_against_what_was_measured(tmp_path):
     write(tmp_path, "f", 19.0, 2, workload="cnn", contended=True, others_share=0.5, contended_note="x")
     busy = scaling_table(load_records([tmp_path]))
     assert hb.which_scales_better(busy, "mlp", "cnn").startswith("this machine cannot answer it now")
+
+
+def test_a_value_within_the_noise_of_an_impossible_bound_is_not_printed(tmp_path):
+    """Exposed communication of 2 % with the step known to ±10 %: its interval crosses 0, so it is not a number."""
+    step = {"step_time_s_median": 0.050, "compute_step_time_s": 0.049, "exposed_comm_s": 0.001, "exposed_comm_share": 0.02}
+    write(tmp_path, "a", 100.0, 1, repeats=[95.0, 100.0, 105.0], **step)
+    row = scaling_table(load_records([tmp_path])).iloc[0]
+    assert math.isnan(row["exposed_comm_share"]) and math.isnan(row["engine_cost_at_1"])
+    assert "exposed_comm not measurable here: noise ±12% exceeds it (measured 2%, within the noise of 0)" in row["warnings"]
