@@ -18,6 +18,7 @@ from conftest import cli_in_process, run_cli
         (["--data", "real"], "data-dir: required with --data real"),
         (["--repeats", "often"], "repeats: must be an integer >= 1 (or auto), got 'often'"),
         (["--repeats", "0"], "repeats: must be an integer >= 1 (or auto), got 0"),
+        (["--repeats-width", "0.05"], "repeats-width: applies to --repeats auto only"),
     ],
 )
 def test_bad_run_input(out_dir, args, expected):

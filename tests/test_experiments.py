@@ -73,7 +73,7 @@ def test_compare_pairs_only_the_same_system_unless_asked(mixed, tmp_path):
 def test_report_of_a_mixed_folder_has_a_section_per_system(mixed, tmp_path):
     written = build_report([mixed], tmp_path / "report")
     markdown = written["markdown"].read_text()
-    headings = [line for line in markdown.splitlines() if line.startswith("## ")]
+    headings = [line for line in markdown.splitlines() if line.startswith("## System")]
     assert len(headings) == 2 and headings[0].startswith("## System alpha (") and headings[1].startswith("## System beta (")
     assert "CPU Alpha CPU; 64 cores per node; 256 GiB per node" in markdown
     csv = written["csv"].read_text().splitlines()
@@ -129,5 +129,5 @@ def test_the_network_is_part_of_the_system_and_its_heading(tmp_path):
         finally:
             del SYSTEMS[network]
     written = build_report([tmp_path / "100mbit", tmp_path / "1gbit"], tmp_path / "report")
-    headings = [line for line in written["markdown"].read_text().splitlines() if line.startswith("## ")]
+    headings = [line for line in written["markdown"].read_text().splitlines() if line.startswith("## System")]
     assert sorted(h.split(", network ")[1] for h in headings) == ["emulated:tbf:100mbit", "emulated:tbf:1gbit"]

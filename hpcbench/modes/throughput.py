@@ -39,8 +39,8 @@ class Throughput(RunMode):
             session.repeats_done += 1
             if auto:  # the slowest rank's window: every rank sees the same numbers and stops at the same repeat
                 windows_s.append(session.engine.all_reduce_max(elapsed))
-                settled = repeats_settled(windows_s, AUTO_REPEATS_WIDTH, AUTO_REPEATS_BUDGET_S, AUTO_REPEATS_MIN,
-                                          AUTO_REPEATS_MAX)
+                settled = repeats_settled(windows_s, cfg.repeats_width or AUTO_REPEATS_WIDTH,
+                                          cfg.repeats_budget_s or AUTO_REPEATS_BUDGET_S, AUTO_REPEATS_MIN, AUTO_REPEATS_MAX)
                 if settled:
                     session.results["auto_repeats"] = settled
                     break
