@@ -132,7 +132,7 @@ def not_measurable(table: pd.DataFrame) -> pd.DataFrame:
         notes[i].append(f"exposed_comm not measurable here: noise ±{np.nanmax([noise[i], -share[i]]):.0%} exceeds it{why}")
     table.loc[hidden, ["exposed_comm_s", "exposed_comm_share"]] = np.nan
     baseline_noise = pd.Series(noise, index=table.index).where(table["world_size"] == 1).groupby(
-        [table[c] for c in ("system_id", "experiment_id")]).transform("max").fillna(np.nan).to_numpy(float)
+        [table[c] for c in ("system_id", "experiment_id")]).transform("max").to_numpy(float)
     cost = table["engine_cost_at_1"].to_numpy(float)
     bare_hidden = (cost < 0) | (cost - baseline_noise < 0)
     for i in np.flatnonzero(bare_hidden):

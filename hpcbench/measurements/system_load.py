@@ -29,10 +29,10 @@ import psutil
 from hpcbench.measurements.base import COMPUTE_ONLY, THROUGHPUT, Measurement, RankContext, RunFacts, register
 
 CONTENDED_SHARE = 0.10
-"""Other processes' (or steal's) share of the run's CPUs above which a run is flagged contended. A quiet 2-core
-VM measured 0.3-2 % (the shell, the kernel's threads); one process spinning on one of its 2 cores 30-50 %
-(benchmarks/noise.py). 10 % of the CPU time taken is as much as the repeats' own spread on a quiet machine
-(cv 2-6 %) could hide twice over: above it, a throughput or efficiency is the neighbours' as much as the run's."""
+"""Other processes' (or steal's) share of the run's CPUs at or above which a run is flagged contended. On a 2-core VM
+(benchmarks/noise.py, results/reference/cpu-2core-vm-noise/) quiet runs measured 0.0-2.3 % (the shell, the kernel's
+threads), one process spinning 49-52 %, one per core 31-58 %. 10 % is four times the quiet background, and a tenth
+of the CPUs taken moves a throughput by more than a quiet machine's repeat-to-repeat spread (cv 1-6 % there)."""
 JUDGED_WINDOWS = {THROUGHPUT: "the timed steps", COMPUTE_ONLY: "the compute-only steps"}
 """Windows whose load decides `contended`: every throughput and breakdown number comes from them."""
 
