@@ -244,7 +244,7 @@ def busbw_figure(netbench: pd.DataFrame) -> Figure:
 def breakdown_figure(table: pd.DataFrame, comm: pd.DataFrame, runs: pd.DataFrame) -> Figure | None:
     """Per curve, a bar per process count: compute-only step time and the exposed communication on
     top (measured), with the ring all-reduce bound from netbench as a marker (predicted)."""
-    measured = table.dropna(subset=["compute_step_time_s", "exposed_comm_s"])
+    measured = table.dropna(subset=["compute_step_time_s"])  # exposed_comm null: not measurable, drawn as none
     if measured.empty:
         return None
     keys = curve_keys("weak")
@@ -256,7 +256,7 @@ def breakdown_figure(table: pd.DataFrame, comm: pd.DataFrame, runs: pd.DataFrame
         group = group.sort_values("world_size")
         x = np.arange(len(group))
         compute_ms = group["compute_step_time_s"].to_numpy(float) * 1e3
-        exposed_ms = np.clip(group["exposed_comm_s"].to_numpy(float), 0, None) * 1e3
+        exposed_ms = np.nan_to_num(np.clip(group["exposed_comm_s"].to_numpy(float), 0, None)) * 1e3
         ax.bar(x, compute_ms, color="tab:blue", label="compute (no gradient sync)")
         ax.bar(x, exposed_ms, bottom=compute_ms, color="tab:orange", label="exposed communication")
         for i in np.flatnonzero((group["world_size"].to_numpy() == 1) & (exposed_ms > 0)):

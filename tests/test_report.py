@@ -102,7 +102,7 @@ def test_report_renders_its_plots_in_headless_chromium(report_dir, tmp_path):
         pytest.skip("headless Chromium not installed (Debian package chromium; .ci/run installs it)")
     shot = tmp_path / "report.png"
     subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
-                    "--window-size=1400,2400", (report_dir / "report.html").as_uri()],
+                    "--window-size=1400,4000", (report_dir / "report.html").as_uri()],
                    capture_output=True, timeout=120, check=True)
     import matplotlib.image
 
