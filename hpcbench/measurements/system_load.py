@@ -49,10 +49,10 @@ def _cpu_seconds(times: Any) -> tuple[float, float]:
     return total - idle - steal, steal
 
 
-def _own_cpu_seconds(process: psutil.Process) -> float:
+def _own_cpu_seconds(process: psutil.Process, children: list[psutil.Process]) -> float:
     """This process's CPU time and that of its live children (a DataLoader's workers)."""
     total = sum(process.cpu_times()[:2])
-    for child in process.children(recursive=True):
+    for child in children:
         try:
             total += sum(child.cpu_times()[:2])
         except psutil.Error:  # it ended between the listing and the read
@@ -60,11 +60,11 @@ def _own_cpu_seconds(process: psutil.Process) -> float:
     return total
 
 
-def _waited_seconds(process: psutil.Process) -> float | None:
+def _waited_seconds(process: psutil.Process, children: list[psutil.Process]) -> float | None:
     """How long this process's threads and its children's were runnable but waiting for a CPU (the scheduler's
     run_delay, /proc/PID/task/TID/schedstat, Linux): contention seen from the run's side. None where unreadable."""
     total = 0.0
-    for pid in [process.pid, *(child.pid for child in process.children(recursive=True))]:
+    for pid in [process.pid, *(child.pid for child in children)]:
         try:
             for task in os.scandir(f"/proc/{pid}/task"):
                 with open(f"{task.path}/schedstat") as stat:
@@ -120,8 +120,9 @@ class _Reading:
         per_cpu = psutil.cpu_times(percpu=True)
         self.clock = clock
         self.busy_steal = [_cpu_seconds(per_cpu[cpu]) for cpu in cpus if cpu < len(per_cpu)]
-        self.own_s = _own_cpu_seconds(process)
-        self.waited_s = _waited_seconds(process)
+        children = process.children(recursive=True)  # one walk of /proc for both reads
+        self.own_s = _own_cpu_seconds(process, children)
+        self.waited_s = _waited_seconds(process, children)
         self.throttled_s = _throttled_s(stat)
 
 
