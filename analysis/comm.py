@@ -72,13 +72,13 @@ def communication_table(table: pd.DataFrame, runs: pd.DataFrame, netbench: pd.Da
     overlap that their ratio implies (1 - exposed / bound), and the step-time growth over N = 1."""
     curve = curve_keys("weak")
     identity = [*curve, "num_nodes", "world_size"]
-    columns = [*identity, "gradient_bytes_per_step", "busbw_gbps", "step_time_s_median", "compute_step_time_s",
+    columns = [*identity, "gradient_bytes_per_step", "busbw_gbps", "step_time_s_mean", "compute_step_time_s",
                "exposed_comm_s", "allreduce_bound_s", "overlap", "step_time_growth_s", "bound_share_of_growth"]
     if table.empty or netbench.empty:
         return pd.DataFrame(columns=columns)
     gradient_bytes = runs.groupby(curve)["gradient_bytes_per_step"].first()
     backends = runs.groupby(curve)["backend"].first()  # the bound uses the all-reduce of the library the run used
-    baselines = table[table["world_size"] == 1].set_index(curve)["step_time_s_median"]
+    baselines = table[table["world_size"] == 1].set_index(curve)["step_time_s_mean"]
     rows = []
     for _, point in table.iterrows():
         key = tuple(point[k] for k in curve)
@@ -89,11 +89,11 @@ def communication_table(table: pd.DataFrame, runs: pd.DataFrame, netbench: pd.Da
         if point["world_size"] < 2 or key not in baselines.index or bench.empty or not grad:
             continue
         busbw = busbw_at(bench, grad)
-        growth = point["step_time_s_median"] - baselines.loc[key]
+        growth = point["step_time_s_mean"] - baselines.loc[key]
         bound = ring_allreduce_lower_bound_s(grad, int(point["world_size"]), busbw)
         exposed = point.get("exposed_comm_s", np.nan)
         rows.append({**{k: point[k] for k in identity}, "gradient_bytes_per_step": grad, "busbw_gbps": busbw,
-                     "step_time_s_median": point["step_time_s_median"],
+                     "step_time_s_mean": point["step_time_s_mean"],
                      "compute_step_time_s": point.get("compute_step_time_s", np.nan), "exposed_comm_s": exposed,
                      "allreduce_bound_s": bound, "overlap": 1 - exposed / bound if bound > 0 else np.nan,
                      "step_time_growth_s": growth, "bound_share_of_growth": bound / growth if growth > 0 else np.nan})

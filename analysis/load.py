@@ -32,6 +32,7 @@ COLUMNS = {
     "samples_per_s_per_proc": ("metrics", "samples_per_s_per_proc"),
     "samples_per_s_repeats": ("metrics", "samples_per_s_repeats"),
     "step_time_s_median": ("metrics", "step_time_s_median"),
+    "step_time_s_mean": ("metrics", "step_time_s_mean"),
     "step_time_s_p95": ("metrics", "step_time_s_p95"),
     "compute_step_time_s": ("metrics", "compute_step_time_s"),
     "exposed_comm_s": ("metrics", "exposed_comm_s"),
@@ -52,6 +53,7 @@ COLUMNS = {
     "data_format": ("config", "data_format"),
     "loader_workers": ("config", "num_data_workers"),
     "data_stall_share": ("metrics", "input", "data_stall_share"),
+    "data_stall_share_repeats": ("metrics", "input", "data_stall_share_repeats"),
     "input_bound": ("metrics", "input", "input_bound"),
     "input_split": ("metrics", "input", "split"),
     "mode": ("config", "mode"),
@@ -148,7 +150,20 @@ def run_row(path: Path | str, record: dict) -> dict:
     return ({column: _dig(record, keys) for column, keys in COLUMNS.items()} | versions(record)
             | {"hardware_id": hardware_id(record.get("system") or {}),
                "rank_hosts": [rank.get("host") for rank in record.get("ranks") or []],
-               "rank_steps": [rank_step(rank) for rank in record.get("ranks") or []], "path": str(path)})
+               "rank_steps": [rank_step(rank) for rank in record.get("ranks") or []],
+               "compute_step_time_s_half_width": compute_half_width(record), "path": str(path)})
+
+
+def compute_half_width(record: dict) -> float | None:
+    """The compute-only step's uncertainty: the 95 % Student-t half-width of the slowest rank's mean step over the
+    window's steps (the window is one, so its steps' spread is all there is). None: no such window, or one step."""
+    ranks = [r.get("compute_step_times_s") for r in record.get("ranks") or [] if isinstance(r, dict)]
+    if not ranks or not all(isinstance(steps, list) and len(steps) > 1 for steps in ranks):
+        return None
+    from hpcbench.analysis.stats import t_mean_ci
+
+    low, high = t_mean_ci(max(ranks, key=lambda steps: sum(steps) / len(steps)))
+    return (high - low) / 2
 
 
 def rank_step(rank: dict) -> dict:
@@ -159,7 +174,8 @@ def rank_step(rank: dict) -> dict:
             "peak_memory_gib": peak / 2**30 if isinstance(peak, (int, float)) else None}
 
 
-FRAME_COLUMNS = [*COLUMNS, *VERSION_COLUMNS, "hardware_id", "rank_hosts", "rank_steps", "path"]
+FRAME_COLUMNS = [*COLUMNS, *VERSION_COLUMNS, "hardware_id", "rank_hosts", "rank_steps", "compute_step_time_s_half_width",
+                 "path"]
 
 
 def runs_frame(found: list[tuple[Path, dict]], *, include_failed: bool = False) -> pd.DataFrame:
@@ -178,6 +194,8 @@ def frame_from_rows(rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
     for column in ("channels_last", "compile"):
         frame[column] = frame[column].astype(object).where(frame[column].notna(), False).astype(bool)
     frame["procs_per_node"] = frame["world_size"] // frame["num_nodes"]
+    # the throughput's step (timing.WINDOW_STATISTIC), for records written before it was named
+    frame["step_time_s_mean"] = frame["step_time_s_mean"].fillna(frame["global_batch_size"] / frame["samples_per_s"])
     return frame
 
 

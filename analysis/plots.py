@@ -116,7 +116,7 @@ def efficiency_figure(table: pd.DataFrame, runs: pd.DataFrame, mode: str = "weak
 
 
 def prediction_figure(predictions: pd.DataFrame, table: pd.DataFrame, runs: pd.DataFrame) -> Figure:
-    """Step time against processes: measured medians (points) of each predicted experiment, and every
+    """Step time against processes: measured mean steps (points) of each predicted experiment, and every
     prediction (dashed, its interval shaded), labelled as one: a model's numbers never pass as measured."""
     experiments = sorted(predictions["experiment_id"].unique())
     fig, axes = _grid(len(experiments)) if len(experiments) > 1 else (lambda f: (f, [f.subplots()]))(_figure(7.5, 4.6))
@@ -124,7 +124,7 @@ def prediction_figure(predictions: pd.DataFrame, table: pd.DataFrame, runs: pd.D
         mine = predictions[(predictions["experiment_id"] == experiment) & predictions["step_time_s"].notna()]
         measured = table[table["experiment_id"] == experiment].sort_values("world_size")
         if not measured.empty:
-            ax.plot(measured["world_size"], 1e3 * measured["step_time_s_median"], "o", color="black", label="measured")
+            ax.plot(measured["world_size"], 1e3 * measured["step_time_s_mean"], "o", color="black", label="measured")
         for (network, algorithm, prediction), curve in mine.groupby(["network_model", "algorithm", "prediction_id"]):
             curve = curve.sort_values("world_size")
             line = ax.plot(curve["world_size"], 1e3 * curve["step_time_s"], linestyle="--", marker="x",
@@ -272,7 +272,7 @@ def breakdown_figure(table: pd.DataFrame, comm: pd.DataFrame, runs: pd.DataFrame
         ax.set_ylim(0, 1.4 * float(np.nanmax([*(compute_ms + exposed_ms), *(compute_ms + np.asarray(predicted) * 1e3)])))
         ax.set_title("\n".join(textwrap.wrap(label, 48)), fontsize=8)
         ax.legend(fontsize=6, loc="upper left")  # in the headroom above the bars
-    suptitle(fig, "Where the step time goes (weak scaling, median step, slowest rank)")
+    suptitle(fig, "Where the step time goes (weak scaling, mean step, slowest rank)")
     stamp(fig, runs)
     return fig
 

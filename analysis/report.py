@@ -24,7 +24,7 @@ from hpcbench.analysis.efficiency import (efficiency_table, engine_table, peaks_
 from hpcbench.analysis.inputs import INPUT_HEADING, IOBENCH_HEADING, input_table, iobench_frame
 from hpcbench.analysis.load import read_valid, runs_frame
 from hpcbench.analysis.predict import predictions_frame
-from hpcbench.analysis.scaling import ENGINE_COST_NOTED, amdahl_fits, baselines_note, scaling_table, verdicts
+from hpcbench.analysis.scaling import ENGINE_COST_NOTED, INTERVALS, amdahl_fits, baselines_note, scaling_table, verdicts, with_intervals
 
 
 @dataclass
@@ -238,8 +238,9 @@ def _predicted(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[PREDICTION_SHOWN].round(4) if not frame.empty else frame
 
 SHOWN = ["workload", "experiment_label", "batch_size", "global_batch_size", "num_nodes", "world_size", "num_runs",
-         "samples_per_s", "ci95_low", "ci95_high", "cv", "speedup", "efficiency", "efficiency_low", "efficiency_high",
-         "bare_efficiency", "engine_cost_at_1", "exposed_comm_share", "karp_flatt", "warnings", "baseline_runs"]
+         "samples_per_s", "ci95_low", "ci95_high", "cv", "speedup", "efficiency", "bare_efficiency", "engine_cost_at_1",
+         "exposed_comm_share", "data_stall_share", "karp_flatt", "warnings", "baseline_runs"]
+"""The scaling tables' columns; each of scaling.INTERVALS is printed with its 95 % interval beside it."""
 
 
 def _findings(section: Section) -> list[str]:
@@ -261,7 +262,13 @@ def _engine_costs(table: pd.DataFrame) -> list[str]:
 
 
 def _rounded(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame[[c for c in SHOWN if c in frame] or frame.columns].round(4) if not frame.empty else frame
+    if frame.empty:
+        return frame
+    bounds = [f"{c}{end}" for c in SHOWN if c in INTERVALS for end in ("_low", "_high") if f"{c}{end}" in frame]
+    shown = frame[[c for c in SHOWN if c in frame] + bounds].round(4)
+    if "data_stall_share" in shown and shown["data_stall_share"].isna().all():  # shown only for runs that read data
+        shown = shown.drop(columns=["data_stall_share", "data_stall_share_low", "data_stall_share_high"], errors="ignore")
+    return with_intervals(shown)
 
 
 def _markdown_table(frame: pd.DataFrame) -> str:

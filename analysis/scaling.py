@@ -10,11 +10,18 @@ the 1-process, 1-node point of the same curve, named in the table; without it no
 Two baselines, because "1" means two things. `efficiency` divides by the engine's own 1-process
 run: DDP at world size 1 still buckets and all-reduces every gradient with nobody, so that run is
 slower than training without it. `bare_efficiency` divides by single-process training as a user
-would run it, the answer to "how much faster is N than 1?": the same 1-process run's throughput
-scaled by its median step over the median step of its compute-only window (the same steps without
-the engine's gradient synchronisation). `engine_cost_at_1` = 1 - the engine's baseline / the bare
-one, which is the 1-process point's exposed_comm share: the engine's own cost with nothing to
-send. Above ENGINE_COST_NOTED the sweep and the report name it.
+would run it, the answer to "how much faster is N than 1?": the 1-process point's global batch over
+its compute-only step (the same steps without the engine's gradient synchronisation). `engine_cost_at_1`
+= 1 - the engine's baseline / the bare one, which is the 1-process point's exposed_comm share: the
+engine's own cost with nothing to send. Above ENGINE_COST_NOTED the sweep and the report name it.
+
+One statistic per window (hpcbench.timing.WINDOW_STATISTIC): every step term is a window's mean step,
+so that compute + exposed communication = the step the throughput implies.
+
+Every derived number carries a 95 % interval (`_low`, `_high`): throughput's from its repeats (Student t
+of the mean), the compute-only step's from its window's steps; a difference of the two takes both
+half-widths in quadrature (independent windows), a ratio takes the far ends of both. A value whose
+interval crosses a bound no measurement can cross is nulled with the reason (not_measurable).
 """
 
 from __future__ import annotations
@@ -28,10 +35,12 @@ from hpcbench.analysis.stats import bootstrap_median_ci, coefficient_of_variatio
 CURVE_KEYS = {mode: curve_keys(mode) for mode in MODES}
 TABLE_COLUMNS = [
     "num_runs", "samples_per_s", "ci95_low", "ci95_high", "cv", "samples_per_s_per_proc", "tokens_per_s",
-    "peak_memory_gib", "step_time_s_median",
-    "compute_step_time_s", "exposed_comm_s", "exposed_comm_share", "baseline_samples_per_s", "baseline_runs", "speedup",
-    "efficiency", "efficiency_low", "efficiency_high", "bare_baseline_samples_per_s", "bare_efficiency", "engine_cost_at_1", "karp_flatt",
-    "data_stall_share", "input_bound", "warnings",
+    "peak_memory_gib", "step_time_s_median", "step_time_s_mean",
+    "compute_step_time_s", "exposed_comm_s", "exposed_comm_share", "exposed_comm_share_low", "exposed_comm_share_high",
+    "baseline_samples_per_s", "baseline_runs", "speedup", "speedup_low", "speedup_high",
+    "efficiency", "efficiency_low", "efficiency_high", "bare_baseline_samples_per_s", "bare_efficiency",
+    "bare_efficiency_low", "bare_efficiency_high", "engine_cost_at_1", "engine_cost_at_1_low", "engine_cost_at_1_high",
+    "karp_flatt", "data_stall_share", "data_stall_share_low", "data_stall_share_high", "input_bound", "warnings",
 ]
 ENGINE_COST_NOTED = 0.03
 """A gap between the two 1-process baselines above this share is the engine's own cost, said in the report."""
@@ -58,6 +67,9 @@ def scaling_table(runs: pd.DataFrame, mode: str = "weak") -> pd.DataFrame:
         low, high = bootstrap_median_ci(pooled)
         mean_low, mean_high = t_mean_ci(pooled)
         median = float(np.median(pooled))
+        stalls = [x for repeats in group.get("data_stall_share_repeats", pd.Series(dtype=object))
+                  if isinstance(repeats, list) for x in repeats]
+        stall_low, stall_high = t_mean_ci(stalls)
         rows.append({
             **dict(zip([*curve, *POINT_KEYS], key)),
             other: group[other].iloc[0],
@@ -72,34 +84,58 @@ def scaling_table(runs: pd.DataFrame, mode: str = "weak") -> pd.DataFrame:
             "tokens_per_s": median * _median_or_nan(group.get("tokens_per_sample", pd.Series(dtype=float))),
             "peak_memory_gib": _median_or_nan(group.get("peak_memory_gib", pd.Series(dtype=float))),
             "step_time_s_median": float(group["step_time_s_median"].median()),
+            "step_time_s_mean": float(group["global_batch_size"].iloc[0] / median),
             "compute_step_time_s": _median_or_nan(group["compute_step_time_s"]),
-            "exposed_comm_s": _median_or_nan(group["exposed_comm_s"]),
+            # the widest of the runs' windows: pooling runs does not narrow what one window could tell
+            "compute_half_width_s": _max_or_nan(group.get("compute_step_time_s_half_width", pd.Series(dtype=float))),
             "data_stall_share": _median_or_nan(group.get("data_stall_share", pd.Series(dtype=float))),
+            "data_stall_share_low": max(stall_low, 0.0) if stalls else np.nan,
+            "data_stall_share_high": min(stall_high, 1.0) if stalls else np.nan,
             "input_bound": _input_bound(group),
             "warnings": point_warnings(group),
             "run_ids": ",".join(group["run_id"]),
         })
     table = pd.DataFrame(rows)
+    # The step's terms: exposed = step - compute-only step, each window's mean; its noise, both half-widths.
+    step_half = (table["global_batch_size"] / table["mean_low"] - table["global_batch_size"] / table["mean_high"]) / 2
+    table["exposed_comm_s"] = (table["step_time_s_mean"] - table["compute_step_time_s"]).where(
+        table["compute_step_time_s"].notna())
+    table["exposed_comm_share"] = table["exposed_comm_s"] / table["step_time_s_mean"]
+    exposed_half = np.sqrt(step_half.fillna(0) ** 2 + table["compute_half_width_s"].fillna(0) ** 2).where(
+        step_half.notna() | table["compute_half_width_s"].notna())
+    table["exposed_comm_share_low"] = table["exposed_comm_share"] - exposed_half / table["step_time_s_mean"]
+    table["exposed_comm_share_high"] = (table["exposed_comm_share"] + exposed_half / table["step_time_s_mean"]).clip(upper=1)
     baseline = table[(table["world_size"] == 1) & (table["num_nodes"] == 1)].set_index(curve)
     keys = list(table[curve].itertuples(index=False, name=None))
-    table["baseline_samples_per_s"] = [baseline["samples_per_s"].get(k, np.nan) for k in keys]
+
+    def at_baseline(column: str) -> np.ndarray:
+        return np.asarray([baseline[column].get(k, np.nan) for k in keys], dtype=float)
+
+    table["baseline_samples_per_s"] = at_baseline("samples_per_s")
     table["baseline_runs"] = [baseline["run_ids"].get(k, "") for k in keys]
     table["speedup"] = table["samples_per_s"] / table["baseline_samples_per_s"]
     table["efficiency"] = table["speedup"] / table["world_size"]
-    # The engine's 1-process throughput with its synchronisation taken out of each step, by the ratio of
-    # median steps with and without it: the same robust medians as exposed_comm, the same windows as samples_per_s.
-    without_sync = baseline["samples_per_s"] * baseline["step_time_s_median"] / baseline["compute_step_time_s"]
-    table["bare_baseline_samples_per_s"] = [without_sync.get(k, np.nan) for k in keys]
-    table["bare_efficiency"] = table["samples_per_s"] / (table["world_size"] * table["bare_baseline_samples_per_s"])
-    table["engine_cost_at_1"] = 1 - table["baseline_samples_per_s"] / table["bare_baseline_samples_per_s"]
-    table["exposed_comm_share"] = table["exposed_comm_s"] / table["step_time_s_median"]
-    table["karp_flatt"] = karp_flatt(table["speedup"].to_numpy(float), table["world_size"].to_numpy(float))
     # Efficiency's interval: the point's and its baseline's 95 % t intervals of the mean throughput (stats.t_mean_ci),
     # taken at their far ends, and holding the efficiency itself (a ratio of medians).
-    low = table["mean_low"] / (table["world_size"] * [baseline["mean_high"].get(k, np.nan) for k in keys])
-    high = table["mean_high"] / (table["world_size"] * [baseline["mean_low"].get(k, np.nan) for k in keys])
+    low = table["mean_low"] / (table["world_size"] * at_baseline("mean_high"))
+    high = table["mean_high"] / (table["world_size"] * at_baseline("mean_low"))
     table["efficiency_low"] = np.fmin(low.clip(lower=0), table["efficiency"]).where(low.notna())
     table["efficiency_high"] = np.fmax(high.where(high > 0, np.inf), table["efficiency"]).where(high.notna())
+    table["speedup_low"] = table["efficiency_low"] * table["world_size"]
+    table["speedup_high"] = table["efficiency_high"] * table["world_size"]
+    # The bare baseline: the 1-process global batch over its compute-only step; its interval, that step's.
+    compute_1, compute_half_1 = at_baseline("compute_step_time_s"), at_baseline("compute_half_width_s")
+    batch_1 = at_baseline("step_time_s_mean") * at_baseline("samples_per_s")  # the 1-process global batch
+    table["bare_baseline_samples_per_s"] = batch_1 / compute_1
+    table["bare_efficiency"] = table["samples_per_s"] / (table["world_size"] * table["bare_baseline_samples_per_s"])
+    bare_low = table["mean_low"] * (compute_1 - compute_half_1) / (table["world_size"] * batch_1)
+    bare_high = table["mean_high"] * (compute_1 + compute_half_1) / (table["world_size"] * batch_1)
+    table["bare_efficiency_low"] = np.fmin(bare_low.clip(lower=0), table["bare_efficiency"]).where(bare_low.notna())
+    table["bare_efficiency_high"] = np.fmax(bare_high, table["bare_efficiency"]).where(bare_high.notna())
+    table["engine_cost_at_1"] = 1 - table["baseline_samples_per_s"] / table["bare_baseline_samples_per_s"]
+    table["engine_cost_at_1_low"] = at_baseline("exposed_comm_share_low")
+    table["engine_cost_at_1_high"] = at_baseline("exposed_comm_share_high")
+    table["karp_flatt"] = karp_flatt(table["speedup"].to_numpy(float), table["world_size"].to_numpy(float))
     table["warnings"] = [
         "; ".join(filter(None, [w, missing_baseline(runs, row, mode) if n > 1 and np.isnan(b) else ""]))
         for w, n, b, row in zip(table["warnings"], table["world_size"], table["baseline_samples_per_s"],
@@ -113,33 +149,32 @@ def scaling_table(runs: pd.DataFrame, mode: str = "weak") -> pd.DataFrame:
 
 def not_measurable(table: pd.DataFrame) -> pd.DataFrame:
     """Values whose interval crosses a bound no measurement can cross become null, with the reason in `warnings`,
-    never printed bare (the interval: ± the point's noise, the half-width of its 95 % interval of the mean throughput):
-    - exposed communication below 0, or within the noise of 0 (the window without communication was slower than
-      the timed steps, or as fast within noise);
-    - the bare baseline, where the 1-process exposed communication (engine_cost_at_1) is below 0 or within the
-      noise of 0: it would make bare_efficiency above 100 %;
+    never printed bare:
+    - exposed communication whose interval reaches below 0 (the window without communication was slower than
+      the timed steps, or as fast within noise), with the engine's cost at 1 process and the bare baseline and
+      efficiency that divide by it (it would make bare_efficiency above 100 %);
     - efficiency whose whole interval lies above 100 %, is kept but named (superlinear: caches, or a baseline
       slowed by something else)."""
     table = table.copy()
     notes = [[w] if w else [] for w in table["warnings"]]
-    # the step's noise: the half-width of the point's 95 % interval of the mean throughput, as a share (NaN: one repeat)
-    noise = ((table["mean_high"] - table["mean_low"]) / 2 / table["samples_per_s"]).to_numpy(float)
-    share = table["exposed_comm_share"].to_numpy(float)
-    hidden = (share < 0) | (share - noise < 0)
+    share, low, high = (table[c].to_numpy(float) for c in ("exposed_comm_share", "exposed_comm_share_low",
+                                                           "exposed_comm_share_high"))
+    noise = (high - low) / 2
+    hidden = (share < 0) | (low < 0)
     for i in np.flatnonzero(hidden):
         why = (" (the compute-only steps were slower than the timed ones)" if share[i] < 0 else
                f" (measured {share[i]:.0%}, within the noise of 0)")
         notes[i].append(f"exposed_comm not measurable here: noise ±{np.nanmax([noise[i], -share[i]]):.0%} exceeds it{why}")
-    table.loc[hidden, ["exposed_comm_s", "exposed_comm_share"]] = np.nan
-    baseline_noise = pd.Series(noise, index=table.index).where(table["world_size"] == 1).groupby(
-        [table[c] for c in ("system_id", "experiment_id")]).transform("max").to_numpy(float)
-    cost = table["engine_cost_at_1"].to_numpy(float)
-    bare_hidden = (cost < 0) | (cost - baseline_noise < 0)
+    table.loc[hidden, ["exposed_comm_s", "exposed_comm_share", "exposed_comm_share_low", "exposed_comm_share_high"]] = np.nan
+    cost, cost_low = table["engine_cost_at_1"].to_numpy(float), table["engine_cost_at_1_low"].to_numpy(float)
+    bare_hidden = (cost < 0) | (cost_low < 0)
     for i in np.flatnonzero(bare_hidden):
         said = (f"the compute-only steps were {-cost[i]:.0%} slower than the timed ones" if cost[i] < 0 else
-                f"the engine's cost ({cost[i]:.0%}) is within the noise (±{baseline_noise[i]:.0%})")
+                f"the engine's cost ({cost[i]:.0%}) is within the noise (±{cost[i] - cost_low[i]:.0%})")
         notes[i].append(f"bare_efficiency not measurable here: at 1 process {said}")
-    table.loc[bare_hidden, ["bare_baseline_samples_per_s", "bare_efficiency", "engine_cost_at_1"]] = np.nan
+    table.loc[bare_hidden, ["bare_baseline_samples_per_s", "bare_efficiency", "bare_efficiency_low",
+                            "bare_efficiency_high", "engine_cost_at_1", "engine_cost_at_1_low",
+                            "engine_cost_at_1_high"]] = np.nan
     for i in np.flatnonzero((table["efficiency_low"] > 1).to_numpy()):
         notes[i].append(f"efficiency above 100 % beyond noise ({table['efficiency_low'].iloc[i]:.0%} at least): "
                         "superlinear (caches) or a slowed baseline")
@@ -176,6 +211,11 @@ def point_warnings(group: pd.DataFrame) -> str:
     if group.get("oversubscribed", pd.Series(dtype=object)).map(lambda o: isinstance(o, str)).any():
         warnings.append("oversubscribed")
     return "; ".join(warnings)
+
+
+def _max_or_nan(values: pd.Series) -> float:
+    found = pd.to_numeric(values, errors="coerce").dropna()
+    return float(found.max()) if not found.empty else np.nan
 
 
 def _median_or_nan(values: pd.Series) -> float:
@@ -237,7 +277,7 @@ def amdahl_fits(table: pd.DataFrame, mode: str = "weak", include_contended: bool
 
 
 COMPACT_HIDDEN = ["system_name", "system_id", "experiment_id", "experiment_label", "ci95_low", "ci95_high", "cv",
-                  "samples_per_s_per_proc", "step_time_s_median", "compute_step_time_s", "exposed_comm_s",
+                  "samples_per_s_per_proc", "step_time_s_median", "step_time_s_mean", "compute_step_time_s", "exposed_comm_s",
                   "baseline_samples_per_s", "bare_baseline_samples_per_s", "engine_cost_at_1", "karp_flatt"]
 """A local sweep is one system, its curves differ by workload and engine: the ids only crowd the terminal."""
 
@@ -246,6 +286,28 @@ def _input_bound(group: pd.DataFrame) -> str:
     """"input-bound" where most runs of the point waited for batches above measurements.input's share, else ""."""
     flags = group.get("input_bound", pd.Series(dtype=object)).dropna()
     return "input-bound" if len(flags) and flags.astype(bool).mean() > 0.5 else ""
+
+
+INTERVALS = {"speedup": ".2f", "efficiency": ".1%", "bare_efficiency": ".1%", "exposed_comm_share": ".1%",
+             "engine_cost_at_1": ".1%", "data_stall_share": ".1%"}
+"""The derived numbers that carry a 95 % interval (`_low`, `_high` columns), and how they are printed."""
+
+
+def with_intervals(table: pd.DataFrame) -> pd.DataFrame:
+    """Each INTERVALS column as one text cell, "61.2% [55.0, 67.9]", its bounds' columns dropped: a value and its
+    uncertainty read together. "-": not measured, or not measurable (the reason is in `warnings`)."""
+    shown = table.copy()
+    for column, spec in INTERVALS.items():
+        if column not in shown:
+            continue
+        low, high = shown.pop(f"{column}_low"), shown.pop(f"{column}_high")
+        unit = "%" if spec.endswith("%") else ""
+        bound = spec.replace(".1%", ".1f").replace(".2f", ".2f")
+        shown[column] = [
+            "-" if pd.isna(v) else format(v, spec) if pd.isna(lo) or pd.isna(hi) else
+            f"{format(v, spec)} [{format(100 * lo if unit else lo, bound)}, {format(100 * hi if unit else hi, bound)}]"
+            for v, lo, hi in zip(shown[column], low, high)]
+    return shown
 
 
 def format_scaling_table(table: pd.DataFrame, compact: bool = False) -> str:
@@ -261,16 +323,16 @@ def format_scaling_table(table: pd.DataFrame, compact: bool = False) -> str:
         labels = list(dict.fromkeys(table["experiment_label"]))
         short = dict(zip(labels, legend_labels(labels)))
         shown.insert(0, "experiment", table["experiment_label"].map(short))
-    shown = shown.rename(
+    shown = with_intervals(shown).rename(
         columns={"world_size": "procs", "batch_size": "batch/proc", "num_nodes": "nodes", "num_runs": "runs",
                  "exposed_comm_share": "exposed_comm", "peak_memory_gib": "peak_mem_gib", "data_stall_share": "data_stall",
                  "input_bound": "input"}
     )
     specs = {
-        "samples_per_s": ".1f", "tokens_per_s": ".0f", "peak_mem_gib": ".2f", "ci95_low": ".1f", "ci95_high": ".1f", "samples_per_s_per_proc": ".1f",
-        "baseline_samples_per_s": ".1f", "cv": ".1%", "step_time_s_median": ".4f", "speedup": ".2f",
-        "efficiency": ".1%", "efficiency_low": ".1%", "efficiency_high": ".1%", "karp_flatt": ".3f", "compute_step_time_s": ".4f", "exposed_comm_s": ".4f",
-        "exposed_comm": ".1%", "data_stall": ".1%", "bare_baseline_samples_per_s": ".1f", "bare_efficiency": ".1%", "engine_cost_at_1": ".1%",
+        "samples_per_s": ".1f", "tokens_per_s": ".0f", "peak_mem_gib": ".2f", "ci95_low": ".1f", "ci95_high": ".1f",
+        "samples_per_s_per_proc": ".1f", "baseline_samples_per_s": ".1f", "cv": ".1%", "step_time_s_median": ".4f",
+        "step_time_s_mean": ".4f", "karp_flatt": ".3f", "compute_step_time_s": ".4f", "exposed_comm_s": ".4f",
+        "bare_baseline_samples_per_s": ".1f",
     }
     return shown.to_string(index=False, formatters={
         column: (lambda value, spec=spec: "-" if pd.isna(value) else format(value, spec)) for column, spec in specs.items()

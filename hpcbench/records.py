@@ -121,6 +121,34 @@ def upgrade(record: dict[str, Any]) -> dict[str, Any]:
             "system": system_block(provenance, config.get("system")), "upgraded_from_schema": 1}
 
 
+def upgrade_window_statistic(record: dict[str, Any]) -> dict[str, Any]:
+    """A training record written before every window had one statistic (timing.WINDOW_STATISTIC) took the
+    compute-only step and exposed communication from medians: they are derived again from its raw per-step
+    times, so that records of both ages pool. Its own metrics are the record's; this is how they are read."""
+    metrics = record.get("metrics")
+    if (not isinstance(metrics, dict) or metrics.get("compute_step_time_s") is None or "window_statistic" in metrics
+            or not metrics.get("samples_per_s") or not metrics.get("global_batch_size")):
+        return record
+    ranks = record.get("ranks") or []
+    compute = [r.get("compute_step_times_s") if isinstance(r, dict) else None for r in ranks]
+    if not compute or not all(isinstance(c, list) and c for c in compute):
+        return record
+    from hpcbench.timing import compute_only_metrics  # numpy only: no torch on the read side
+
+    step = metrics["global_batch_size"] / metrics["samples_per_s"]
+    try:
+        split = compute_only_metrics(step, compute)
+    except (TypeError, ValueError):
+        return record  # record_problem and the readers say what is wrong with it
+    metrics = {**metrics, "step_time_s_mean": step, **split}
+    terms = metrics.get("forecast_terms")
+    if isinstance(terms, dict) and isinstance(terms.get("framework"), dict) and terms["framework"].get("step_s") is not None:
+        framework = {**terms["framework"], "step_s": split["exposed_comm_s"], "synced_step_s": step,
+                     "compute_only_step_s": split["compute_step_time_s"], "statistic": split["window_statistic"]}
+        metrics["forecast_terms"] = {**terms, "framework": framework}
+    return {**record, "metrics": metrics, "upgraded_window_statistic": "compute-only terms derived again as means"}
+
+
 def check_out_dir(path: str) -> None:
     """Fail before any training if records could not be written or would not belong there.
 
@@ -202,7 +230,7 @@ def parse(data: bytes, path: str | os.PathLike) -> dict[str, Any]:
     if record["schema_version"] not in READABLE_SCHEMAS or isinstance(record["schema_version"], bool):
         raise ValueError(f"{path}: schema_version {record['schema_version']!r}, this hpcbench reads "
                          f"{', '.join(map(str, READABLE_SCHEMAS))}")
-    record = upgrade(record)
+    record = upgrade_window_statistic(upgrade(record))
     problem = record_problem(record)
     if problem:
         raise ValueError(f"{path}: invalid record: {problem}")

@@ -13,13 +13,15 @@ from hpcbench.analysis.scaling import verdicts
 REFERENCE = Path(__file__).resolve().parent.parent / "results" / "reference" / "cpu-2core-vm"
 
 
-def write(folder, name, samples_per_s, world_size, workload="mlp", status="ok", threads=1, repeats=None, **metrics):
+def write(folder, name, samples_per_s, world_size, workload="mlp", status="ok", threads=1, repeats=None, ranks=(),
+          **metrics):
     record = records.make_record(
         run_id=name, status=status, reason=None,
         config={"workload": workload, "engine": "ddp", "device": "cpu", "batch_size": 8, "num_threads": threads},
         workload=None, metrics={"samples_per_s": samples_per_s, "samples_per_s_per_proc": samples_per_s / world_size,
-                                "samples_per_s_repeats": repeats or [samples_per_s], **metrics},
-        ranks=[], provenance={"world_size": world_size, "num_nodes": 1},
+                                "samples_per_s_repeats": repeats or [samples_per_s], "global_batch_size": 8 * world_size,
+                                **metrics},
+        ranks=list(ranks), provenance={"world_size": world_size, "num_nodes": 1},
     )
     records.write_atomic(folder / f"{name}.json", record)
 
@@ -34,11 +36,10 @@ def test_efficiency_carries_the_interval_of_both_points(tmp_path):
 
 def test_impossible_values_become_words_not_numbers(tmp_path):
     """A compute-only window slower than the timed steps (noise on a loaded machine) gave exposed_comm -33 % and
-    bare_efficiency 133 %: null, with the reason and the size of the noise."""
-    step = {"step_time_s_median": 0.030, "compute_step_time_s": 0.040, "exposed_comm_s": -0.010,
-            "exposed_comm_share": -0.10 / 0.30}
-    write(tmp_path, "a", 100.0, 1, **step)
-    write(tmp_path, "b", 150.0, 2, **step)
+    bare_efficiency 133 %: null, with the reason and the size of the noise. (Steps: 8 samples / 100 per s = 80 ms at
+    1 process, 16 / 150 at 2; the compute-only steps a third longer.)"""
+    write(tmp_path, "a", 100.0, 1, compute_step_time_s=0.08 * 4 / 3)
+    write(tmp_path, "b", 150.0, 2, compute_step_time_s=16 / 150 * 4 / 3)
     table = scaling_table(load_records([tmp_path])).set_index("world_size")
     assert table["exposed_comm_share"].isna().all() and table["bare_efficiency"].isna().all()
     assert "exposed_comm not measurable here: noise ±33% exceeds it" in table.loc[1, "warnings"]
@@ -116,11 +117,10 @@ def test_reference_records_make_a_complete_table():
 
 
 def test_each_point_gets_a_verdict_in_words(tmp_path):
-    one = {"step_time_s_median": 0.010, "compute_step_time_s": 0.009, "exposed_comm_s": 0.001, "exposed_comm_share": 0.1}
-    two = {"step_time_s_median": 0.030, "compute_step_time_s": 0.020, "exposed_comm_s": 0.010,
-           "exposed_comm_share": 1 / 3}
-    write(tmp_path, "a", 100.0, 1, repeats=[100.0, 100.0], **one)
-    write(tmp_path, "b", 130.0, 2, repeats=[110.0 + 5 * i for i in range(9)], **two)  # cv 10.5 %, mean known to ±8 %
+    two = 16 / 130 * 2 / 3  # the 2-process step (16 samples at 130 per s), a third of it exposed communication
+    write(tmp_path, "a", 100.0, 1, repeats=[100.0, 100.0], compute_step_time_s=two / 2.2)
+    write(tmp_path, "b", 130.0, 2, repeats=[110.0 + 5 * i for i in range(9)],  # cv 10.5 %, mean known to ±8 %
+          compute_step_time_s=two)
     [line] = verdicts(scaling_table(load_records([tmp_path])))
     assert line.startswith("mlp at 2 process(es): noisy: ±")
     assert "communication-bound: 33% of the step waits for the gradient all-reduce" in line
@@ -144,9 +144,53 @@ def test_the_notebook_checks_an_exercise_against_what_was_measured(tmp_path):
 
 
 def test_a_value_within_the_noise_of_an_impossible_bound_is_not_printed(tmp_path):
-    """Exposed communication of 2 % with the step known to ±10 %: its interval crosses 0, so it is not a number."""
-    step = {"step_time_s_median": 0.050, "compute_step_time_s": 0.049, "exposed_comm_s": 0.001, "exposed_comm_share": 0.02}
-    write(tmp_path, "a", 100.0, 1, repeats=[95.0, 100.0, 105.0], **step)
+    """Exposed communication of 2 % with the step known to ±13 %: its interval crosses 0, so it is not a number."""
+    write(tmp_path, "a", 100.0, 1, repeats=[95.0, 100.0, 105.0], compute_step_time_s=0.08 * 0.98)
     row = scaling_table(load_records([tmp_path])).iloc[0]
     assert math.isnan(row["exposed_comm_share"]) and math.isnan(row["engine_cost_at_1"])
-    assert "exposed_comm not measurable here: noise ±12% exceeds it (measured 2%, within the noise of 0)" in row["warnings"]
+    assert "exposed_comm not measurable here: noise ±13% exceeds it (measured 2%, within the noise of 0)" in row["warnings"]
+
+
+def test_every_derived_number_carries_its_interval(tmp_path):
+    """Speedup, efficiency, bare efficiency, exposed communication, the engine's cost and the data stall: each with
+    the interval its windows allow, the value inside it; the compute-only window's spread widens the terms from it."""
+    steady = [0.060, 0.061, 0.059, 0.060]
+    write(tmp_path, "a", 100.0, 1, repeats=[98.0, 100.0, 102.0], compute_step_time_s=0.060,
+          ranks=[{"rank": 0, "compute_step_times_s": steady}],
+          input={"data_stall_share": 0.2, "data_stall_share_repeats": [0.18, 0.2, 0.22]})
+    write(tmp_path, "b", 160.0, 2, repeats=[155.0, 160.0, 165.0], compute_step_time_s=0.070,
+          ranks=[{"rank": r, "compute_step_times_s": [0.070, 0.071, 0.069, 0.070]} for r in (0, 1)])
+    table = scaling_table(load_records([tmp_path])).set_index("world_size")
+    for column in ("speedup", "efficiency", "bare_efficiency", "exposed_comm_share"):
+        row = table.loc[2]
+        assert row[f"{column}_low"] < row[column] < row[f"{column}_high"], column
+    one = table.loc[1]
+    assert one["engine_cost_at_1"] == pytest.approx(1 - 0.060 / 0.080)  # 1 - compute / step, one statistic
+    assert one["engine_cost_at_1_low"] < one["engine_cost_at_1"] < one["engine_cost_at_1_high"]
+    assert one["data_stall_share_low"] < 0.2 < one["data_stall_share_high"]
+    noisy = [0.055, 0.065, 0.058, 0.062]  # the same mean, a wider window: a wider bare efficiency
+    (tmp_path / "noisy").mkdir()
+    write(tmp_path / "noisy", "a", 100.0, 1, repeats=[98.0, 100.0, 102.0], compute_step_time_s=0.060,
+          ranks=[{"rank": 0, "compute_step_times_s": noisy}])
+    write(tmp_path / "noisy", "b", 160.0, 2, repeats=[155.0, 160.0, 165.0], compute_step_time_s=0.070)
+    wide = scaling_table(load_records([tmp_path / "noisy"])).set_index("world_size").loc[2]
+    assert wide["bare_efficiency_high"] - wide["bare_efficiency_low"] > 1.5 * (row["bare_efficiency_high"] - row["bare_efficiency_low"])
+    text = format_scaling_table(table.reset_index())
+    assert f"{table.loc[2, 'efficiency']:.1%} [{100 * table.loc[2, 'efficiency_low']:.1f}, " in text
+
+
+def test_records_of_median_steps_are_read_as_means(tmp_path):
+    """Records written before one statistic per window took the compute-only step as a median: they are read with
+    the mean of their raw steps, so that the engine's cost and the forecast's framework term agree."""
+    compute = [0.020, 0.020, 0.020, 0.100]  # median 20 ms, mean 40 ms
+    record = records.make_record(
+        run_id="old", status="ok", reason=None, config={"workload": "mlp", "engine": "ddp", "device": "cpu", "batch_size": 8},
+        workload=None, ranks=[{"rank": 0, "compute_step_times_s": compute}],
+        metrics={"samples_per_s": 160.0, "global_batch_size": 8, "compute_step_time_s": 0.020, "exposed_comm_s": 0.030,
+                 "forecast_terms": {"framework": {"step_s": 0.010}}},
+        provenance={"world_size": 1, "num_nodes": 1})
+    records.write_atomic(tmp_path / "old.json", record)
+    metrics = records.load(tmp_path / "old.json")["metrics"]
+    assert metrics["compute_step_time_s"] == pytest.approx(0.040) and metrics["window_statistic"] == "mean"
+    assert metrics["exposed_comm_s"] == pytest.approx(0.050 - 0.040)
+    assert metrics["forecast_terms"]["framework"]["step_s"] == pytest.approx(metrics["exposed_comm_s"])

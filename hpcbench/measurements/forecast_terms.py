@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from hpcbench.measurements.base import Measurement, RunFacts, register
-from hpcbench.timing import throughput_metrics
+from hpcbench.timing import WINDOW_STATISTIC, compute_only_metrics, throughput_metrics
 
 DEVIATION_QUANTILES = (5, 25, 50, 75, 95)
 
@@ -58,14 +58,15 @@ def interference(ranks: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def framework(ranks: list[dict[str, Any]], compute_step_times_s: list[list[float]], run: RunFacts) -> dict[str, Any]:
-    """At one process nothing is communicated: the throughput's step beyond the compute-only mean step is
-    the framework's own. With more, it needs the network model, so the predictor closes it."""
+    """At one process nothing is communicated: the throughput's step beyond the compute-only step is the
+    framework's own, which is the record's exposed_comm_s (one statistic, timing.WINDOW_STATISTIC). With more,
+    it needs the network model, so the predictor closes it."""
     if len(ranks) > 1:
         return {"step_s": None, "note": "needs the network model: hpcbench predict takes the residual at this point"}
     if not ranks[0].get("elapsed_s"):
         return {"step_s": None, "note": "no complete timed repeat"}
     timed = throughput_metrics([r["elapsed_s"] for r in ranks], [r["step_times_s"] for r in ranks], run.global_batch_size)
-    step = run.global_batch_size / timed["samples_per_s"]
-    mean_compute = float(np.mean(compute_step_times_s[0]))
-    return {"step_s": step - mean_compute, "synced_step_s": step, "compute_only_mean_step_s": mean_compute,
-            "note": "one process: the throughput's step minus the compute-only window's mean step"}
+    split = compute_only_metrics(timed["step_time_s_mean"], compute_step_times_s)
+    return {"step_s": split["exposed_comm_s"], "synced_step_s": timed["step_time_s_mean"],
+            "compute_only_step_s": split["compute_step_time_s"], "statistic": WINDOW_STATISTIC,
+            "note": "one process: the throughput's step minus the compute-only window's step (each window's mean)"}

@@ -104,10 +104,19 @@ class InputStalls(Measurement):
         metrics.update(split(ranks, steps))
         measured = metrics["split"]
         stall = measured["prep_stall_share"] + measured["fetch_stall_share"] if measured else shares[slowest]
-        metrics.update({"data_stall_share": stall,
+        metrics.update({"data_stall_share": stall, "data_stall_share_repeats": stall_repeats(waits[slowest], steps[slowest], measured),
                         "data_stall_from": "split: (storage - synthetic) / storage" if measured else "waits for batches",
                         "input_bound": stall > INPUT_BOUND_SHARE, "input_bound_share": INPUT_BOUND_SHARE})
         return {"input": metrics}
+
+
+def stall_repeats(waits: list[list[float]], steps: list[list[float]], measured: dict[str, Any] | None) -> list[float]:
+    """The stall share of each timed repeat (the slowest rank's): its spread is the stall's uncertainty. From the
+    split: the repeat's mean step against the synthetic window's; else the repeat's waits over its steps."""
+    if measured:
+        synthetic = measured["synthetic_step_s"]
+        return [1 - synthetic / (sum(s) / len(s)) for s in steps if s]
+    return [sum(w) / sum(s) for w, s in zip(waits, steps) if sum(s) > 0]
 
 
 def split(ranks: list[dict[str, Any]], steps: list[list[list[float]]]) -> dict[str, Any]:

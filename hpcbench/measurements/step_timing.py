@@ -51,7 +51,7 @@ class StepTiming(Measurement):
                                      run.global_batch_size)
         compute = [r.get("compute_step_times_s") for r in ranks]
         if all(compute):
-            metrics.update(compute_only_metrics(metrics["step_time_s_median"], compute))
+            metrics.update(compute_only_metrics(metrics["step_time_s_mean"], compute))
             metrics["stragglers"] = straggler_metrics(compute)
             metrics["breakdown_note"] = None
         else:
