@@ -78,6 +78,12 @@ def _field_docs(options_cls: type) -> dict[str, str]:
     return docs
 
 
+def literal(text: str) -> str:
+    """A help text as argparse prints it: it %-formats help strings, so a "95 %" written in a docstring would
+    crash `--help` (it did, for --repeats)."""
+    return text.replace("%", "%%")
+
+
 def add_run_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     for f in flag_fields():
         if f.name in skip:
@@ -85,19 +91,19 @@ def add_run_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = (
         default = f.default if f.default is not dataclasses.MISSING else None
         if f.type in (bool, "bool"):  # --name / --no-name
             parser.add_argument(f.metadata["flag"], dest=f.name, action=argparse.BooleanOptionalAction, default=None,
-                                help=f"{f.metadata['help']} (default: {'on' if default else 'off'})")
+                                help=literal(f"{f.metadata['help']} (default: {'on' if default else 'off'})"))
             continue
         registered = {"engine": ENGINES, "mode": RUN_MODES}.get(f.name)
         choices = f" ({', '.join(registered.names())})" if registered else ""
         parser.add_argument(
             f.metadata["flag"], dest=f.name, type=_parse_type(f.type), default=None,
-            help=f"{f.metadata['help']}{choices}" + (f" (default: {default})" if default is not None else ""),
+            help=literal(f"{f.metadata['help']}{choices}" + (f" (default: {default})" if default is not None else "")),
         )
     group = parser.add_argument_group("workload options (each applies to the workloads named in brackets)")
     for name, (annotation, doc, workloads) in workload_option_fields().items():
         group.add_argument(
             "--" + option_flag(name), dest=f"option_{name}", type=_parse_type(annotation), default=None,
-            help=f"{doc} [{', '.join(workloads)}]",
+            help=literal(f"{doc} [{', '.join(workloads)}]"),
         )
     for engine_name, engine in ENGINES.classes().items():
         fields = dataclasses.fields(engine.Options)
@@ -107,7 +113,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = (
         for f in fields:
             group.add_argument(
                 "--" + option_flag(f.name, engine.flag_prefix), dest=f"{ENGINE_DEST}{engine_name}:{f.name}",
-                type=_parse_type(f.type), default=None, help=f"[{engine_name}] {field_doc(engine.Options, f.name)}",
+                type=_parse_type(f.type), default=None, help=literal(f"[{engine_name}] {field_doc(engine.Options, f.name)}"),
             )
 
 

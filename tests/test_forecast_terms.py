@@ -166,7 +166,7 @@ def test_the_forecast_never_contradicts_itself(fabric):
                              global_batch_size=None, terms=terms)
             for p in points:
                 where = (fabric, inputs.base["config"]["workload"], factor, p["algorithm"], p["num_nodes"])
-                assert min(p["stragglers_s"], p["interference_s"], p["exposed_comm_s"]) >= 0, where
+                assert min(p["stragglers_s"], p["interference_s"], p["exposed_comm_s"], p["framework_s"]) >= 0, where
                 assert p["efficiency"] <= p["ceiling_efficiency"] + 1e-9, where
                 assert p["efficiency_low"] <= p["efficiency"] <= p["efficiency_high"] <= 1.0, where
                 ready = re.search(r"is ready ([\d.]+) ms into a ([\d.]+) ms backward", p["limit"])
