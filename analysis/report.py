@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -54,6 +55,8 @@ class Section:
     """What the storage delivers (iobench), beside netbench's network."""
     predictions: pd.DataFrame
     """`hpcbench predict`'s points for this system's experiments: shown apart, never pooled with measurements."""
+    bandwidth: pd.DataFrame
+    """netbench: each collective's peak bus bandwidth per scale, the table beside the busbw figure."""
     images: dict[str, bytes]
 
     @property
@@ -108,7 +111,7 @@ def build_report(paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, 
         sections.append(Section(name, system_id, network, _describe(mine(runs), mine(netbench)), mine(weak), mine(strong),
                                 mine(fits), mine(comm), mine(stragglers), mine(phases), mine(efficiency),
                                 mine(precisions), mine(engines), mine(stages), mine(tta), mine(inputs), mine(iobench),
-                                mine(predictions), images))
+                                mine(predictions), bandwidth_table(mine(netbench)), images))
 
     tables = pd.concat([weak.assign(mode="weak"), strong.assign(mode="strong")], ignore_index=True)
     written = {"csv": out / "scaling.csv", "markdown": out / "report.md", "html": out / "report.html"}
@@ -288,28 +291,54 @@ def _not_ok(found: list[tuple[Path, dict]]) -> list[str]:
     return [f"{len(lines)} record(s) not ok, left out of every table:", *lines] if lines else []
 
 
+def bandwidth_table(netbench: pd.DataFrame) -> pd.DataFrame:
+    """Per collective, backend and scale: the peak bus bandwidth over message sizes (median over runs) and the
+    size it was reached at, and the bandwidth at 1 MiB (latency-bound sizes are in the figure)."""
+    columns = ["collective", "backend", "device", "num_nodes", "world_size", "runs", "peak_busbw_gbps", "at_size_bytes",
+               "busbw_gbps_at_1MiB"]
+    if netbench.empty:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for key, group in netbench.groupby(["collective", "backend", "device", "num_nodes", "world_size"], sort=True):
+        by_size = group.groupby("size_bytes")["busbw_gbps"].median()
+        near = by_size.index[np.argmin(np.abs(np.log2(by_size.index.to_numpy(float)) - 20))]
+        rows.append([*key, group["run_id"].nunique(), by_size.max(), int(by_size.idxmax()),
+                     by_size.loc[near] if near == 2**20 else np.nan])
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _tables(section: Section) -> list[tuple[str, pd.DataFrame, list[str]]]:
+    """The section's tables, each (heading, table, lines under it); a table with nothing in it is left out, so a
+    network sweep's report is its bandwidth, not fifteen empty headings."""
+    found = [
+        ("Weak scaling", _rounded(section.weak), _engine_costs(section.weak)),
+        ("Strong scaling", _rounded(section.strong), _engine_costs(section.strong)),
+        (PREDICTION_HEADING, _predicted(section.predictions), []),
+        ("Amdahl fit (a curve fit of the measured points: a second opinion, not a measurement)",
+         section.fits.round(4), []),
+        ("Communication: exposed (measured) and the all-reduce bound (predicted)", section.comm.round(6), []),
+        ("Collective bandwidth (netbench: peak bus bandwidth over message sizes, median over runs)",
+         section.bandwidth.round(3), []),
+        ("Stragglers", section.stragglers.round(4), []),
+        ("Step phases (--phases: synchronised between phases, so overlap is lost)", section.phases.round(4), []),
+        (EFFICIENCY_HEADING, section.efficiency.round(4), []),
+        (PRECISION_HEADING, section.precisions.round(4), []),
+        (ENGINE_HEADING, section.engines.round(4), []),
+        (STAGE_HEADING, section.stages.round(4), []),
+        (INPUT_HEADING, section.inputs.round(4), []),
+        (IOBENCH_HEADING, section.iobench.round(3), []),
+        (TTA_HEADING, section.tta.drop(columns=TTA_HIDDEN).round(4), []),
+    ]
+    return [(heading, table, lines) for heading, table, lines in found if not table.empty]
+
+
 def _markdown(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFrame, failed: list[str]) -> str:
     parts = ["# hpcbench report", "", *(f"- {line}" if i else line for i, line in enumerate(failed)), ""]
     for section in sections:
         parts += [f"## {section.heading}", "", section.description, "",
-                  "### Findings", "", *(f"- {line}" for line in _findings(section)), "",
-                  "### Weak scaling", "", _markdown_table(_rounded(section.weak)), *_engine_costs(section.weak),
-                  "### Strong scaling", "", _markdown_table(_rounded(section.strong)), *_engine_costs(section.strong),
-                  f"### {PREDICTION_HEADING}", "", _markdown_table(_predicted(section.predictions)),
-                  "### Amdahl fit (a curve fit of the measured points: a second opinion, not a measurement)", "",
-                  _markdown_table(section.fits.round(4)),
-                  "### Communication: exposed (measured) and the all-reduce bound (predicted)", "",
-                  _markdown_table(section.comm.round(6)),
-                  "### Stragglers", "", _markdown_table(section.stragglers.round(4)),
-                  "### Step phases (--phases: synchronised between phases, so overlap is lost)", "",
-                  _markdown_table(section.phases.round(4)),
-                  f"### {EFFICIENCY_HEADING}", "", _markdown_table(section.efficiency.round(4)),
-                  f"### {PRECISION_HEADING}", "", _markdown_table(section.precisions.round(4)),
-                  f"### {ENGINE_HEADING}", "", _markdown_table(section.engines.round(4)),
-                  f"### {STAGE_HEADING}", "", _markdown_table(section.stages.round(4)),
-                  f"### {INPUT_HEADING}", "", _markdown_table(section.inputs.round(4)),
-                  f"### {IOBENCH_HEADING}", "", _markdown_table(section.iobench.round(3)),
-                  f"### {TTA_HEADING}", "", _markdown_table(section.tta.drop(columns=TTA_HIDDEN).round(4))]
+                  "### Findings", "", *(f"- {line}" for line in _findings(section)), ""]
+        for heading, table, lines in _tables(section):
+            parts += [f"### {heading}", "", _markdown_table(table), *lines]
     parts += ["", "## Definitions", "", *_summary_lines(runs, netbench)]  # findings first, definitions last
     return "\n".join(parts)
 
@@ -332,20 +361,7 @@ def _html(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFrame, f
         f"<h2>{html.escape(s.heading)}</h2><p>{html.escape(s.description)}</p>"
         f"<h3>Findings</h3>{paragraphs(_findings(s))}"
         f"<h3>Plots</h3>{figures(s.images)}"
-        f"<h3>Weak scaling</h3>{table(_rounded(s.weak))}{paragraphs(_engine_costs(s.weak))}"
-        f"<h3>Strong scaling</h3>{table(_rounded(s.strong))}{paragraphs(_engine_costs(s.strong))}"
-        f"<h3>{html.escape(PREDICTION_HEADING)}</h3>{table(_predicted(s.predictions))}"
-        f"<h3>Amdahl fit (a curve fit of the measured points: a second opinion, not a measurement)</h3>{table(s.fits.round(4))}"
-        f"<h3>Communication: exposed (measured) and the all-reduce bound (predicted)</h3>{table(s.comm.round(6))}"
-        f"<h3>Stragglers</h3>{table(s.stragglers.round(4))}"
-        f"<h3>Step phases (--phases: synchronised between phases, so overlap is lost)</h3>{table(s.phases.round(4))}"
-        f"<h3>{html.escape(EFFICIENCY_HEADING)}</h3>{table(s.efficiency.round(4))}"
-        f"<h3>{html.escape(PRECISION_HEADING)}</h3>{table(s.precisions.round(4))}"
-        f"<h3>{html.escape(ENGINE_HEADING)}</h3>{table(s.engines.round(4))}"
-        f"<h3>{html.escape(STAGE_HEADING)}</h3>{table(s.stages.round(4))}"
-        f"<h3>{html.escape(INPUT_HEADING)}</h3>{table(s.inputs.round(4))}"
-        f"<h3>{html.escape(IOBENCH_HEADING)}</h3>{table(s.iobench.round(3))}"
-        f"<h3>{html.escape(TTA_HEADING)}</h3>{table(s.tta.drop(columns=TTA_HIDDEN).round(4))}"
+        + "".join(f"<h3>{html.escape(heading)}</h3>{table(frame)}{paragraphs(lines)}" for heading, frame, lines in _tables(s))
         for s in sections
     )
     failures = "".join(f"<p>{html.escape(line)}</p>" for line in failed)

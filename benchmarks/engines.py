@@ -13,6 +13,7 @@ since this benchmark found a 3 % cost in it, neither does hpcbench's horovodrun 
     python benchmarks/engines.py --workloads gpt,mlp --fsdp --no-horovod --rounds 5   # DDP vs FSDP
     python benchmarks/engines.py --workloads cnn --image-size 224 --batch-size 8 --no-ddp --rounds 6   # Horovod's
         # own script's shape; also prints the bare loop's windows read with that script's metric (rank 0 x size)
+        # (--bare-twice: the bare loop a second time each round, its process-to-process spread beside the ratio)
 """
 
 from __future__ import annotations
@@ -108,6 +109,9 @@ def main() -> None:
     parser.add_argument("--ddp", action=argparse.BooleanOptionalAction, default=True, help="measure DDP too")
     parser.add_argument("--horovod", action=argparse.BooleanOptionalAction, default=True, help="measure Horovod")
     parser.add_argument("--fsdp", action=argparse.BooleanOptionalAction, default=False, help="measure FSDP too")
+    parser.add_argument("--bare-twice", action="store_true",
+                        help="run the bare Horovod loop twice a round: its own process-to-process spread, the floor "
+                             "under any hpcbench-hvd / bare ratio")
     parser.add_argument("--bare-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_worker:
@@ -133,6 +137,8 @@ def main() -> None:
                 sides["fsdp"] = lambda c=fsdp: hpcbench_samples_per_s(c)
             if args.horovod and workload in CLASSIFIERS:
                 sides["bare_horovod"] = lambda c=base: bare_samples_per_s(c)
+                if args.bare_twice:
+                    sides["bare_horovod_again"] = lambda c=base: bare_samples_per_s(c)
             measured = interleaved(sides, args.rounds)
             rows.append((workload, measured))
             print(f"{workload}: {({k: [round(v, 1) for v in vs] for k, vs in measured.items()})}", flush=True)
@@ -151,6 +157,9 @@ def main() -> None:
             print(f"{workload}: the bare loop's windows read as Horovod's script reads them (rank 0 x size, mean): "
                   f"{statistics.median(script):.1f} samples/s, {statistics.median(script) / m['bare_horovod']:.3f} of the "
                   f"slowest-rank reading; hpcbench-hvd / script metric {paired(measured['horovod'], script)}")
+        if "bare_horovod_again" in m:
+            print(f"{workload}: the bare loop against itself, another process (the floor under the ratio above): "
+                  f"{paired(measured['bare_horovod_again'], measured['bare_horovod'])}")
         ddp = paired(measured["horovod"], measured["ddp"]) if "ddp" in m and "horovod" in m else "n/a"
         fsdp = paired(measured["fsdp"], measured["ddp"]) if "ddp" in m and "fsdp" in m else "n/a"
         nan = float("nan")

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from hpcbench import __version__
 from hpcbench.cli_data import DATA_COMMANDS, add_data_commands, run_data_command
 from hpcbench.cli_results import COMMANDS as RESULTS_COMMANDS
 from hpcbench.cli_results import add_commands as add_results_commands
@@ -68,6 +69,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     named = next((arg for arg in argv if not arg.startswith("-")), None) if argv is not None else None
     wanted = RUN_FLAG_COMMANDS if argv is None else (named,) if named in RUN_FLAG_COMMANDS else ()
     parser = OneLineParser(prog="hpcbench", description="Distributed training benchmarks with honest scaling numbers.")
+    parser.add_argument("--version", action="version", version=f"hpcbench {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     run = commands.add_parser("run", help="run one workload on N local processes and write its record")

@@ -167,6 +167,9 @@ class RunConfig:
             raise ConfigError("data-dir", "required with --data real (a folder in torchvision's layout)")
         if self.data == "files" and not self.data_dir:
             raise ConfigError("data-dir", "required with --data files (a folder `hpcbench data make` wrote)")
+        if self.data_dir and self.data not in ("real", "files"):
+            raise ConfigError("data-dir", f"applies to --data real or --data files only (this run's data: "
+                                          f"{self.data or 'the default, synthetic'}); add one of them or drop --data-dir")
 
     @property
     def planned_repeats(self) -> int:

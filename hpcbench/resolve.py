@@ -40,6 +40,8 @@ def resolve(cfg: RunConfig, *, sweep_max_procs: int | None = None, world_size: i
     mode = RUN_MODES.get(cfg.mode)
     data = cfg.data or mode.default_data(workload) or "synthetic"
     workload.check_run(workload.options(options), batch_size, data, cfg.data_dir)
+    if data == "real" and not (data_on_nodes and not os.path.exists(cfg.data_dir or "")):
+        check_real_data(workload, workload.options(options), cfg.data_dir or "")
     if data != "files":
         data_format = None
     elif data_on_nodes and data_dir_unseen(cfg):
@@ -74,6 +76,20 @@ def resolve(cfg: RunConfig, *, sweep_max_procs: int | None = None, world_size: i
         num_threads=threads,
         **by_mode,
     )
+
+
+def check_real_data(workload: Workload, options: object, data_dir: str) -> None:
+    """--data real: the folder is there and the workload's dataset opens from it, before any process starts.
+    Nothing is downloaded, so a missing dataset is the user's to fetch: say where and in which layout."""
+    if not os.path.isdir(data_dir):
+        raise ConfigError("data-dir", f"{data_dir} is not a folder; --data real reads {workload.real_data} "
+                                      "(nothing is downloaded)")
+    try:
+        workload.real_dataset(options, data_dir)
+    except (RuntimeError, OSError, ValueError, IndexError) as exc:
+        said = str(exc).split(". You can use download=True")[0].strip().splitlines()
+        raise ConfigError("data-dir", f"{data_dir} holds no {workload.name} data: expected {workload.real_data} "
+                                      f"({said[0] if said else type(exc).__name__}; nothing is downloaded)") from None
 
 
 def data_dir_unseen(cfg: RunConfig) -> bool:

@@ -384,6 +384,9 @@ def _print_summary(record: dict[str, Any], path: Path) -> None:
               + (f"within the target ±{auto['target_width']:.0%}" if auto["stopped_by"] == "width" else
                  f"the budget ({auto['timed_s']:.0f} s of timed windows) ended before the target ±{auto['target_width']:.0%}"
                  " (a noisy machine: see system_load)"), flush=True)
+    if m and m.get("oversubscribed"):
+        print(f"hpcbench: warning: oversubscribed: {m['oversubscribed']}: the ranks competed for cores, so these numbers "
+              "measure the scheduler too (fewer processes, or --threads)", flush=True)
     if m and m.get("contended"):
         print(f"hpcbench: warning: contended: {m['contended_note']}; these numbers are partly the other processes' "
               "(rerun on a quiet machine)", flush=True)

@@ -314,6 +314,8 @@ case "${1:-}" in
     up) shift; up "$@" ;;
     mount_storage) STORAGE=$HPCBENCH_STORAGE mount_storage ;;  # internal: each node's start runs it inside its namespaces
     down) down ;;
-    status) SLURM_CONF=$DIR/slurm.conf sinfo ;;
+    status)  # "down" when no controller runs (sinfo would print munge's or the connection's error instead)
+        pid=$(cat "$DIR/slurmctld.pid" 2>/dev/null) && kill -0 "$pid" 2>/dev/null \
+            && SLURM_CONF=$DIR/slurm.conf sinfo || { echo "local-slurm: down"; exit 3; } ;;
     *) echo "usage: $0 up [--link RATE] [--nodes N] [--cpus-per-node C] [--storage sshfs:FOLDER] | down | status" >&2; exit 2 ;;
 esac

@@ -104,3 +104,14 @@ def test_unsafe_sweep_dir_is_refused(tmp_path):
 def test_builtin_profiles_load():
     for name in ("local-slurm", "example-gpu-slurm", "example-pbspro", "example-torque"):
         assert load_profile(name).scheduler in ("slurm", "pbspro", "torque")
+
+
+def test_the_practice_cluster_says_down_when_it_is(tmp_path):
+    """`local-slurm.sh status` of a cluster that is not up: one word and exit 3 (as an init script's status),
+    not sinfo's connection or munge error."""
+    import subprocess
+
+    script = Path(__file__).resolve().parent.parent / "jobs" / "local-slurm.sh"
+    done = subprocess.run(["bash", str(script), "status"], capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "HPCBENCH_SLURM_DIR": str(tmp_path)})
+    assert (done.returncode, done.stdout.strip(), done.stderr) == (3, "local-slurm: down", "")

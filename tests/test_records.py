@@ -1,6 +1,7 @@
 """Records: schema round-trip, atomic writes, refusal of foreign files."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +70,23 @@ def test_the_gpu_driver_version_is_read_from_the_kernel_modules_line(tmp_path):
                     "GCC version:  gcc version 12.2.0 (Debian 12.2.0-14)\n")
     assert gpu_driver_version(proc) == "550.54.15"
     assert gpu_driver_version(tmp_path / "absent") is None  # no NVIDIA driver: null, not a guess
+
+
+def record_schema_errors(record: dict) -> list[str]:
+    """What the shipped JSON Schema (hpcbench/schema/record.schema.json) finds wrong with a record."""
+    from importlib import resources
+
+    import jsonschema
+
+    schema = json.loads((resources.files("hpcbench") / "schema" / "record.schema.json").read_text())
+    return [f"{'/'.join(map(str, e.path))}: {e.message}" for e in jsonschema.Draft202012Validator(schema).iter_errors(record)]
+
+
+def test_every_shipped_record_follows_the_schema():
+    found = sorted((Path(__file__).resolve().parent.parent / "results" / "reference").rglob("*.json"))
+    shipped = [(p, json.loads(p.read_text())) for p in found]
+    shipped = [(p, r) for p, r in shipped if isinstance(r, dict) and "schema_version" in r]
+    assert len(shipped) > 100
+    assert {p.name: record_schema_errors(r) for p, r in shipped if record_schema_errors(r)} == {}
+    broken = {**shipped[0][1], "status": "done", "ranks": [{"rank": -1}]}  # the schema can fail
+    assert len(record_schema_errors(broken)) == 2
