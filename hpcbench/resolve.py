@@ -81,8 +81,8 @@ def resolve(cfg: RunConfig, *, sweep_max_procs: int | None = None, world_size: i
 def check_real_data(workload: Workload, options: object, data_dir: str) -> None:
     """--data real: the folder is there and the workload's dataset opens from it, before any process starts.
     Nothing is downloaded, so a missing dataset is the user's to fetch: say where and in which layout."""
-    if not os.path.isdir(data_dir):
-        raise ConfigError("data-dir", f"{data_dir} is not a folder; --data real reads {workload.real_data} "
+    if not os.path.exists(data_dir):
+        raise ConfigError("data-dir", f"{data_dir} does not exist; --data real reads {workload.real_data} "
                                       "(nothing is downloaded)")
     try:
         workload.real_dataset(options, data_dir)

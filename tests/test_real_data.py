@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import read_records, run_cli, write_cifar10, write_mnist
+from conftest import cli_in_process, read_records, run_cli, write_cifar10, write_mnist
 
 
 @pytest.mark.parametrize(("workload", "writer"), [("mlp", write_mnist), ("cnn", write_cifar10)])
@@ -18,12 +18,23 @@ def test_real_data_on_two_ranks(tmp_path, out_dir, workload, writer):
     assert record["ranks"][0]["param_sha256"] == record["ranks"][1]["param_sha256"]
 
 
-def test_missing_dataset_fails_with_a_failed_record(tmp_path, out_dir):
-    result = run_cli("run", "--workload", "mlp", "--nproc", "1", "--data", "real", "--data-dir", str(tmp_path),
-                     "--steps", "1", "--device", "cpu", "--out", str(out_dir))
-    assert result.returncode == 1
-    [record] = read_records(out_dir)
-    assert record["status"] == "failed" and "Dataset not found" in record["reason"]
+@pytest.mark.parametrize("where", ["empty", "missing"])
+def test_a_missing_dataset_is_one_line_before_anything_runs(tmp_path, out_dir, where):
+    """Nothing is downloaded: a folder without the dataset names itself and the layout expected, exit 2, no record
+    (it was a 50-line traceback ending in torchvision's "You can use download=True", and a failed record)."""
+    data_dir = tmp_path if where == "empty" else tmp_path / "missing"
+    result = cli_in_process("run", "--workload", "mlp", "--nproc", "1", "--data", "real", "--data-dir", str(data_dir),
+                            "--steps", "1", "--device", "cpu", "--out", str(out_dir))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert f"data-dir: {data_dir}" in result.stderr and "MNIST/raw/*-idx*-ubyte" in result.stderr
+    assert "download=True" not in result.stderr
+    assert not out_dir.exists() or list(out_dir.iterdir()) == []
+
+
+def test_a_data_dir_without_data_is_refused(tmp_path, out_dir):
+    result = cli_in_process("run", "--workload", "mlp", "--data-dir", str(tmp_path), "--out", str(out_dir))
+    assert result.returncode == 2
+    assert "data-dir: applies to --data real or --data files only" in result.stderr
 
 
 def test_vae_reads_fashion_mnist(tmp_path, out_dir):
