@@ -379,6 +379,8 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         )
     if args.templates and not Path(args.templates).is_dir():
         raise ConfigError("templates", f"{args.templates!r} is not a folder")
+    if args.command == "submit":
+        check_node_cpus(profile, specs)
     scripts = render_sweep(specs, args.templates)
     check_out_dir(str(sweep_dir / "records"))
     write_scripts(scripts)
@@ -402,6 +404,21 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     print(f"records: {sweep_dir / 'records'}; report (after all jobs): {sweep_dir / 'report'}; "
           f"progress: hpcbench status {sweep_dir}")
     return 0
+
+
+def check_node_cpus(profile, specs) -> None:  # noqa: ANN001 (SiteProfile, JobSpecs: imported lazily above)
+    """A job that asks a node for more CPUs than the running cluster's nodes have is refused here, in words that
+    name the profile, rather than by the scheduler ("CPU count per node can not be satisfied")."""
+    from hpcbench.launch.schedulers import SCHEDULERS
+
+    cpus = SCHEDULERS.get(profile.scheduler).node_cpus(profile.partition)
+    wanted = max((spec.tasks_per_node * spec.threads_per_task for spec in specs), default=0)
+    if cpus is not None and wanted > cpus:
+        worst = max(specs, key=lambda spec: spec.tasks_per_node * spec.threads_per_task)
+        raise ConfigError("tasks-per-node", f"{worst.tasks_per_node} tasks x {worst.threads_per_task} thread(s) need "
+                          f"{wanted} CPUs a node; the cluster's nodes{f' in {profile.partition}' if profile.partition else ''} "
+                          f"have {cpus} ({profile.scheduler} says; the profile says cpus_per_node = "
+                          f"{profile.cpus_per_node}): ask for fewer tasks or threads, or correct the profile")
 
 
 def cmd_status(args: argparse.Namespace) -> int:

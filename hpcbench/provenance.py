@@ -36,7 +36,7 @@ def cpu_model() -> str:
 
 def cpu_generation() -> str | None:
     """"family F model M stepping S": a VM's "AMD EPYC" names several generations, whose math kernels round
-    differently (README, Reproducibility). None where /proc/cpuinfo does not say (not x86 Linux)."""
+    differently (docs/explanation/reproducibility.md). None where /proc/cpuinfo does not say (not x86 Linux)."""
     info = _cpuinfo()
     if not {"cpu family", "model", "stepping"} <= info.keys():
         return None

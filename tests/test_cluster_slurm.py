@@ -147,3 +147,21 @@ def test_the_jobs_readme_walkthrough_runs_as_written(tmp_path, slurm_env):
     assert outputs[1].count(".sh") == 3  # two point jobs and the report job, rendered
     assert all(state == "done" for state in (row.split()[1] for row in outputs[3].splitlines()))
     assert {"report.html", "report.md", "scaling.csv"} <= set(outputs[4].split())
+
+
+def test_submit_checks_the_nodes_cpus_against_the_running_cluster(tmp_path, slurm_env):
+    """A profile that says more CPUs a node than the running cluster's nodes have (the practice cluster brought up
+    with `--cpus-per-node 1`, or a site profile gone stale): refused before sbatch, naming the profile and what
+    sinfo reports, and nothing is written or submitted."""
+    from conftest import run_cli
+
+    shipped = (Path(__file__).resolve().parent.parent / "jobs" / "profiles" / "local-slurm.toml").read_text()
+    profile = tmp_path / "stale.toml"
+    profile.write_text(shipped.replace("cpus_per_node = 4", "cpus_per_node = 16"))
+    sweep = tmp_path / "sweep"
+    result = run_cli("submit", "--profile", str(profile), "--threads", "1", "--workload", "mlp", "--steps", "5",
+                     "--device", "cpu", "--nodes", "1", "--tasks-per-node", "8", "--sweep-dir", str(sweep),
+                     env=slurm_env, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "tasks-per-node: 8 tasks x 1 thread(s) need 8 CPUs a node; the cluster's nodes" in result.stderr
+    assert "have 4 (slurm says; the profile says cpus_per_node = 16)" in result.stderr and not sweep.exists()

@@ -2,7 +2,7 @@
 workload at 1 and 2 processes, in a throughput run and a time-to-accuracy run.
 
 Each grid runs twice as one sweep (warm ranks: a few seconds a point), then every workload's losses are
-compared. What is not promised (README, "Reproducibility"): another CPU model or thread count (the math
+compared. What is not promised (docs/explanation/reproducibility.md): another CPU model or thread count (the math
 libraries pick other kernels; rl's trajectory then diverges within tens of updates), GPUs (atomics in
 backward kernels) and NCCL (its reduction order depends on the topology and the algorithm it picks).
 """

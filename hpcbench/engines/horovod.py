@@ -23,7 +23,7 @@ from hpcbench.engines.base import Engine, register
 from hpcbench.engines.discovery import Placement
 from hpcbench.errors import ConfigError, check_choice, check_in_range
 
-INSTALL_HINT = "python -m hpcbench.install_horovod (builds Horovod against the installed torch; see README)"
+INSTALL_HINT = "python -m hpcbench.install_horovod (builds Horovod against the installed torch; see docs/how-to/horovod.md)"
 COMPRESSIONS = ("none", "fp16")
 CONTROLLERS = ("gloo", "mpi")
 

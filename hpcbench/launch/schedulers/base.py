@@ -79,6 +79,13 @@ class Scheduler:
         """One of JOB_STATES: blocked is a job whose dependency failed, unknown one the scheduler forgot."""
         raise NotImplementedError
 
+    @classmethod
+    def node_cpus(cls, partition: str | None) -> int | None:
+        """The fewest CPUs a node of `partition` (the default one: None) has, as the running scheduler reports
+        them; None where it cannot say (no such command here, or it is not running): submit checks a job's
+        tasks x threads against it before the scheduler refuses the job in its own words."""
+        return None
+
     # --- the environment of a job of this scheduler
     @classmethod
     def in_job(cls, env: Mapping[str, str]) -> bool:

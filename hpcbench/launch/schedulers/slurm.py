@@ -53,6 +53,15 @@ class Slurm(Scheduler):
         return STATES.get(state, "failed")
 
     @classmethod
+    def node_cpus(cls, partition: str | None) -> int | None:
+        try:
+            out = run_command(["sinfo", "--noheader", "--format=%c", *([f"--partition={partition}"] if partition else [])])
+        except SubmitError:
+            return None
+        counts = [int(n) for n in re.findall(r"\d+", out)]
+        return min(counts) if counts else None
+
+    @classmethod
     def in_job(cls, env: Mapping[str, str]) -> bool:
         return "SLURM_JOB_ID" in env
 
