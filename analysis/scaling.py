@@ -294,8 +294,9 @@ INTERVALS = {"speedup": ".2f", "efficiency": ".1%", "bare_efficiency": ".1%", "e
 
 
 def with_intervals(table: pd.DataFrame) -> pd.DataFrame:
-    """Each INTERVALS column as one text cell, "61.2% [55.0, 67.9]", its bounds' columns dropped: a value and its
-    uncertainty read together. "-": not measured, or not measurable (the reason is in `warnings`)."""
+    """Each INTERVALS column as one text cell, "61.2%[55.0,67.9]", its bounds' columns dropped: a value and its
+    uncertainty read together, in one word (a terminal table stays split by whitespace). "-": not measured, or not
+    measurable (the reason is in `warnings`)."""
     shown = table.copy()
     for column, spec in INTERVALS.items():
         if column not in shown:
@@ -305,7 +306,7 @@ def with_intervals(table: pd.DataFrame) -> pd.DataFrame:
         bound = spec.replace(".1%", ".1f").replace(".2f", ".2f")
         shown[column] = [
             "-" if pd.isna(v) else format(v, spec) if pd.isna(lo) or pd.isna(hi) else
-            f"{format(v, spec)} [{format(100 * lo if unit else lo, bound)}, {format(100 * hi if unit else hi, bound)}]"
+            f"{format(v, spec)}[{format(100 * lo if unit else lo, bound)},{format(100 * hi if unit else hi, bound)}]"
             for v, lo, hi in zip(shown[column], low, high)]
     return shown
 

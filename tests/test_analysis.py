@@ -176,7 +176,7 @@ def test_every_derived_number_carries_its_interval(tmp_path):
     wide = scaling_table(load_records([tmp_path / "noisy"])).set_index("world_size").loc[2]
     assert wide["bare_efficiency_high"] - wide["bare_efficiency_low"] > 1.5 * (row["bare_efficiency_high"] - row["bare_efficiency_low"])
     text = format_scaling_table(table.reset_index())
-    assert f"{table.loc[2, 'efficiency']:.1%} [{100 * table.loc[2, 'efficiency_low']:.1f}, " in text
+    assert f"{table.loc[2, 'efficiency']:.1%}[{100 * table.loc[2, 'efficiency_low']:.1f}," in text
 
 
 def test_records_of_median_steps_are_read_as_means(tmp_path):
