@@ -204,18 +204,23 @@ def _summary_lines(runs: pd.DataFrame, netbench: pd.DataFrame) -> list[str]:
         "speedup / N against the 1-process, 1-node point of the same curve (`baseline_runs` names it). "
         "bare_efficiency divides instead by single-process training without the engine's gradient "
         "synchronisation, what a user means by 1: that run's throughput with its 1-process exposed "
-        "communication taken out of the step (median step over the compute-only window's median step). "
+        "communication taken out of the step (its global batch over its compute-only step). "
         "engine_cost_at_1 is the share of 1-process throughput the engine costs with nothing to communicate "
         f"(named under the table above {ENGINE_COST_NOTED:.0%}); it is the orange bar at 1 process in the step "
         "breakdown. "
-        "CI: 95 % percentile bootstrap of the median over all repeats of all runs of a point. "
+        "ci95_low/ci95_high: 95 % percentile bootstrap of the median throughput over all repeats of all runs of a "
+        "point. A value followed by [low,high] carries its 95 % interval: Student t of the mean throughput over the "
+        "repeats, of the compute-only step over its window's steps, and of the data stall over the repeats; a "
+        "difference takes both half-widths in quadrature, a ratio both far ends. "
         "Karp-Flatt e = (1/S - 1/N) / (1 - 1/N).",
         "Amdahl columns are PREDICTIONS from a curve fit to the measured points, a second opinion that knows nothing of the "
         "network. `hpcbench predict` records (a model of the gradient all-reduces over a fabric or the netbench-measured "
         "network, from a run's gradient-ready timeline) are drawn and tabled apart, labelled PREDICTION, never pooled "
         "with measurements.",
         "Exposed communication = step time - compute-only step time (the same steps without gradient "
-        "synchronisation, timed after the repeats; slowest rank's median). Overlap = 1 - exposed / the ring "
+        "synchronisation, timed after the repeats). One statistic per window: each window's mean step (its time "
+        "over its steps), slowest rank, so that compute and exposed communication add up to the step the "
+        "throughput implies. Overlap = 1 - exposed / the ring "
         "all-reduce bound from netbench. A straggler is a rank slowest in more than twice its fair share of "
         "the compute-only steps.",
     ]
