@@ -306,9 +306,7 @@ def bandwidth_table(netbench: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for key, group in netbench.groupby(["collective", "backend", "device", "num_nodes", "world_size"], sort=True):
         by_size = group.groupby("size_bytes")["busbw_gbps"].median()
-        near = by_size.index[np.argmin(np.abs(np.log2(by_size.index.to_numpy(float)) - 20))]
-        rows.append([*key, group["run_id"].nunique(), by_size.max(), int(by_size.idxmax()),
-                     by_size.loc[near] if near == 2**20 else np.nan])
+        rows.append([*key, group["run_id"].nunique(), by_size.max(), int(by_size.idxmax()), by_size.get(2**20, np.nan)])
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -303,7 +303,7 @@ def with_intervals(table: pd.DataFrame) -> pd.DataFrame:
             continue
         low, high = shown.pop(f"{column}_low"), shown.pop(f"{column}_high")
         unit = "%" if spec.endswith("%") else ""
-        bound = spec.replace(".1%", ".1f").replace(".2f", ".2f")
+        bound = spec.replace("%", "f")  # the bounds without their unit: ".1%" -> ".1f" (of 100 x the share)
         shown[column] = [
             "-" if pd.isna(v) else format(v, spec) if pd.isna(lo) or pd.isna(hi) else
             f"{format(v, spec)}[{format(100 * lo if unit else lo, bound)},{format(100 * hi if unit else hi, bound)}]"

@@ -5,21 +5,11 @@ A page writes `<!-- generated: NAME -->` where a generated block goes; NAME is o
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 PLACEHOLDER = re.compile(r"<!-- generated: ([a-z-]+) -->")
-
-
-def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...],
-                                                                                             argparse.ArgumentParser]]:
-    yield path, parser
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                yield from _commands(sub, (*path, name))
 
 
 def cli_reference() -> str:
@@ -27,7 +17,7 @@ def cli_reference() -> str:
     from hpcbench import cli
 
     blocks = []
-    for path, parser in _commands(cli.build_parser()):
+    for path, parser in cli.command_parsers(cli.build_parser()):
         name = " ".join(("hpcbench", *path))
         blocks.append(f"## `{name}`\n\n```text\n{parser.format_help().rstrip()}\n```\n")
     return "\n".join(blocks)

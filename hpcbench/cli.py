@@ -24,6 +24,8 @@ from hpcbench.errors import ConfigError
 from hpcbench.records import check_out_dir
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from hpcbench.matrix import SweepMatrix
 
 
@@ -404,6 +406,16 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     print(f"records: {sweep_dir / 'records'}; report (after all jobs): {sweep_dir / 'report'}; "
           f"progress: hpcbench status {sweep_dir}")
     return 0
+
+
+def command_parsers(parser: argparse.ArgumentParser,
+                    path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    """(command words, its parser) for the parser and every subcommand below it: what the docs' reference prints."""
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from command_parsers(sub, (*path, name))
 
 
 def check_node_cpus(profile, specs) -> None:  # noqa: ANN001 (SiteProfile, JobSpecs: imported lazily above)

@@ -65,18 +65,9 @@ def test_bad_sweep_input_fails_before_any_run(out_dir, args, expected):
 
 def test_every_command_prints_its_help():
     """argparse %-formats help texts: one "95 %" in a flag's docstring made `hpcbench run --help` a traceback."""
-    import argparse
-
     from hpcbench import cli
 
-    def commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
-        yield path, parser
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for name, sub in action.choices.items():
-                    yield from commands(sub, (*path, name))
-
-    found = list(commands(cli.build_parser()))
+    found = list(cli.command_parsers(cli.build_parser()))
     assert len(found) > 10
     for path, parser in found:
         assert parser.format_help().startswith("usage: hpcbench"), path
