@@ -67,8 +67,10 @@ def scaling_table(runs: pd.DataFrame, mode: str = "weak") -> pd.DataFrame:
         low, high = bootstrap_median_ci(pooled)
         mean_low, mean_high = t_mean_ci(pooled)
         median = float(np.median(pooled))
+        # a synthetic batch is made once and stays on the device: only runs that read data can stall on it
+        reads_data = group.get("data", pd.Series(dtype=object)).fillna("synthetic").ne("synthetic").any()
         stalls = [x for repeats in group.get("data_stall_share_repeats", pd.Series(dtype=object))
-                  if isinstance(repeats, list) for x in repeats]
+                  if reads_data and isinstance(repeats, list) for x in repeats]
         stall_low, stall_high = t_mean_ci(stalls)
         rows.append({
             **dict(zip([*curve, *POINT_KEYS], key)),
@@ -88,7 +90,8 @@ def scaling_table(runs: pd.DataFrame, mode: str = "weak") -> pd.DataFrame:
             "compute_step_time_s": _median_or_nan(group["compute_step_time_s"]),
             # the widest of the runs' windows: pooling runs does not narrow what one window could tell
             "compute_half_width_s": _max_or_nan(group.get("compute_step_time_s_half_width", pd.Series(dtype=float))),
-            "data_stall_share": _median_or_nan(group.get("data_stall_share", pd.Series(dtype=float))),
+            "data_stall_share": _median_or_nan(group.get("data_stall_share", pd.Series(dtype=float))) if reads_data
+            else np.nan,
             "data_stall_share_low": max(stall_low, 0.0) if stalls else np.nan,
             "data_stall_share_high": min(stall_high, 1.0) if stalls else np.nan,
             "input_bound": _input_bound(group),
@@ -315,8 +318,9 @@ def format_scaling_table(table: pd.DataFrame, compact: bool = False) -> str:
     """The table as text; compact (a sweep's terminal) names each experiment only by what sets it apart."""
     hidden = ["baseline_runs", "global_batch_size", "procs_per_node"] + (COMPACT_HIDDEN if compact else [])
     shown = table.drop(columns=hidden, errors="ignore")
-    shown = shown.drop(columns=[c for c in ("tokens_per_s", "peak_memory_gib", "data_stall_share") if c in shown
-                                and shown[c].isna().all()])
+    empty = [c for c in ("tokens_per_s", "peak_memory_gib", "data_stall_share") if c in shown and shown[c].isna().all()]
+    shown = shown.drop(columns=[*empty, *(f"{c}{end}" for c in empty if c in INTERVALS for end in ("_low", "_high"))],
+                       errors="ignore")
     for flags in ("input_bound", "warnings"):
         if flags in shown and not shown[flags].astype(bool).any():
             shown = shown.drop(columns=flags)

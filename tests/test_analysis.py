@@ -14,10 +14,11 @@ REFERENCE = Path(__file__).resolve().parent.parent / "results" / "reference" / "
 
 
 def write(folder, name, samples_per_s, world_size, workload="mlp", status="ok", threads=1, repeats=None, ranks=(),
-          **metrics):
+          data="synthetic", **metrics):
     record = records.make_record(
         run_id=name, status=status, reason=None,
-        config={"workload": workload, "engine": "ddp", "device": "cpu", "batch_size": 8, "num_threads": threads},
+        config={"workload": workload, "engine": "ddp", "device": "cpu", "batch_size": 8, "num_threads": threads,
+                "data": data},
         workload=None, metrics={"samples_per_s": samples_per_s, "samples_per_s_per_proc": samples_per_s / world_size,
                                 "samples_per_s_repeats": repeats or [samples_per_s], "global_batch_size": 8 * world_size,
                                 **metrics},
@@ -156,10 +157,10 @@ def test_every_derived_number_carries_its_interval(tmp_path):
     the interval its windows allow, the value inside it; the compute-only window's spread widens the terms from it."""
     steady = [0.060, 0.061, 0.059, 0.060]
     write(tmp_path, "a", 100.0, 1, repeats=[98.0, 100.0, 102.0], compute_step_time_s=0.060,
-          ranks=[{"rank": 0, "compute_step_times_s": steady}],
+          ranks=[{"rank": 0, "compute_step_times_s": steady}], data="files",
           input={"data_stall_share": 0.2, "data_stall_share_repeats": [0.18, 0.2, 0.22]})
     write(tmp_path, "b", 160.0, 2, repeats=[155.0, 160.0, 165.0], compute_step_time_s=0.070,
-          ranks=[{"rank": r, "compute_step_times_s": [0.070, 0.071, 0.069, 0.070]} for r in (0, 1)])
+          ranks=[{"rank": r, "compute_step_times_s": [0.070, 0.071, 0.069, 0.070]} for r in (0, 1)], data="files")
     table = scaling_table(load_records([tmp_path])).set_index("world_size")
     for column in ("speedup", "efficiency", "bare_efficiency", "exposed_comm_share"):
         row = table.loc[2]
@@ -194,3 +195,10 @@ def test_records_of_median_steps_are_read_as_means(tmp_path):
     assert metrics["compute_step_time_s"] == pytest.approx(0.040) and metrics["window_statistic"] == "mean"
     assert metrics["exposed_comm_s"] == pytest.approx(0.050 - 0.040)
     assert metrics["forecast_terms"]["framework"]["step_s"] == pytest.approx(metrics["exposed_comm_s"])
+
+
+def test_data_stall_only_for_runs_that_read_data(tmp_path):
+    """A synthetic batch never stalls (it is made once, on the device): no 0.0%[0.0,0.0] column for the demo."""
+    write(tmp_path, "a", 100.0, 1, input={"data_stall_share": 0.0, "data_stall_share_repeats": [0.0, 0.0]})
+    table = scaling_table(load_records([tmp_path]))
+    assert math.isnan(table["data_stall_share"].iloc[0]) and "data_stall" not in format_scaling_table(table)
