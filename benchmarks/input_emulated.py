@@ -36,7 +36,7 @@ TARGET = 0.15
 """The issue's bar: the 2-node forecast within 15 % of the measured step."""
 SAMPLES, IMAGE_SIZE, WORKERS = 4096, 176, 2
 IOBENCH_JOB = "#!/bin/bash\n" + Slurm.rendezvous + """
-srun --kill-on-bad-exit=1 {python} -m hpcbench.iobench --data-dir {data} --workers {workers} --seconds 5 --out {out}
+srun --kill-on-bad-exit=1 {python} -m hpcbench.probes iobench --data-dir {data} --workers {workers} --seconds 5 --out {out}
 """
 
 

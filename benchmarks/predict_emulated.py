@@ -50,7 +50,7 @@ SLOW_MS = 40
 NETBENCH_SIZES = ",".join(str(2**k) for k in range(14, 25))  # 16 KiB .. 16 MiB: every bucket of the workloads
 NETBENCH_JOB = "#!/bin/bash\n" + Slurm.rendezvous + """
 export OMP_NUM_THREADS=1  # as the training runs (--threads 1): netbench's interference matmul uses the same threads
-srun --kill-on-bad-exit=1 {python} -m hpcbench.netbench --backend gloo --collectives all_reduce \\
+srun --kill-on-bad-exit=1 {python} -m hpcbench.probes netbench --backend gloo --collectives all_reduce \\
     --sizes {sizes} --iters 5 --warmup 2 --out {out}
 """
 

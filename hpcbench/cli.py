@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
-import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from hpcbench import __version__
+from hpcbench.cli_cluster import add_job_flags, sweep_folder, write_and_submit
 from hpcbench.cli_data import DATA_COMMANDS, add_data_commands, run_data_command
+from hpcbench.cli_probes import PROBE_COMMANDS, add_probe_commands, add_survey_command, run_probe_command, run_survey_command
 from hpcbench.cli_results import COMMANDS as RESULTS_COMMANDS
 from hpcbench.cli_results import add_commands as add_results_commands
 from hpcbench.cli_results import run as run_results_command
@@ -65,9 +65,6 @@ imports the plug-ins and torch (~3 s); the other commands (report, compare, stat
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The whole command line; the run flags only for the command `argv` names (all of them without argv)."""
-    from hpcbench.launch.launchers import LAUNCHERS
-    from hpcbench.launch.schedulers import SCHEDULERS
-
     named = next((arg for arg in argv if not arg.startswith("-")), None) if argv is not None else None
     wanted = RUN_FLAG_COMMANDS if argv is None else (named,) if named in RUN_FLAG_COMMANDS else ()
     parser = OneLineParser(prog="hpcbench", description="Distributed training benchmarks with honest scaling numbers.")
@@ -92,36 +89,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
             continue
         cluster.add_argument("file", nargs="?", metavar="FILE.toml", help="a sweep file: one job per experiment and "
                              "node count (see jobs/sweeps/)")
-        cluster.add_argument("--profile", required=True, help="site profile: a TOML file or a built-in name (local-slurm, example-gpu-slurm, example-pbspro, example-torque)")
-        defaults = ", ".join(f"{cls.default_launcher} on {name}" for name, cls in SCHEDULERS.classes().items())
-        cluster.add_argument("--launcher", default=None, help=f"{', '.join(LAUNCHERS.names())} (default: {defaults})")
-        cluster.add_argument("--nodes", default=None, help="comma-separated node counts, one job each (default: the "
-                             "sweep file's, else 1,2)")
-        cluster.add_argument("--tasks-per-node", type=int, default=None, help="ranks per node, one per GPU on GPU nodes "
-                             "(default: the sweep file's, else 1)")
-        cluster.add_argument("--job-name", default=None, help="scheduler job name (default: hpcbench-WORKLOAD, "
-                             "numbered when a sweep file has several experiments)")
-        cluster.add_argument("--templates", default=None, help="folder with site templates overriding the shipped ones")
-        cluster.add_argument("--sweep-dir", required=True, help="folder for scripts, logs, records and the report")
+        add_job_flags(cluster, required=True, what="WORKLOAD sweep")
         _add_run_flags(cluster, skip=("num_procs", "out_dir"))
 
     status = commands.add_parser("status", help="pending / running / done / failed for each job of a submitted sweep")
     status.add_argument("sweep_dir", metavar="SWEEP", help="the --sweep-dir of `hpcbench submit`")
-
-    netbench = commands.add_parser("netbench", help="collective bandwidth across message sizes (algbw, busbw, #wrong) per backend, as records")
-    netbench.add_argument("--backend", dest="backends", default=None, help="comma-separated, side by side: gloo, nccl, horovod, mpi (default: gloo)")
-    netbench.add_argument("--nproc", dest="nproc_list", default=None, help="comma-separated process counts (default: 2,4,… up to the cores)")
-    netbench.add_argument("--collectives", default=None, help="comma-separated: all_reduce, all_gather, reduce_scatter, broadcast (default: all)")
-    netbench.add_argument("-b", "--min-bytes", default="8", help="smallest message (nccl-tests' -b; K, M, G suffixes; default 8)")
-    netbench.add_argument("-e", "--max-bytes", default="256M", help="largest message (nccl-tests' -e; default 256M)")
-    netbench.add_argument("-f", "--step-factor", type=int, default=2, help="size multiplier between steps (nccl-tests' -f; default 2)")
-    netbench.add_argument("--sizes", default=None, help="comma-separated message sizes instead of -b/-e/-f")
-    netbench.add_argument("-n", "--iters", type=int, default=20, help="timed iterations per size (default 20)")
-    netbench.add_argument("-w", "--warmup", type=int, default=5, help="untimed iterations first (default 5)")
-    netbench.add_argument("--check", action=argparse.BooleanOptionalAction, default=True, help="verify one result per size (#wrong; default on)")
-    netbench.add_argument("--device", default=None, help="cpu or cuda (default: the backend's: gloo cpu, nccl cuda, mpi cpu)")
-    netbench.add_argument("--timeout", type=float, default=120.0, help="collective timeout in seconds")
-    netbench.add_argument("--out", default="results", help="folder for the records")
 
     peak = commands.add_parser("peak", help="achievable matmul TFLOP/s of this device (a MAMF-style sweep), as a record: "
                                "the measured denominator for MFU")
@@ -171,10 +143,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
     add_results_commands(commands)
     add_data_commands(commands)
+    add_probe_commands(commands)
+    add_survey_command(commands)
     return parser
 
 
-LOCAL_RANK_COMMANDS = ("run", "sweep", "netbench", "iobench")
+LOCAL_RANK_COMMANDS = ("run", "sweep", "netbench", "iobench", "survey")
 """The commands that start ranks on this machine: they start a zygote early and exit without teardown."""
 
 
@@ -248,14 +222,16 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_cluster(args)
         if args.command == "status":
             return cmd_status(args)
-        if args.command == "netbench":
-            return cmd_netbench(args)
+        if args.command in PROBE_COMMANDS:
+            return run_probe_command(args, _int_list)
+        if args.command == "survey":
+            return run_survey_command(args, _int_list)
         if args.command == "peak":
             return cmd_peak(args)
         if args.command == "report":
             return cmd_report(args)
         if args.command in DATA_COMMANDS:
-            return run_data_command(args, _int_list)
+            return run_data_command(args)
         if args.command in RESULTS_COMMANDS:
             return run_results_command(args)
         if args.command == "predict":
@@ -346,19 +322,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 1 if outcome.failures else 0
 
 
-SAFE_PATH = re.compile(r"^[A-Za-z0-9._/+-]+$")
-"""Paths that reach scheduler directives (#SBATCH --output=...), which no shell quoting protects."""
-
-
 def cmd_cluster(args: argparse.Namespace) -> int:
     """Validate everything, render every script in memory, then write (and for submit, submit)."""
-    from hpcbench.launch.jobs import load_profile, plan_sweep, render_sweep, write_scripts
+    from hpcbench.launch.jobs import load_profile, plan_sweep
     from hpcbench.resolve import data_dir_unseen
 
     profile = load_profile(args.profile)
-    sweep_dir = Path(args.sweep_dir).resolve()
-    if not SAFE_PATH.match(str(sweep_dir)):
-        raise ConfigError("sweep-dir", f"{str(sweep_dir)!r} may only contain letters, digits and . _ / + - (it reaches scheduler directives)")
+    sweep_dir = sweep_folder(args.sweep_dir)
     matrix = sweep_matrix(args, args.workload and [args.workload], args.engine and [args.engine])
     if matrix.rounds != 1:
         raise ConfigError("rounds", "applies to local sweeps (`hpcbench sweep`) only (submit the sweep again for "
@@ -379,33 +349,10 @@ def cmd_cluster(args: argparse.Namespace) -> int:
             sweep_dir=sweep_dir, job_name=f"{job_name}-{number:02d}" if several else job_name,
             script_prefix=f"job_{number:02d}-{cfg.workload}_" if several else "job_",
         )
-    if args.templates and not Path(args.templates).is_dir():
-        raise ConfigError("templates", f"{args.templates!r} is not a folder")
-    if args.command == "submit":
-        check_node_cpus(profile, specs)
-    scripts = render_sweep(specs, args.templates)
-    check_out_dir(str(sweep_dir / "records"))
-    write_scripts(scripts)
-    paths = list(scripts)
-    for data_dir in dict.fromkeys(e.data_dir for e in experiments if data_dir_unseen(e)):
-        print(f"hpcbench {args.command}: note: data-dir: {data_dir} is not on this host; the job's ranks check it "
-              "when it starts (one that cannot read it ends the job with one line)", file=sys.stderr)
-    if args.command == "render":
-        for path in paths:
-            print(path)
-        return 0
-    from hpcbench.launch.submit import SubmitError, submit_sweep
-
-    try:
-        state = submit_sweep(profile.scheduler, paths[:-1], paths[-1])
-    except SubmitError as exc:
-        print(f"hpcbench submit: failed: {exc}", file=sys.stderr)
-        return 1
-    for job in [*state["jobs"], state["aggregate"]]:
-        print(f"{job['job_id']}\t{sweep_dir / job['script']}")
-    print(f"records: {sweep_dir / 'records'}; report (after all jobs): {sweep_dir / 'report'}; "
-          f"progress: hpcbench status {sweep_dir}")
-    return 0
+    notes = [f"data-dir: {data_dir} is not on this host; the job's ranks check it when it starts (one that cannot "
+             "read it ends the job with one line)" for data_dir in dict.fromkeys(e.data_dir for e in experiments
+                                                                                if data_dir_unseen(e))]
+    return write_and_submit(args.command, profile, specs, args.templates, submit=args.command == "submit", notes=notes)
 
 
 def command_parsers(parser: argparse.ArgumentParser,
@@ -416,21 +363,6 @@ def command_parsers(parser: argparse.ArgumentParser,
         if isinstance(action, argparse._SubParsersAction):
             for name, sub in action.choices.items():
                 yield from command_parsers(sub, (*path, name))
-
-
-def check_node_cpus(profile, specs) -> None:  # noqa: ANN001 (SiteProfile, JobSpecs: imported lazily above)
-    """A job that asks a node for more CPUs than the running cluster's nodes have is refused here, in words that
-    name the profile, rather than by the scheduler ("CPU count per node can not be satisfied")."""
-    from hpcbench.launch.schedulers import SCHEDULERS
-
-    cpus = SCHEDULERS.get(profile.scheduler).node_cpus(profile.partition)
-    wanted = max((spec.tasks_per_node * spec.threads_per_task for spec in specs), default=0)
-    if cpus is not None and wanted > cpus:
-        worst = max(specs, key=lambda spec: spec.tasks_per_node * spec.threads_per_task)
-        raise ConfigError("tasks-per-node", f"{worst.tasks_per_node} tasks x {worst.threads_per_task} thread(s) need "
-                          f"{wanted} CPUs a node; the cluster's nodes{f' in {profile.partition}' if profile.partition else ''} "
-                          f"have {cpus} ({profile.scheduler} says; the profile says cpus_per_node = "
-                          f"{profile.cpus_per_node}): ask for fewer tasks or threads, or correct the profile")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -456,37 +388,6 @@ def cmd_peak(args: argparse.Namespace) -> int:
                  if m["datasheet_tflops"] else f"no datasheet peak: {m['datasheet_note']}")
     print(f"hpcbench peak: {args.precision} on {args.device}: {m['achievable_tflops']:.3f} TFLOP/s achievable "
           f"({datasheet}) -> {path}")
-    return 0
-
-
-def cmd_netbench(args: argparse.Namespace) -> int:
-    from hpcbench.launch.local import RunFailed, run_netbench
-    from hpcbench.netbench import (NetbenchConfig, check_available, check_process_counts, default_backend, parse_size,
-                                   side_by_side, size_range)
-    from hpcbench.sweep import default_process_counts
-
-    process_counts = (_int_list("nproc", args.nproc_list) if args.nproc_list
-                      else [n for n in default_process_counts() if n > 1] or [1])
-    check_process_counts(process_counts)
-    sizes = ([parse_size(x) for x in args.sizes.split(",")] if args.sizes
-             else size_range(parse_size(args.min_bytes), parse_size(args.max_bytes), args.step_factor))
-    collectives = {"collectives": args.collectives.split(",")} if args.collectives else {}
-    configs = [NetbenchConfig(backend=backend, device=args.device, sizes=sizes, num_iters=args.iters,
-                              num_warmup=args.warmup, check=args.check, timeout_s=args.timeout, out_dir=args.out,
-                              **collectives)
-               for backend in (args.backends or default_backend()).split(",")]
-    for cfg in configs:
-        check_available(cfg)
-    check_out_dir(args.out)
-    written = []
-    try:
-        for cfg in configs:
-            for count in process_counts:
-                written.append(run_netbench(cfg, count))
-    except RunFailed as exc:
-        print(f"hpcbench netbench: failed: {exc}", file=sys.stderr)
-        return 1
-    print(side_by_side([json.loads(path.read_text()) for path in written]))
     return 0
 
 

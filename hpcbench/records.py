@@ -28,9 +28,10 @@ SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)
 """Schema 2 added `experiment` and `system`; schema 1 records are upgraded when read."""
 STATUSES = ("ok", "failed", "interrupted")
-KINDS = ("train", "netbench", "peak", "prediction", "iobench")
+KINDS = ("train", "netbench", "peak", "prediction", "iobench", "survey")
 """What a record holds: a training run, collective bandwidth, a device's achievable matmul rate (`hpcbench
-peak`), storage read rates (`hpcbench iobench`) — measurements — or a model's prediction (`hpcbench predict`), which no reader pools with them.
+peak`), storage read rates (`hpcbench iobench`), every node of an allocation probed (`hpcbench survey`) —
+measurements — or a model's prediction (`hpcbench predict`), which no reader pools with them.
 Records without `kind` are training runs."""
 
 MIN_FREE_BYTES = 64 * 2**20
@@ -258,6 +259,10 @@ def record_problem(record: dict[str, Any]) -> str | None:
         rate = (record.get("metrics") or {}).get("aggregate_bytes_per_s")
         ok = isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0 < rate < math.inf
         return None if ok else f"metrics.aggregate_bytes_per_s must be a positive finite number, got {rate!r}"
+    if kind == "survey":
+        metrics = record.get("metrics") or {}
+        ok = isinstance(metrics.get("nodes"), list) and metrics["nodes"] and isinstance(metrics.get("ranks"), list)
+        return None if ok else "a survey record needs metrics.nodes and metrics.ranks"
     if kind == "peak":
         rate = (record.get("metrics") or {}).get("achievable_tflops")
         ok = isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0 < rate < math.inf

@@ -7,6 +7,7 @@
 #   jobs/local-slurm.sh down         # stop every daemon by the PID in its pid file
 #
 #   sudo jobs/local-slurm.sh up --link 100mbit [--nodes N] [--cpus-per-node C] [--storage sshfs:/abs/folder]
+#                               [--fault nI:link=RATE] [--fault nI:cpu=SHARE] [--fault nI:storage=RATE]
 #
 # With --link, every node is a host of its own on a real network: its own network namespace
 # (address 10.213.0.2, .3, ...; its own hostname and /etc/hosts), joined to a bridge in this
@@ -23,6 +24,14 @@
 # cluster's shared file system is. Tasks then see HPCBENCH_NETWORK=emulated:tbf:RATE+storage:sshfs.
 # Needs Debian's sshfs and openssh-server.
 #
+# Faults, one node each (for `hpcbench survey` to find; each --fault may repeat for other nodes):
+#   nI:link=RATE     node I's link (both directions) at RATE instead of the cluster's --link rate
+#   nI:cpu=SHARE     node I's slurmd and every task it starts capped at SHARE of its CPUs (0 < SHARE < 1), by the
+#                    cgroup cpu controller's quota (cpu.cfs_quota_us on cgroup v1, cpu.max on v2)
+#   nI:storage=RATE  node I's traffic with the storage server at RATE (htb classes on its link, by the server's
+#                    address), its traffic with the other nodes at the --link rate (needs --storage)
+# This kernel's tc has tbf and htb but no netem: faults are rates, not delays.
+#
 # State lives in $HPCBENCH_SLURM_DIR (default /tmp/hpcbench-slurm); the controller listens on
 # $HPCBENCH_SLURM_PORT (default 16817), loopback nodes on the ports 184 above it and up (17001, ...):
 # clusters in two folders with two ports run side by side. Nothing outside the folder changes except, with --link, the
@@ -37,6 +46,7 @@ SUBNET=${HPCBENCH_SLURM_SUBNET:-10.213.0}  # the emulated network's /24 (first t
 BRIDGE=hpcbench-br
 LINK=
 STORAGE=
+FAULTS=()
 STORAGE_NS=hpcbench-s
 
 fail() {  # one line saying what failed, after stopping whatever this `up` had started
@@ -68,11 +78,36 @@ check_link_possible() {  # one line and exit 3 where namespaces cannot be made (
     fi
 }
 
-network_up() {  # the bridge, one namespace per node, a tbf-shaped veth pair each; every name made is listed for `down`
-    local i ns address burst
+fault_of() {  # node $1's value of fault kind $2 (empty: none)
+    local fault
+    for fault in "${FAULTS[@]}"; do
+        [ "${fault%%:*}" = "n$1" ] && [ "$(fault_kind "$fault")" = "$2" ] && { echo "${fault#*=}"; return; }
+    done
+    return 0
+}
+
+fault_kind() { local rest=${1#*:}; echo "${rest%%=*}"; }
+
+shape() {  # shape [-n NS] DEV RATE [STORAGE_RATE PEER]: tbf at RATE, or htb with PEER's traffic at STORAGE_RATE
+    local ns=() dev rate srate peer match burst
+    [ "$1" != -n ] || { ns=(-n "$2"); shift 2; }
+    dev=$1 rate=$2 srate=${3:-} peer=${4:-}
     # tbf needs a bucket of at least one timer tick of traffic; 10 ms at RATE (>= 64 KiB) holds the rate.
-    burst=$(( $(rate_bits "$LINK") / 8 / 100 ))
+    burst=$(( $(rate_bits "$rate") / 8 / 100 ))
     [ "$burst" -ge 65536 ] || burst=65536
+    if [ -z "$srate" ]; then
+        tc "${ns[@]}" qdisc add dev "$dev" root tbf rate "$rate" burst "$burst" latency 50ms
+        return
+    fi
+    match=$([ ${#ns[@]} -eq 0 ] && echo src || echo dst)  # towards the node: from the server; from the node: to it
+    tc "${ns[@]}" qdisc add dev "$dev" root handle 1: htb default 10
+    tc "${ns[@]}" class add dev "$dev" parent 1: classid 1:10 htb rate "$rate" burst "$burst"
+    tc "${ns[@]}" class add dev "$dev" parent 1: classid 1:20 htb rate "$srate" burst "$burst"
+    tc "${ns[@]}" filter add dev "$dev" parent 1: protocol ip prio 1 u32 match ip "$match" "$peer/32" flowid 1:20
+}
+
+network_up() {  # the bridge, one namespace per node, a tbf-shaped veth pair each; every name made is listed for `down`
+    local i ns address rate storage_rate
     : > "$DIR/network"
     # Each name is listed once made, never before: a name that was taken is someone else's, not ours to remove.
     ip link add "$BRIDGE" type bridge
@@ -91,18 +126,20 @@ network_up() {  # the bridge, one namespace per node, a tbf-shaped veth pair eac
         ip -n "$ns" addr add "$address/24" dev eth0
         ip -n "$ns" link set lo up
         ip -n "$ns" link set eth0 up
-        tc qdisc add dev "hpcbench-v$i" root tbf rate "$LINK" burst "$burst" latency 50ms      # towards the node
-        tc -n "$ns" qdisc add dev eth0 root tbf rate "$LINK" burst "$burst" latency 50ms        # from the node
+        rate=$(fault_of "$i" link); rate=${rate:-$LINK}
+        storage_rate=$(fault_of "$i" storage)
+        shape "hpcbench-v$i" "$rate" ${storage_rate:+"$storage_rate" "$SUBNET.254"}           # towards the node
+        shape -n "$ns" eth0 "$rate" ${storage_rate:+"$storage_rate" "$SUBNET.254"}            # from the node
         echo "$address n$i" >> "$DIR/hosts"
     done
-    [ -z "$STORAGE" ] || storage_up "$burst"
+    [ -z "$STORAGE" ] || storage_up
     # What every task on a node sees: the network is part of the system a record describes.
     printf '#!/bin/sh\necho "export HPCBENCH_NETWORK=emulated:tbf:%s%s"\n' "$LINK" "${STORAGE:++storage:sshfs}" > "$DIR/task-prolog.sh"
     chmod 755 "$DIR/task-prolog.sh"
 }
 
 storage_up() {  # the storage server: sshd in a namespace of its own, behind a link shaped like a node's
-    local burst=$1 address="$SUBNET.254"
+    local address="$SUBNET.254"
     ip netns add "$STORAGE_NS"
     echo "netns $STORAGE_NS" >> "$DIR/network"
     ip link add hpcbench-vs type veth peer name eth0 netns "$STORAGE_NS"
@@ -111,8 +148,8 @@ storage_up() {  # the storage server: sshd in a namespace of its own, behind a l
     ip -n "$STORAGE_NS" addr add "$address/24" dev eth0
     ip -n "$STORAGE_NS" link set lo up
     ip -n "$STORAGE_NS" link set eth0 up
-    tc qdisc add dev hpcbench-vs root tbf rate "$LINK" burst "$burst" latency 50ms
-    tc -n "$STORAGE_NS" qdisc add dev eth0 root tbf rate "$LINK" burst "$burst" latency 50ms
+    shape hpcbench-vs "$LINK"
+    shape -n "$STORAGE_NS" eth0 "$LINK"
     echo "$address hpcbench-storage" >> "$DIR/hosts"
     mkdir -p "$DIR/ssh" /run/sshd
     rm -f "$DIR/ssh/host_key" "$DIR/ssh/client_key"
@@ -147,17 +184,55 @@ rate_bits() {  # tc's rate notation (100mbit, 1gbit, 2.5gbit, 500kbit) in bits p
         m = (u == "kbit") ? 1e3 : (u == "mbit") ? 1e6 : (u == "gbit") ? 1e9 : (u == "bit") ? 1 : 0; printf "%d", n * m }'
 }
 
+cpu_cgroup() {  # node $1's cgroup, capped at SHARE of its CPUs; slurmd starts in it, so every task it starts does
+    local i=$1 share=$2 root quota
+    quota=$(awk -v s="$share" -v c="$CPUS" 'BEGIN { printf "%d", s * c * 100000 }')
+    if [ -d /sys/fs/cgroup/cpu ] && [ -f /sys/fs/cgroup/cpu/cgroup.procs ]; then  # v1: the cpu controller's own tree
+        root=/sys/fs/cgroup/cpu/hpcbench-n$i
+        mkdir -p "$root"
+        echo "cgroup $root" >> "$DIR/faults"
+        echo 100000 > "$root/cpu.cfs_period_us"
+        echo "$quota" > "$root/cpu.cfs_quota_us"
+    else  # v2: one tree, the cpu controller enabled for its children
+        root=/sys/fs/cgroup/hpcbench-n$i
+        grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control || echo +cpu > /sys/fs/cgroup/cgroup.subtree_control
+        mkdir -p "$root"
+        echo "cgroup $root" >> "$DIR/faults"
+        echo "$quota 100000" > "$root/cpu.max"
+    fi
+    echo "$root"
+}
+
 start_slurmd() {  # node $1: on this host, or (with --link) inside its namespace with its own hostname and /etc/hosts
-    local i=$1
+    local i=$1 share cgroup=
+    share=$(fault_of "$i" cpu)
+    [ -z "$share" ] || cgroup=$(cpu_cgroup "$i" "$share")
     if [ -z "$LINK" ]; then
-        slurmd -N "n$i"
+        sh -c '[ -z "$1" ] || echo $$ > "$1/cgroup.procs"; exec slurmd -N "$2"' sh "$cgroup" "n$i"
         return
     fi
     # nsenter, not `ip netns exec`: that remounts /sys, which breaks slurmd's cgroup probe.
     nsenter --net="/run/netns/hpcbench-n$i" unshare --uts --mount --propagation slave \
         env HPCBENCH_SLURM_DIR="$DIR" HPCBENCH_SLURM_SUBNET="$SUBNET" sh -c \
-        'hostname "$1" && mount --bind "$2" /etc/hosts && { [ -z "$3" ] || HPCBENCH_STORAGE="$3" "$4" mount_storage; } && exec slurmd -N "$1"' \
-        sh "n$i" "$DIR/hosts" "$STORAGE" "$SELF"
+        'hostname "$1" && mount --bind "$2" /etc/hosts && { [ -z "$3" ] || HPCBENCH_STORAGE="$3" "$4" mount_storage; } &&
+         { [ -z "$5" ] || echo $$ > "$5/cgroup.procs"; } && exec slurmd -N "$1"' \
+        sh "n$i" "$DIR/hosts" "$STORAGE" "$SELF" "$cgroup"
+}
+
+check_faults() {  # every --fault names a node of this cluster, a known kind and a value of its kind
+    local fault node kind value
+    for fault in "${FAULTS[@]}"; do
+        [[ "$fault" =~ ^n([0-9]+):(link|cpu|storage)=(.+)$ ]] || { echo "local-slurm: --fault must be nI:link=RATE, nI:cpu=SHARE or nI:storage=RATE, got '$fault'" >&2; exit 2; }
+        node=${BASH_REMATCH[1]} kind=${BASH_REMATCH[2]} value=${BASH_REMATCH[3]}
+        [ "$node" -ge 1 ] && [ "$node" -le "$NODES" ] || { echo "local-slurm: --fault $fault: no node n$node (nodes n1..n$NODES)" >&2; exit 2; }
+        case "$kind" in
+            link|storage)
+                [[ "$value" =~ ^[0-9]+(\.[0-9]+)?(kbit|mbit|gbit)$ ]] || { echo "local-slurm: --fault $fault: the rate must be tc's notation (100mbit, 1gbit)" >&2; exit 2; }
+                [ -n "$LINK" ] || { echo "local-slurm: --fault $fault needs --link (a node's link exists only then)" >&2; exit 2; } ;;&
+            storage) [ -n "$STORAGE" ] || { echo "local-slurm: --fault $fault needs --storage" >&2; exit 2; } ;;
+            cpu) awk -v s="$value" 'BEGIN { exit !(s + 0 > 0 && s + 0 < 1) }' || { echo "local-slurm: --fault $fault: the share must be between 0 and 1 (0.5: half the node's CPUs)" >&2; exit 2; } ;;
+        esac
+    done
 }
 
 up() {
@@ -167,9 +242,11 @@ up() {
             --nodes) NODES=${2:-}; shift 2 || true ;;
             --cpus-per-node) CPUS=${2:-}; shift 2 || true ;;
             --storage) STORAGE=${2:-}; shift 2 || true ;;
-            *) echo "local-slurm: unknown option '$1' (allowed: --link RATE, --nodes N, --cpus-per-node C, --storage sshfs:FOLDER)" >&2; exit 2 ;;
+            --fault) FAULTS+=("${2:-}"); shift 2 || true ;;
+            *) echo "local-slurm: unknown option '$1' (allowed: --link RATE, --nodes N, --cpus-per-node C, --storage sshfs:FOLDER, --fault nI:KIND=VALUE)" >&2; exit 2 ;;
         esac
     done
+    check_faults
     if [ -n "$STORAGE" ]; then
         [ -n "$LINK" ] || { echo "local-slurm: --storage needs --link (the storage server is a host on the emulated network)" >&2; exit 2; }
         [[ "$STORAGE" == sshfs:/* ]] || { echo "local-slurm: --storage must be sshfs:/absolute/folder, got '$STORAGE'" >&2; exit 2; }
@@ -294,6 +371,12 @@ down() {
         kill -9 "$pid" 2>/dev/null || true
         rm -f "$pidfile"
     done
+    if [ -f "$DIR/faults" ]; then  # the capped nodes' cgroups: empty once their daemons and tasks are gone
+        while read -r kind name; do
+            [ "$kind" != cgroup ] || { xargs -r kill -9 < "$name/cgroup.procs" 2>/dev/null || true; sleep 0.2; rmdir "$name" 2>/dev/null || true; }
+        done < "$DIR/faults"
+        rm -f "$DIR/faults"
+    fi
     if [ -f "$DIR/network" ]; then  # what `up --link` made, newest first
         tac "$DIR/network" | while read -r kind name; do
             case "$kind" in
@@ -317,5 +400,5 @@ case "${1:-}" in
     status)  # "down" when no controller runs (sinfo would print munge's or the connection's error instead)
         pid=$(cat "$DIR/slurmctld.pid" 2>/dev/null) && kill -0 "$pid" 2>/dev/null \
             && SLURM_CONF=$DIR/slurm.conf sinfo || { echo "local-slurm: down"; exit 3; } ;;
-    *) echo "usage: $0 up [--link RATE] [--nodes N] [--cpus-per-node C] [--storage sshfs:FOLDER] | down | status" >&2; exit 2 ;;
+    *) echo "usage: $0 up [--link RATE] [--nodes N] [--cpus-per-node C] [--storage sshfs:FOLDER] [--fault nI:KIND=VALUE] | down | status" >&2; exit 2 ;;
 esac

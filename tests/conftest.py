@@ -135,7 +135,7 @@ def cli_in_process(*args: str, env: dict | None = None) -> subprocess.CompletedP
     stdout, stderr = io.StringIO(), io.StringIO()
     with (mock.patch.dict(os.environ, env or {}), mock.patch("hpcbench.launch.local.run_local", would_run),
           mock.patch("hpcbench.sweep.run_grid", would_run), mock.patch("hpcbench.launch.submit.submit_sweep", would_run),
-          mock.patch("hpcbench.launch.local.run_netbench", would_run),
+          mock.patch("hpcbench.launch.local.run_probe", would_run),
           contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr)):
         try:
             code = cli.main(list(args))

@@ -10,7 +10,7 @@ from hpcbench.analysis.comm import busbw_at, communication_table, load_netbench,
 from hpcbench.analysis.compare import compare, parse_tolerance
 from hpcbench.analysis.scaling import amdahl_efficiency, amdahl_serial_fraction, baselines_note, karp_flatt
 from hpcbench.analysis.stats import bootstrap_median_ci, coefficient_of_variation
-from hpcbench.netbench import bus_bandwidth
+from hpcbench.probes.netbench import bus_bandwidth
 
 
 def write_run(folder, name, repeats, world_size, batch_size=8, num_nodes=1, engine="ddp", step_time_s=0.1,

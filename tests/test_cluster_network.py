@@ -164,7 +164,7 @@ def no_linked_cluster(linked_cluster: LinkedCluster) -> None:
 
 
 NETBENCH_JOB = "#!/bin/bash\n" + Slurm.rendezvous + """
-srun --kill-on-bad-exit=1 {python} -m hpcbench.netbench --backend gloo --collectives all_reduce \\
+srun --kill-on-bad-exit=1 {python} -m hpcbench.probes netbench --backend gloo --collectives all_reduce \\
     --sizes 1048576,16777216 --iters 3 --warmup 1 --out {out}
 """
 """A batch job with the rendezvous lines every rendered Slurm script has (the first node's NodeAddr)."""
@@ -215,7 +215,7 @@ def test_two_node_training_crosses_the_link_and_names_it(linked, tmp_path, launc
 
 IOBENCH_JOB = "#!/bin/bash\n" + Slurm.rendezvous + """
 srun --kill-on-bad-exit=1 stat -f -c '%n %T' {data}
-srun --kill-on-bad-exit=1 {python} -m hpcbench.iobench --data-dir {data} --seconds 1 --out {out}
+srun --kill-on-bad-exit=1 {python} -m hpcbench.probes iobench --data-dir {data} --seconds 1 --out {out}
 """
 
 

@@ -28,11 +28,12 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # 4: config resolution, flags and sweep matrices, which need the plug-ins' options and defaults
     ("hpcbench.resolve", "hpcbench.flags", "hpcbench.matrix"),
     # 5: the programs a rank runs, and the read side
-    ("hpcbench.runner", "hpcbench.netbench", "hpcbench.iobench", "hpcbench.peak", "hpcbench.analysis"),
+    ("hpcbench.runner", "hpcbench.probes", "hpcbench.peak", "hpcbench.analysis"),
     # 6: starting them: local processes, job scripts, sweeps, the worker entry point
     ("hpcbench.worker", "hpcbench.launch", "hpcbench.sweep"),
     # 7: the command line
-    ("hpcbench.cli", "hpcbench.cli_results", "hpcbench.cli_data", "hpcbench.__main__", "hpcbench.install_horovod"),
+    ("hpcbench.cli", "hpcbench.cli_results", "hpcbench.cli_data", "hpcbench.cli_probes", "hpcbench.cli_cluster",
+     "hpcbench.__main__", "hpcbench.install_horovod"),
 )
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import cli_in_process, read_records, run_cli
-from hpcbench.netbench import (COLLECTIVES, bus_factor, count_wrong, element_count, expected, measure, parse_size,
+from hpcbench.probes.netbench import (COLLECTIVES, bus_factor, count_wrong, element_count, expected, measure, parse_size,
                                pattern, size_range)
 
 

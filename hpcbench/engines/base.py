@@ -153,6 +153,11 @@ class Engine:
         """`root`'s `tensor` into every rank's, in place."""
         raise NotImplementedError
 
+    def exchange_(self, send: torch.Tensor, to: int, receive: torch.Tensor, source: int) -> None:
+        """Send `send` to rank `to` while receiving `receive` from rank `source`, point to point (the survey's rings:
+        every node's link measured at once, without the all-to-all of a collective)."""
+        raise NotImplementedError(f"engine {self.name!r} has no point-to-point sends")
+
     def buffer(self, values: np.ndarray) -> torch.Tensor:
         """A communication buffer holding `values` on this engine's device (netbench's buffers)."""
         return torch.from_numpy(values).to(self.device)

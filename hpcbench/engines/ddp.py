@@ -206,6 +206,11 @@ class DdpEngine(Engine):
     def broadcast_(self, tensor: torch.Tensor, root: int) -> None:
         dist.broadcast(tensor, src=root)
 
+    def exchange_(self, send: torch.Tensor, to: int, receive: torch.Tensor, source: int) -> None:
+        operations = [dist.P2POp(dist.isend, send, to), dist.P2POp(dist.irecv, receive, source)]
+        for request in dist.batch_isend_irecv(operations):
+            request.wait()
+
     def all_gather_object(self, obj: Any) -> list[Any]:
         gathered: list[Any] = [None] * self.placement.world_size
         dist.all_gather_object(gathered, obj)

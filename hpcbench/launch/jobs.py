@@ -133,6 +133,13 @@ class JobSpec:
     sweep_dir: Path
     device: str
     worker_args: tuple[str, ...]
+    """The rank program's arguments, but for where it writes (--out: the sweep's records)."""
+    rank_module: str = "hpcbench.worker"
+    """The rank program, `python -m MODULE`: the training worker, or a probe's."""
+    then: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """More rank programs (module, arguments) on the same allocation, each after the one before ended well."""
+    aggregate: tuple[str, ...] = ()
+    """The `hpcbench` command of the job after every point (default: the report of the sweep's records)."""
     script_prefix: str = "job_"
     """The script's file name before `<nodes>n.sh`: sweeps of several experiments number them."""
 
@@ -167,11 +174,15 @@ def python_command(profile: SiteProfile) -> list[str]:
 
 
 def launch_tokens(spec: JobSpec) -> list[str]:
-    """The launch line as tokens (pure): literal tokens are quoted at rendering, Raw ones are not."""
-    worker = ["-m", "hpcbench.worker", *spec.worker_args, "--device", spec.device, "--threads",
-              str(spec.threads_per_task), "--out", str(spec.records_dir)]
+    """The launch line as tokens (pure): literal tokens are quoted at rendering, Raw ones are not. Several rank
+    programs run one after the other, each only if the one before succeeded (`&&`)."""
     shape = Shape(nodes=spec.nodes, tasks_per_node=spec.tasks_per_node, threads_per_task=spec.threads_per_task)
-    return LAUNCHER_CLASSES.get(spec.launcher).command(shape, spec.scheduler, python_command(spec.profile), worker)
+    launcher = LAUNCHER_CLASSES.get(spec.launcher)
+    tokens: list[str] = []
+    for module, args in ((spec.rank_module, spec.worker_args), *spec.then):
+        program = ["-m", module, *args, "--out", str(spec.records_dir)]
+        tokens += [*([Raw("&&")] if tokens else []), *launcher.command(shape, spec.scheduler, python_command(spec.profile), program)]
+    return tokens
 
 
 def quote_tokens(tokens: list[str]) -> str:
@@ -216,9 +227,9 @@ def render_aggregate(spec: JobSpec, templates_dir: str | Path | None = None) -> 
     """The job that runs after all points: the sweep's report from its records."""
     one = dataclasses.replace(spec, nodes=1, tasks_per_node=1, threads_per_task=1, job_name=f"{spec.job_name}-report",
                               worker_args=())
-    report = [*python_command(spec.profile), "-m", "hpcbench", "report", str(spec.records_dir), "-o",
-              str(spec.sweep_dir / "report")]
-    context = _context(one, "aggregation", "report over the sweep's records", quote_tokens(report), ":")
+    command = list(spec.aggregate) or ["report", str(spec.records_dir), "-o", str(spec.sweep_dir / "report")]
+    context = _context(one, "aggregation", f"{command[0]} over the sweep's records",
+                       quote_tokens([*python_command(spec.profile), "-m", "hpcbench", *command]), ":")
     context["launcher"] = "none"  # the report runs as a plain command, whatever launched the benchmark
     return _environment(templates_dir).get_template(spec.scheduler.template).render(context)
 
@@ -245,11 +256,32 @@ def plan_sweep(
         resolve(dataclasses.replace(cfg, device="cpu", num_procs=1, num_threads=threads), world_size=nodes * tasks_per_node,
                 node_device=device, data_on_nodes=True)
     cfg = dataclasses.replace(cfg, system=cfg.system or profile.system)
-    worker_args = tuple(config_to_args(cfg, skip=("num_procs", "out_dir", "device", "num_threads")))
+    worker_args = (*config_to_args(cfg, skip=("num_procs", "out_dir", "device", "num_threads")), "--device", device,
+                   "--threads", str(threads))
     return [
         JobSpec(profile=profile, launcher=launcher, nodes=n, tasks_per_node=tasks_per_node, threads_per_task=threads,
                 job_name=job_name, sweep_dir=Path(sweep_dir).resolve(), device=device, worker_args=worker_args,
                 script_prefix=script_prefix)
+        for n in node_counts
+    ]
+
+
+def plan_probe(
+    module: str, rank_args: list[str], *, profile: SiteProfile, launcher: str | None, node_counts: list[int],
+    tasks_per_node: int, device: str, sweep_dir: str | Path, job_name: str, script_prefix: str = "job_",
+) -> list[JobSpec]:
+    """A probe's jobs, one per node count, shaped as a sweep's: its rank program in place of the worker."""
+    launcher = launcher or SCHEDULERS.get(profile.scheduler).default_launcher
+    if not node_counts:
+        raise ConfigError("nodes", "needs at least one node count")
+    for nodes in node_counts:
+        check_at_least("nodes", nodes, 1)
+    check_at_least("tasks-per-node", tasks_per_node, 1)
+    threads = max(1, profile.cpus_per_node // tasks_per_node)
+    return [
+        JobSpec(profile=profile, launcher=launcher, nodes=n, tasks_per_node=tasks_per_node, threads_per_task=threads,
+                job_name=job_name, sweep_dir=Path(sweep_dir).resolve(), device=device, worker_args=tuple(rank_args),
+                rank_module=module, script_prefix=script_prefix)
         for n in node_counts
     ]
 

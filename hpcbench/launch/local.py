@@ -26,15 +26,10 @@ from typing import Any
 
 from hpcbench import records
 from hpcbench.config import RunConfig
-from hpcbench.engines import ENGINES, netbench_backends
+from hpcbench.engines import ENGINES
 from hpcbench.flags import config_to_args
 from hpcbench.guard import STOP_SIGNALS
 from hpcbench.launch import warm
-from hpcbench.iobench import BACKEND as IOBENCH_BACKEND
-from hpcbench.iobench import IobenchConfig
-from hpcbench.iobench import to_args as iobench_args
-from hpcbench.netbench import NetbenchConfig
-from hpcbench.netbench import to_args as netbench_args
 
 
 class RunFailed(RuntimeError):
@@ -200,28 +195,15 @@ not, and benchmarks/engines.py measured Horovod 3 % slower with it than a stock 
 Horovod's own reductions read it). The workers set torch's threads from --threads either way."""
 
 
-def run_netbench(cfg: NetbenchConfig, num_procs: int) -> Path:
-    """Collective bandwidth on num_procs local processes, started by the backend's launcher; returns the record's path."""
-    run_id = records.new_run_id()
-    path = records.record_path(cfg.out_dir, "netbench", cfg.backend, num_procs, run_id)
-    args = ["-m", "hpcbench.netbench", *netbench_args(cfg), "--run-id", run_id, "--record", str(path)]
+def run_probe(module: str, args: list[str], launcher: str, num_procs: int, timeout_s: float, record: Path) -> Path:
+    """A probe's rank program (`python -m MODULE ARGS`) on num_procs local processes, started by `launcher`; returns
+    the record's path. Launch knows a probe only by its module: hpcbench.probes names the rest."""
     with _quiet_elastic_logs():
-        failure = local_launcher(cfg.backend_entry.local_launcher)(num_procs, cfg.timeout_s, args, {})
+        failure = local_launcher(launcher)(num_procs, timeout_s, ["-m", module, *args, "--out", str(record.parent),
+                                                                  "--record", str(record)], {})
     if failure:
-        raise RunFailed(failure, path)
-    return path
-
-
-def run_iobench(cfg: IobenchConfig, num_procs: int) -> Path:
-    """Storage reads on num_procs local processes (torchrun, as gloo's netbench); returns the record's path."""
-    run_id = records.new_run_id()
-    path = records.record_path(cfg.out_dir, "iobench", Path(cfg.data_dir).name or "data", num_procs, run_id)
-    args = ["-m", "hpcbench.iobench", *iobench_args(cfg), "--run-id", run_id, "--record", str(path)]
-    with _quiet_elastic_logs():
-        failure = local_launcher(netbench_backends()[IOBENCH_BACKEND].local_launcher)(num_procs, cfg.timeout_s, args, {})
-    if failure:
-        raise RunFailed(failure, path)
-    return path
+        raise RunFailed(failure, record)
+    return record
 
 
 class ForwardStopSignals:

@@ -53,7 +53,7 @@ ZYGOTE_NAME = b"hpcbench-zygote"
 """The zygote's process name (/proc/PID/comm, 15 bytes at most): its children are the ranks."""
 RANK_NAME = b"hpcbench-rank"
 
-PRELOAD = ("hpcbench.worker", "hpcbench.netbench", "threadpoolctl", "torch.utils.flop_counter", "torch._dynamo",
+PRELOAD = ("hpcbench.worker", "hpcbench.probes.netbench", "threadpoolctl", "torch.utils.flop_counter", "torch._dynamo",
            "torchvision", "gymnasium")
 """What a rank would import itself: the entry points, and the modules a first step pulls in lazily
 (measured per rank: torch._dynamo 0.70 s and sympy with it 0.37 s, the FLOP counter 0.10 s, torchvision ~0.4 s).

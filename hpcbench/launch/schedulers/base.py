@@ -86,6 +86,11 @@ class Scheduler:
         tasks x threads against it before the scheduler refuses the job in its own words."""
         return None
 
+    @classmethod
+    def leave_out(cls, suspects: list[str], keep: list[str]) -> str:
+        """The submit option that keeps a job off `suspects` (the survey's findings), ready to paste."""
+        raise NotImplementedError
+
     # --- the environment of a job of this scheduler
     @classmethod
     def in_job(cls, env: Mapping[str, str]) -> bool:

@@ -43,6 +43,11 @@ class PbsPro(Scheduler):
         run_command(["qdel", job_id])
 
     @classmethod
+    def leave_out(cls, suspects: list[str], keep: list[str]) -> str:
+        """PBS Pro has no exclude list: the job asks for the other hosts by name."""
+        return "qsub -l select=" + "+".join(f"1:host={node}" for node in keep)
+
+    @classmethod
     def state(cls, job_id: str) -> str:
         try:
             text = run_command(["qstat", "-x", "-f", job_id])

@@ -53,6 +53,10 @@ class Slurm(Scheduler):
         return STATES.get(state, "failed")
 
     @classmethod
+    def leave_out(cls, suspects: list[str], keep: list[str]) -> str:
+        return f"sbatch --exclude={','.join(suspects)}"
+
+    @classmethod
     def node_cpus(cls, partition: str | None) -> int | None:
         try:
             out = run_command(["sinfo", "--noheader", "--format=%c", *([f"--partition={partition}"] if partition else [])])

@@ -11,3 +11,8 @@ class Torque(PbsPro):
     name = "torque"
     order = 30
     template = "torque.sh.j2"
+
+    @classmethod
+    def leave_out(cls, suspects: list[str], keep: list[str]) -> str:
+        """Torque names the hosts it wants in its nodes list."""
+        return "qsub -l nodes=" + "+".join(keep)

@@ -10,16 +10,15 @@ NCCL and Horovod legs use the engines' collectives (the library a training run u
 uses mpi4py, started by mpirun. The analysis compares a workload's exposed communication with the
 ring lower bound 2(n-1)/n x gradient bytes / all-reduce busbw of the backend the run used.
 
-    torchrun --nproc-per-node 2 -m hpcbench.netbench --backend gloo --out results/
-    mpirun -np 2 python -m hpcbench.netbench --backend mpi --out results/
+    torchrun --nproc-per-node 2 -m hpcbench.probes netbench --backend gloo --out results/
+    mpirun -np 2 python -m hpcbench.probes netbench --backend mpi --out results/
+    hpcbench netbench --profile local-slurm --nodes 2 --sweep-dir sweeps/net     # one job per node count
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,10 +29,10 @@ import numpy as np
 
 from hpcbench import records
 from hpcbench.config import MAX_TIMEOUT_S, RunConfig
-from hpcbench.engines import (ENGINES, NetbenchBackend, check_collectives_available, discover, engine_libraries,
-                              netbench_backends, start_collectives)
+from hpcbench.engines import ENGINES, NetbenchBackend, check_collectives_available, discover, netbench_backends, start_collectives
 from hpcbench.errors import ConfigError, check_at_least, check_choice, check_in_range
-from hpcbench.provenance import host_facts, provenance
+from hpcbench.probes.base import PROBES, Probe, add_record_flags, write_probe_record
+from hpcbench.provenance import host_facts
 from hpcbench.timing import sync
 
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "broadcast")
@@ -317,19 +316,13 @@ def run(cfg: NetbenchConfig, run_id: str, path: Path | None) -> int:
         hosts = comm.all_gather_object(host_facts()["host"])
         wrong = sum(row["wrong"] or 0 for rows in measured.values() for row in rows)
         if placement.rank == 0:
-            path = path or records.record_path(cfg.out_dir, "netbench", cfg.backend, placement.world_size, run_id)
             config = {"backend": cfg.backend, "engine": cfg.backend_entry.engine, "device": cfg.device,
                       "collectives": cfg.collectives, "iters": cfg.num_iters, "warmup": cfg.num_warmup,
                       "check": cfg.check, "sizes": cfg.sizes, "timeout_s": cfg.timeout_s}
-            prov = provenance(hosts=hosts, engine_versions=comm.versions(), started=started,
-                              ended=records.utc_now().isoformat(), launcher=placement.launcher,
-                              engine_libraries=engine_libraries())
             reason = f"{wrong} element(s) differed from the expected result (#wrong)" if wrong else None
-            record = records.make_record(run_id=run_id, status="failed" if wrong else "ok", reason=reason,
-                                         config=config, workload=None, metrics={"collectives": measured,
-                                                                                        "interference": interference},
-                                         ranks=[], provenance=prov, kind="netbench")
-            records.write_atomic(path, record)
+            path = write_probe_record(kind="netbench", label=cfg.backend, comm=comm, run_id=run_id, path=path,
+                                      out_dir=cfg.out_dir, config=config, hosts=hosts, started=started, reason=reason,
+                                      metrics={"collectives": measured, "interference": interference})
             print(f"hpcbench netbench: {cfg.backend}, {placement.world_size} proc(s): "
                   f"{', '.join(measured)} -> {path}" + (f" ({reason})" if wrong else ""), flush=True)
         comm.barrier()
@@ -364,14 +357,37 @@ def _wrong(row: dict[str, Any]) -> str:
 
 
 def to_args(cfg: NetbenchConfig) -> list[str]:
-    """The flags that reproduce `cfg` for this module's command line."""
+    """The flags that reproduce `cfg` for this module's command line (the record's folder apart)."""
     return ["--backend", cfg.backend, "--device", str(cfg.device), "--collectives", ",".join(cfg.collectives),
             "--sizes", ",".join(map(str, cfg.sizes)), "--iters", str(cfg.num_iters), "--warmup", str(cfg.num_warmup),
-            "--check" if cfg.check else "--no-check", "--timeout", str(cfg.timeout_s), "--out", cfg.out_dir]
+            "--check" if cfg.check else "--no-check", "--timeout", str(cfg.timeout_s)]
+
+
+@PROBES.register
+class Netbench(Probe):
+    name = "netbench"
+    config = NetbenchConfig
+    args = staticmethod(to_args)
+
+    @staticmethod
+    def parser() -> argparse.ArgumentParser:
+        return parser()
+
+    @staticmethod
+    def run(values: dict[str, Any], run_id: str, path: Path | None) -> int:
+        return run(NetbenchConfig(**values), run_id, path)
+
+    @staticmethod
+    def launcher(cfg: NetbenchConfig) -> str:
+        return cfg.backend_entry.local_launcher
+
+    @staticmethod
+    def label(cfg: NetbenchConfig) -> str:
+        return cfg.backend
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m hpcbench.netbench", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m hpcbench.probes netbench", description=__doc__.splitlines()[0])
     defaults = NetbenchConfig()
     p.add_argument("--backend", default=defaults.backend)
     p.add_argument("--device", default=None)
@@ -381,28 +397,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", dest="num_warmup", type=int, default=defaults.num_warmup)
     p.add_argument("--check", action=argparse.BooleanOptionalAction, default=defaults.check)
     p.add_argument("--timeout", dest="timeout_s", type=float, default=defaults.timeout_s)
-    p.add_argument("--out", dest="out_dir", default=defaults.out_dir)
-    p.add_argument("--run-id", default=None)
-    p.add_argument("--record", default=None, help="record file (default: OUT/netbench_<backend>_<N>p_<run id>.json)")
+    add_record_flags(p)
     return p
 
-
-def main(argv: list[str] | None = None) -> int:
-    try:
-        args = vars(parser().parse_args(argv))
-        run_id, record = args.pop("run_id") or records.new_run_id(), args.pop("record")
-        cfg = NetbenchConfig(**args)
-    except ConfigError as exc:
-        print(f"hpcbench netbench: error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        return run(cfg, run_id, Path(record) if record else None)
-    except ConfigError as exc:  # the record's folder, refused on every rank before any collective is timed
-        print(f"hpcbench netbench: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    os._exit(code)  # as the training worker: skip finalization (pytorch/pytorch#179291)

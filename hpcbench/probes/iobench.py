@@ -11,8 +11,9 @@ the same. Nothing is decoded: this is what the storage path delivers, which deco
 disk the page cache answers repeated reads (the rate of memory, said in the record's note); a network mount
 without a client cache reads every byte over the link.
 
-    torchrun --nproc-per-node 2 -m hpcbench.iobench --data-dir DATA --out results/
-    srun python -m hpcbench.iobench --data-dir /shared/DATA --out results/
+    torchrun --nproc-per-node 2 -m hpcbench.probes iobench --data-dir DATA --out results/
+    srun python -m hpcbench.probes iobench --data-dir /shared/DATA --out results/
+    hpcbench iobench --data-dir /shared/DATA --profile local-slurm --nodes 1,2 --sweep-dir sweeps/io
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -29,9 +29,10 @@ from typing import Any
 
 from hpcbench import datafiles, records
 from hpcbench.config import MAX_TIMEOUT_S
-from hpcbench.engines import discover, engine_libraries, netbench_backends, start_collectives
-from hpcbench.errors import ConfigError, check_at_least, check_in_range
-from hpcbench.provenance import host_facts, provenance
+from hpcbench.engines import discover, netbench_backends, start_collectives
+from hpcbench.errors import check_at_least, check_in_range
+from hpcbench.probes.base import PROBES, Probe, add_record_flags, write_probe_record
+from hpcbench.provenance import host_facts
 
 PATTERNS = {"jpeg-folder": "random small files", "tar-shards": "sequential shards"}
 READ_BYTES = 2**20
@@ -126,16 +127,12 @@ def run(cfg: IobenchConfig, run_id: str, path: Path | None) -> int:
         mine = measure(facts, placement.rank, placement.world_size, cfg.workers, cfg.seconds, comm.barrier)
         ranks = sorted(comm.all_gather_object(mine), key=lambda r: r["rank"])
         if placement.rank == 0:
-            path = path or records.record_path(cfg.out_dir, "iobench", facts.format, placement.world_size, run_id)
             metrics = summarise(ranks, facts)
             config = {"data_dir": cfg.data_dir, "data_format": facts.format, "data": facts.summary(),
                       "workers": cfg.workers, "seconds": cfg.seconds, "timeout_s": cfg.timeout_s}
-            prov = provenance(hosts=[r["host"] for r in ranks], engine_versions=comm.versions(), started=started,
-                              ended=records.utc_now().isoformat(), launcher=placement.launcher,
-                              engine_libraries=engine_libraries())
-            record = records.make_record(run_id=run_id, status="ok", reason=None, config=config, workload=None,
-                                         metrics=metrics, ranks=[], provenance=prov, kind="iobench")
-            records.write_atomic(path, record)
+            path = write_probe_record(kind="iobench", label=facts.format, comm=comm, run_id=run_id, path=path,
+                                      out_dir=cfg.out_dir, config=config, metrics=metrics, started=started,
+                                      hosts=[r["host"] for r in ranks])
             print(f"hpcbench iobench: {metrics['pattern']}, {placement.world_size} rank(s) on {metrics['num_nodes']} "
                   f"node(s): {metrics['aggregate_bytes_per_s'] / 1e6:.1f} MB/s, {metrics['aggregate_samples_per_s']:.0f} "
                   f"samples/s in all, slowest rank {metrics['rank_samples_per_s_min']:.0f} samples/s -> {path}", flush=True)
@@ -147,32 +144,38 @@ def run(cfg: IobenchConfig, run_id: str, path: Path | None) -> int:
 
 def to_args(cfg: IobenchConfig) -> list[str]:
     return ["--data-dir", cfg.data_dir, "--workers", str(cfg.workers), "--seconds", str(cfg.seconds),
-            "--timeout", str(cfg.timeout_s), "--out", cfg.out_dir]
+            "--timeout", str(cfg.timeout_s)]
+
+
+@PROBES.register
+class Iobench(Probe):
+    name = "iobench"
+    config = IobenchConfig
+    args = staticmethod(to_args)
+
+    @staticmethod
+    def parser() -> argparse.ArgumentParser:
+        return parser()
+
+    @staticmethod
+    def run(values: dict[str, Any], run_id: str, path: Path | None) -> int:
+        return run(IobenchConfig(**values), run_id, path)
+
+    @staticmethod
+    def launcher(cfg: IobenchConfig) -> str:
+        return netbench_backends()[BACKEND].local_launcher
+
+    @staticmethod
+    def label(cfg: IobenchConfig) -> str:
+        return Path(cfg.data_dir).name or "data"
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m hpcbench.iobench", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m hpcbench.probes iobench", description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", required=True)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--timeout", dest="timeout_s", type=float, default=120.0)
-    p.add_argument("--out", dest="out_dir", default="results")
-    p.add_argument("--run-id", default=None)
-    p.add_argument("--record", default=None)
+    add_record_flags(p)
     return p
 
-
-def main(argv: list[str] | None = None) -> int:
-    try:
-        args = vars(parser().parse_args(argv))
-        run_id, record = args.pop("run_id") or records.new_run_id(), args.pop("record")
-        return run(IobenchConfig(**args), run_id, Path(record) if record else None)
-    except ConfigError as exc:
-        print(f"hpcbench iobench: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    os._exit(code)  # as netbench: skip finalization

@@ -1,0 +1,242 @@
+"""What a survey names: each node's (and device's, link's) metrics against its peers', the findings, their cost.
+
+The rules are SuperBench's kind (`sb result diagnosis`): robust statistics against the peers of the same hardware,
+or against a baseline survey of the same system. A value is a finding when it lies on the bad side of the fleet's
+median by more than both K robust standard deviations (1.4826 x the median absolute deviation, MAD) and a floor
+share of the median: the MAD alone would flag noise on a fleet whose healthy nodes agree to 1 %, the floor alone
+would miss a node three spreads out on a noisy one. Peers need at least 3 nodes (with 2 nodes a difference shows,
+not whose it is); a baseline needs only 1.
+
+What it costs: a synchronous data-parallel step waits for its slowest node (bulk-synchronous), so the job's step
+is the slowest node's compute step plus the ring all-reduce of the reference workload's gradients at the slowest
+node's link rate, 2(N-1)/N x bytes / rate. The cost of a finding is that step against the same job without the
+suspect node(s), in efficiency points (against every node at the fleet's median) and in node-hours a day the
+job's N nodes wait at the surveyed size.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from hpcbench.errors import ConfigError
+
+MAD_SCALE = 1.4826
+"""The MAD of a normal sample times this is its standard deviation."""
+K = 3.0
+
+
+@dataclass(frozen=True)
+class Rule:
+    metric: str
+    unit: str
+    worse: int
+    """+1: higher is worse (times); -1: lower is worse (rates)."""
+    floor: float
+    """The least share of the median a finding must be away from it."""
+    probe: str
+    kind: str
+    """What a finding of this metric names: compute, link, storage."""
+
+
+RULES = (
+    Rule("compute_step_ms", "ms", +1, 0.20, "training run's compute-only window (the reference workload)", "compute"),
+    Rule("matmul_gflops", "GFLOP/s", -1, 0.20, "dense matmul on every device at once", "compute"),
+    Rule("step_jitter", "CV", +1, 1.00, "training run's per-step times", "steadiness"),
+    Rule("link_gbps", "Gbit/s", -1, 0.25, "ring sends, best of the node's edges", "link"),
+    Rule("storage_alone_mbps", "MB/s", -1, 0.25, "reads from the shared path, one node at a time", "storage"),
+)
+"""Every metric a node is judged on. The floors are wide enough for this project's emulated cluster, whose nodes
+share two cores (compute varies ~10 % between healthy nodes there), and narrow enough that every fault of
+benchmarks/survey_emulated.py (2x or more) clears them."""
+
+
+def node_metrics(record: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """node -> metric -> value: a node's slowest device for compute, its best edge for its link."""
+    m = record["metrics"]
+    nodes = m["nodes"]
+    table: dict[str, dict[str, float | None]] = {node: {rule.metric: None for rule in RULES} for node in nodes}
+    for rank in m["ranks"]:
+        row = table[rank["host"]]
+        gflops = statistics.median(rank["matmul_gflops"])
+        row["matmul_gflops"] = gflops if row["matmul_gflops"] is None else min(row["matmul_gflops"], gflops)
+        alone = (rank.get("storage") or {}).get("alone_bytes_per_s")
+        if alone is not None:
+            row["storage_alone_mbps"] = alone / 1e6
+    for rank in (m.get("training") or {}).get("ranks", []):
+        row = table.get(rank["host"])
+        compute = rank.get("compute_step_times_s") or []
+        steps = [t for repeat in rank.get("step_times_s") or [] for t in repeat]
+        if row is None or not compute:
+            continue
+        step_ms = 1e3 * statistics.median(compute)
+        row["compute_step_ms"] = step_ms if row["compute_step_ms"] is None else max(row["compute_step_ms"], step_ms)
+        if len(steps) > 1:
+            jitter = statistics.pstdev(steps) / statistics.mean(steps)
+            row["step_jitter"] = jitter if row["step_jitter"] is None else max(row["step_jitter"], jitter)
+    for node, best in edge_rates(record)[1].items():
+        table[nodes[node]]["link_gbps"] = best
+    return table
+
+
+def edge_rates(record: dict[str, Any]) -> tuple[dict[tuple[int, int], float], dict[int, float]]:
+    """Each measured edge's Gbit/s (median over repeats) and each node's best edge, in and out."""
+    m = record["metrics"]
+    times: dict[tuple[int, int], list[float]] = {}
+    for rank in m["ranks"]:
+        for edge in rank["edges_in"]:
+            if edge["kind"] == "bandwidth":
+                times.setdefault((edge["from"], edge["to"]), []).append(edge["seconds"])
+    rates = {edge: 8 * m["link_bytes"] / statistics.median(seconds) / 1e9 for edge, seconds in times.items()}
+    best: dict[int, float] = {}
+    for (a, b), rate in rates.items():
+        for node in (a, b):
+            best[node] = max(best.get(node, 0.0), rate)
+    return rates, best
+
+
+def fleet(values: list[float]) -> tuple[float, float]:
+    """The fleet's median and robust spread (1.4826 x MAD)."""
+    median = statistics.median(values)
+    return median, MAD_SCALE * statistics.median(abs(v - median) for v in values)
+
+
+def diagnose(record: dict[str, Any], baseline: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Every finding: node, metric, value, the fleet's median and spread, how far out, the probe that showed it.
+    Empty on a healthy fleet (and on one too small to say whose a difference is)."""
+    table = node_metrics(record)
+    reference = node_metrics(baseline) if baseline else table
+    findings = []
+    for rule in RULES:
+        peers = [row[rule.metric] for row in reference.values() if row[rule.metric] is not None]
+        if len(peers) < (1 if baseline else 3):
+            continue
+        median, spread = fleet(peers)
+        threshold = max(K * spread, rule.floor * abs(median))
+        for node, row in table.items():
+            value = row[rule.metric]
+            if value is not None and rule.worse * (value - median) > threshold:
+                findings.append({"node": node, "kind": rule.kind, "metric": rule.metric, "unit": rule.unit,
+                                 "value": value, "fleet_median": median, "fleet_spread": spread,
+                                 "ratio": value / median if median else None, "probe": rule.probe,
+                                 "against": "baseline" if baseline else "peers"})
+    findings += _slow_links(record, {f["node"] for f in findings if f["kind"] == "link"})
+    return findings
+
+
+def _slow_links(record: dict[str, Any], slow_nodes: set[str]) -> list[dict[str, Any]]:
+    """Edges far below the fleet's edges whose two ends are both fast elsewhere: the link between them."""
+    nodes = record["metrics"]["nodes"]
+    rates, best = edge_rates(record)
+    if len(rates) < 3:
+        return []
+    median, spread = fleet(list(rates.values()))
+    threshold = max(K * spread, 0.25 * median)
+    return [{"node": f"{nodes[a]}->{nodes[b]}", "kind": "link", "metric": "edge_gbps", "unit": "Gbit/s", "value": rate,
+             "fleet_median": median, "fleet_spread": spread, "ratio": rate / median, "probe": "ring sends (one edge)",
+             "against": "peers"}
+            for (a, b), rate in rates.items()
+            if median - rate > threshold and nodes[a] not in slow_nodes and nodes[b] not in slow_nodes
+            and best[a] - rate > threshold and best[b] - rate > threshold]
+
+
+def step_model(table: dict[str, dict[str, float | None]], gradient_bytes: int | None, nodes: list[str]) -> float | None:
+    """The synchronous step of a job over `nodes`: the slowest compute step + the ring all-reduce at the slowest link."""
+    compute = [table[n]["compute_step_ms"] for n in nodes if table[n]["compute_step_ms"] is not None]
+    if not compute:
+        return None
+    links = [table[n]["link_gbps"] for n in nodes if table[n]["link_gbps"]]
+    comm_ms = (1e3 * 2 * (len(nodes) - 1) / len(nodes) * gradient_bytes * 8 / (min(links) * 1e9)
+               if gradient_bytes and links and len(nodes) > 1 else 0.0)
+    return max(compute) + comm_ms
+
+
+def cost(record: dict[str, Any], findings: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The job over every node against the same job without the suspects: efficiency points and node-hours a day."""
+    table = node_metrics(record)
+    nodes = record["metrics"]["nodes"]
+    suspects = sorted({f["node"] for f in findings if f["node"] in table and f["kind"] in ("compute", "link", "steadiness")})
+    training = record["metrics"].get("training") or {}
+    gradient_bytes = training.get("gradient_bytes_per_step")
+    rest = [n for n in nodes if n not in suspects]
+    t_all, t_rest = step_model(table, gradient_bytes, nodes), step_model(table, gradient_bytes, rest)
+    if not suspects or t_all is None or t_rest is None or not rest:
+        return None
+    typical = {metric: statistics.median(values) if (values := [table[m][metric] for m in rest if table[m][metric]]) else None
+               for metric in ("compute_step_ms", "link_gbps")}
+    healthy = {n: {**table[n], **typical} for n in nodes}  # every node at the healthy nodes' median
+    ideal = step_model(healthy, gradient_bytes, nodes)
+    return {"suspects": suspects, "num_nodes": len(nodes), "step_ms_all": t_all, "step_ms_without": t_rest,
+            "efficiency_all": ideal / t_all, "efficiency_without": ideal / t_rest,
+            "efficiency_points": 100 * (ideal / t_rest - ideal / t_all),
+            "node_hours_per_day": 24 * len(nodes) * (1 - t_rest / t_all),
+            "model": f"bulk-synchronous: slowest node's compute step + ring all-reduce of {training.get('workload')}'s "
+                     f"{gradient_bytes} gradient bytes at the slowest link"}
+
+
+def exclude_lines(suspects: list[str], nodes: list[str]) -> dict[str, str]:
+    """Ready to paste, per scheduler: the submit option that leaves the suspects out."""
+    from hpcbench.launch.schedulers import SCHEDULERS
+
+    keep = [n for n in nodes if n not in suspects]
+    return {name: cls.leave_out(suspects, keep) for name, cls in SCHEDULERS.classes().items()} if keep else {}
+
+
+def format_survey(record: dict[str, Any], findings: list[dict[str, Any]], priced: dict[str, Any] | None) -> str:
+    """The node x metric table (each cell against the fleet median, outliers starred), the findings, the cost."""
+    table = node_metrics(record)
+    nodes = record["metrics"]["nodes"]
+    flagged = {(f["node"], f["metric"]) for f in findings}
+    medians = {rule.metric: statistics.median(v) for rule in RULES
+               if (v := [row[rule.metric] for row in table.values() if row[rule.metric] is not None])}
+    shown = [rule for rule in RULES if rule.metric in medians]
+    lines = [f"{'node':<16}" + "".join(f"{rule.metric + ' (' + rule.unit + ')':>26}" for rule in shown)]
+    for node in nodes:
+        cells = []
+        for rule in shown:
+            value = table[node][rule.metric]
+            cell = "-" if value is None else f"{value:.3g} ({value / medians[rule.metric]:.2f}x)" if medians[rule.metric] else f"{value:.3g}"
+            cells.append(f"{cell + (' *' if (node, rule.metric) in flagged else ''):>26}")
+        lines.append(f"{node:<16}" + "".join(cells))
+    lines.append("(x: against the fleet's median; *: a finding)")
+    if len(nodes) < 3:
+        lines.append(f"{len(nodes)} node(s): each device's compute and steadiness are measured, but with fewer than 3 "
+                     "nodes no peer majority says which one is off" + (" and no link is between nodes" if len(nodes) == 1 else "")
+                     + "; compare against a baseline survey (--baseline) or survey more nodes")
+    if not findings:
+        lines.append("no finding: every node within its fleet's spread")
+        return "\n".join(lines)
+    lines.append("findings:")
+    for f in findings:
+        lines.append(f"  {f['node']}: {f['kind']} ({f['metric']}) {f['value']:.3g} {f['unit']} against the "
+                     f"{f['against']}' median {f['fleet_median']:.3g} (spread {f['fleet_spread']:.2g}); shown by the {f['probe']}")
+    if priced:
+        lines.append(f"cost at {priced['num_nodes']} nodes: the job's step {priced['step_ms_all']:.1f} ms with every node, "
+                     f"{priced['step_ms_without']:.1f} ms without {', '.join(priced['suspects'])}: "
+                     f"{priced['efficiency_points']:.1f} efficiency points, {priced['node_hours_per_day']:.1f} node-hours "
+                     f"a day ({priced['model']})")
+        lines += [f"to leave them out ({name}): {line}" for name, line in exclude_lines(priced["suspects"], nodes).items()]
+    return "\n".join(lines)
+
+
+SAME_HARDWARE = ("cpu_model", "gpu_model", "gpus_per_node")
+"""What a baseline must share with the survey it judges: the devices (not the software, which a baseline may predate)."""
+
+
+def load_survey(source: str, like: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A survey record, or a folder's newest; with `like`, a baseline, refused when its hardware differs."""
+    from hpcbench.analysis.load import read_valid
+
+    found = [record for _, record in read_valid([source]) if record.get("kind") == "survey"]
+    what = "baseline" if like else "from"
+    if not found:
+        raise ConfigError(what, f"no survey record in {source}")
+    record = max(found, key=lambda r: r["provenance"]["started"])
+    if like:
+        differs = [name for name in SAME_HARDWARE if record["system"].get(name) != like["system"].get(name)]
+        if differs:
+            name = differs[0]
+            raise ConfigError(what, f"{source} surveyed other hardware ({name} {record['system'].get(name)!r}, not "
+                              f"{like['system'].get(name)!r}): judge a fleet only against a survey of the same devices")
+    return record

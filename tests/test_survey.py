@@ -1,0 +1,145 @@
+"""`hpcbench survey`: the rules name the odd node (and only it), the rings tell a node's link from a pair's, the
+cost and the exclude lines, a baseline of other hardware refused; a local survey end to end; the survey job."""
+
+from __future__ import annotations
+
+import copy
+import random
+
+import pytest
+
+from conftest import run_cli
+from hpcbench import records
+from hpcbench.provenance import provenance
+from hpcbench.errors import ConfigError
+from hpcbench.analysis.survey import cost, diagnose, exclude_lines, format_survey, load_survey
+from hpcbench.probes.survey import ring_edges, rings
+
+LINK_BYTES = 4 * 2**20
+
+
+def fleet_record(num_nodes: int = 5, *, seed: int = 0, noise: float = 0.05, slow_compute: str | None = None,
+                 slow_link: str | None = None, slow_pair: tuple[int, int] | None = None,
+                 slow_storage: str | None = None) -> dict:
+    """A survey record as the rank program writes it: one rank per node, every value within `noise` of the
+    healthy one but for the faults asked for (each 3x)."""
+    generator = random.Random(seed)
+    nodes = [f"n{i + 1}" for i in range(num_nodes)]
+
+    def jitter(value: float) -> float:
+        return value * (1 + generator.uniform(-noise, noise))
+
+    ranks, training = [], []
+    orders = rings(num_nodes)
+    for index, node in enumerate(nodes):
+        factor = 3.0 if node == slow_compute else 1.0
+        edges = []
+        for ring, order in enumerate(orders if num_nodes > 1 else []):
+            [(source, _)] = [(a, b) for a, b in ring_edges(order) if b == index]
+            seconds = jitter(LINK_BYTES * 8 / 1e9)
+            if slow_link in (node, nodes[source]) or slow_pair == (source, index):
+                seconds *= 3
+            edges += [{"from": source, "to": index, "ring": ring, "repeat": r, "bytes": LINK_BYTES, "kind": "bandwidth",
+                       "seconds": seconds} for r in range(2)]
+        storage = jitter(100e6) / (3 if node == slow_storage else 1)
+        ranks.append({"rank": index, "local_rank": 0, "host": node, "matmul_gflops": [jitter(50 / factor)] * 3,
+                      "edges_in": edges, "storage": {"alone_bytes_per_s": storage, "together_bytes_per_s": storage / 4}})
+        training.append({"rank": index, "host": node, "compute_step_times_s": [jitter(0.02 * factor) for _ in range(5)],
+                         "step_times_s": [[jitter(0.03 * factor) for _ in range(5)] for _ in range(2)]})
+    metrics = {"nodes": nodes, "rings": orders, "ranks": ranks, "link_bytes": LINK_BYTES,
+               "training": {"workload": "mlp", "gradient_bytes_per_step": 10_000_000, "ranks": training}}
+    when = records.utc_now().isoformat()
+    return records.make_record(run_id=records.new_run_id(), status="ok", reason=None, config={}, workload=None,
+                               metrics=metrics, ranks=[], kind="survey", provenance=provenance(
+                                   hosts=nodes, engine_versions={}, started=when, ended=when, launcher="srun"))
+
+
+def named(record: dict, baseline: dict | None = None) -> list[tuple[str, str]]:
+    return sorted({(f["kind"], f["node"]) for f in diagnose(record, baseline)})
+
+
+def test_the_second_ring_shares_few_edges_with_the_first_and_covers_every_node():
+    for num_nodes in (4, 5, 8, 64):
+        first, second = rings(num_nodes)
+        assert sorted(second) == list(range(num_nodes))
+        shared = set(ring_edges(first)) | {(b, a) for a, b in ring_edges(first)}
+        assert sum(edge in shared for edge in ring_edges(second)) <= (2 if num_nodes <= 5 else 1)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_healthy_fleet_yields_no_finding(seed):
+    assert named(fleet_record(seed=seed)) == []
+
+
+@pytest.mark.parametrize("fault, kind", [({"slow_compute": "n3"}, "compute"), ({"slow_link": "n2"}, "link"),
+                                         ({"slow_storage": "n4"}, "storage")])
+def test_the_odd_node_is_named_with_its_kind_and_only_it(fault, kind):
+    node = next(iter(fault.values()))
+    found = named(fleet_record(**fault))
+    assert {n for _, n in found} == {node}, found
+    assert kind in {k for k, _ in found}
+
+
+def test_a_slow_link_between_two_healthy_nodes_is_the_link_not_either_node():
+    assert named(fleet_record(slow_pair=(1, 2))) == [("link", "n2->n3")]
+
+
+def test_the_cost_prices_leaving_the_suspect_out_and_the_exclude_lines_name_it():
+    record = fleet_record(slow_compute="n3")
+    findings = diagnose(record)
+    priced = cost(record, findings)
+    assert priced["suspects"] == ["n3"]
+    assert priced["step_ms_without"] < priced["step_ms_all"] and priced["efficiency_points"] > 20
+    assert 0 < priced["node_hours_per_day"] < 24 * 5
+    lines = exclude_lines(priced["suspects"], record["metrics"]["nodes"])
+    assert lines["slurm"] == "sbatch --exclude=n3" and "n3" not in lines["pbspro"] and "1:host=n1" in lines["pbspro"]
+    assert lines["torque"] == "qsub -l nodes=n1+n2+n4+n5"
+    text = format_survey(record, findings, priced)
+    assert "n3: compute" in text and "--exclude=n3" in text
+    assert cost(fleet_record(), diagnose(fleet_record())) is None
+
+
+def test_against_a_baseline_even_one_node_is_judged_and_other_hardware_is_refused(tmp_path):
+    baseline = fleet_record()
+    one = fleet_record(1, slow_compute="n1")
+    assert named(one) == []  # no peers: nothing to say whose
+    assert "fewer than 3" in format_survey(one, [], None)
+    assert ("compute", "n1") in named(one, baseline)
+    records.write_atomic(tmp_path / "same.json", baseline)
+    assert load_survey(str(tmp_path), like=one)["run_id"] == baseline["run_id"]
+    other = copy.deepcopy(baseline)
+    other["system"]["cpu_model"] = "another cpu"
+    (tmp_path / "other").mkdir()
+    records.write_atomic(tmp_path / "other" / "other.json", other)
+    with pytest.raises(ConfigError, match="other hardware"):
+        load_survey(str(tmp_path / "other"), like=one)
+
+
+@pytest.mark.slow
+def test_a_local_survey_measures_every_rank_and_diagnoses_itself(tmp_path):
+    data = tmp_path / "data"
+    assert run_cli("data", "make", str(data), "--format", "tar-shards", "--samples", "64", "--image-size", "16").returncode == 0
+    result = run_cli("survey", "--nproc", "2", "--steps", "3", "--repeats", "1", "--data-dir", str(data),
+                     "--out", str(tmp_path / "out"), timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "fewer than 3 nodes" in result.stdout and "no finding" in result.stdout
+    record = load_survey(str(tmp_path / "out"))
+    assert [r["rank"] for r in record["metrics"]["ranks"]] == [0, 1]
+    assert all(min(r["matmul_gflops"]) > 0 for r in record["metrics"]["ranks"])
+    assert record["metrics"]["ranks"][0]["storage"]["alone_bytes_per_s"] > 0
+    assert len(record["metrics"]["training"]["ranks"]) == 2
+    again = run_cli("survey", "--from", str(tmp_path / "out"))  # the diagnosis again, from the record alone
+    assert again.returncode == 0 and again.stdout.strip() in result.stdout
+
+
+def test_the_survey_job_trains_then_probes_the_same_allocation_and_diagnoses_after(tmp_path):
+    result = run_cli("survey", "--profile", "local-slurm", "--nodes", "4", "--threads", "1", "--sweep-dir",
+                     str(tmp_path / "s"), "--render")
+    assert result.returncode == 0, result.stderr
+    job, aggregate = (tmp_path / "s" / "job_4n.sh").read_text(), (tmp_path / "s" / "aggregate.sh").read_text()
+    train, probe = job.index("-m hpcbench.worker"), job.index("-m hpcbench.probes survey")
+    assert train < probe and "&& srun" in job  # one allocation: the probes run only after the training run ended well
+    assert "--train-record" in job and "--breakdown" in job
+    assert "hpcbench survey --from" in aggregate
+    refused = run_cli("survey", "--profile", "local-slurm", "--nodes", "2,4", "--sweep-dir", str(tmp_path / "t"))
+    assert refused.returncode == 2 and "one count" in refused.stderr
