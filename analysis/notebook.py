@@ -141,6 +141,15 @@ def input_plot(runs: pd.DataFrame) -> Figure | None:
     return plots.input_figure(input_table(runs), runs)
 
 
+def survey(records: str | Path) -> str:
+    """A survey's diagnosis as `hpcbench survey --from` prints it: the node x metric table, what it names, the cost."""
+    from hpcbench.analysis.survey import cost, diagnose, format_survey, load_survey
+
+    record = load_survey(str(records))
+    findings = diagnose(record)
+    return format_survey(record, findings, cost(record, findings))
+
+
 def reference(name: str) -> Path:
     """A folder of the reference results shipped in this checkout (`results/reference/NAME`): runs that need a
     cluster, measured once, to read beside your own."""

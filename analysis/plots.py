@@ -340,3 +340,22 @@ def input_figure(inputs: pd.DataFrame, runs: pd.DataFrame) -> Figure | None:
     suptitle(fig, "Where the step goes when it reads files")
     stamp(fig, runs)
     return fig
+
+
+def survey_figure(nodes: list[str], metrics: list[str], grid: list[list[float]], title: str) -> Figure:
+    """The survey's node x metric table as colour: each value over its fleet's median, above 1 worse (red)."""
+    width, height = 2.6 + 1.3 * len(metrics), 2.4 + 0.35 * len(nodes)
+    fig = _figure(width, height)
+    fig.subplots_adjust(bottom=1.6 / height, right=1 - 1.3 / width)  # room for the metric names and the colour bar
+    ax = fig.add_subplot(1, 1, 1)
+    values = np.array(grid, dtype=float)
+    image = ax.imshow(np.log2(values), cmap="RdYlGn_r", vmin=-2, vmax=2, aspect="auto")
+    ax.set_xticks(range(len(metrics)), [m.replace("_", " ") for m in metrics], rotation=30, ha="right")
+    ax.set_yticks(range(len(nodes)), nodes)
+    for i in range(len(nodes)):
+        for j in range(len(metrics)):
+            if not math.isnan(values[i, j]):
+                ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=8)
+    fig.colorbar(image, ax=ax, label="x worse than median (log2)")
+    suptitle(fig, title, fontsize=10)
+    return fig

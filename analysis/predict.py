@@ -358,7 +358,7 @@ def check_shape(nodes: list[int], gpus_per_node: int) -> None:
 
 def resolve_terms(inputs: Inputs, *, fleet_spread: float | None = None, interference: float | None = None,
                   syncs_per_step: int = 1, no_overlap: bool = False, compute_step_ms: float | None = None,
-                  compute_samples_per_s: float | None = None) -> Terms:
+                  compute_samples_per_s: float | None = None, surveyed: tuple[float, str] | None = None) -> Terms:
     """The forecast's settings: each measured where the run shows it, else given on the command line, else
     the shared sourced default (GPU targets) or nothing (CPU), and always with where it came from. A GPU
     fabric with compute measured on another device needs a compute source."""
@@ -389,6 +389,8 @@ def resolve_terms(inputs: Inputs, *, fleet_spread: float | None = None, interfer
                                      f"{timeline.batch_size}) or --compute-step-ms T")
     if fleet_spread is not None:
         fleet = (fleet_spread, (fleet_spread, fleet_spread), "--fleet-spread (given)")
+    elif surveyed is not None:
+        fleet = (surveyed[0], (surveyed[0], surveyed[0]), f"measured: {surveyed[1]}")
     elif gpu_target:
         fleet = (FLEET_SPREAD, (0.0, FLEET_SPREAD_HIGH), f"assumed: {FLEET_SOURCE}")
     else:

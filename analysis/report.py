@@ -77,7 +77,7 @@ def build_report(paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, 
     runs = runs_frame(found)
     netbench = netbench_frame(found)
     iobench = iobench_frame(found)
-    if runs.empty and netbench.empty and iobench.empty:
+    if runs.empty and netbench.empty and iobench.empty and not any(r.get("kind") == "survey" for _, r in found):
         raise ValueError(f"no valid ok records in {', '.join(map(str, paths))}")
     weak = scaling_table(runs, "weak")
     strong = scaling_table(runs, "strong")
@@ -120,9 +120,30 @@ def build_report(paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, 
         written["tta_csv"] = out / "time_to_accuracy.csv"
         write_atomic(written["tta_csv"], tta.to_csv(index=False))
     failed = _not_ok(found)
-    write_atomic(written["markdown"], _markdown(sections, runs, netbench, failed))
-    write_atomic(written["html"], _html(sections, runs, netbench, failed))
+    surveys = _surveys(found, out / "plots")
+    write_atomic(written["markdown"], _markdown(sections, runs, netbench, failed, surveys))
+    write_atomic(written["html"], _html(sections, runs, netbench, failed, surveys))
     return written
+
+
+def _surveys(found: list[tuple[Path, dict]], folder: Path) -> list[tuple[str, pd.DataFrame, list[str], dict[str, bytes]]]:
+    """Each survey record: its heading, the node x metric table, the findings with their cost, the figure."""
+    from hpcbench.analysis.survey import cost, diagnose, format_survey, ratios, survey_table
+
+    made = []
+    for _, record in sorted(found, key=lambda item: item[1]["run_id"]):
+        if record.get("kind") != "survey" or record["status"] != "ok":
+            continue
+        findings = diagnose(record)
+        header, rows = survey_table(record, findings)
+        text = format_survey(record, findings, cost(record, findings)).splitlines()
+        lines = text[text.index("(x: against the fleet's median; *: a finding)"):]
+        heading = f"Survey {record['run_id']}: {len(record['metrics']['nodes'])} node(s) of {record['system']['name']}"
+        nodes, metrics, grid = ratios(record)
+        figure = plots.survey_figure(nodes, metrics, grid, heading)
+        made.append((heading, pd.DataFrame(rows, columns=header), lines,
+                     {"survey": _save(figure, folder / f"survey-{record['run_id']}")}))
+    return made
 
 
 def _figures(weak: pd.DataFrame, strong: pd.DataFrame, runs: pd.DataFrame, netbench: pd.DataFrame,
@@ -335,8 +356,11 @@ def _tables(section: Section) -> list[tuple[str, pd.DataFrame, list[str]]]:
     return [(heading, table, lines) for heading, table, lines in found if not table.empty]
 
 
-def _markdown(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFrame, failed: list[str]) -> str:
+def _markdown(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFrame, failed: list[str],
+              surveys: list[tuple[str, pd.DataFrame, list[str], dict[str, bytes]]]) -> str:
     parts = ["# hpcbench report", "", *(f"- {line}" if i else line for i, line in enumerate(failed)), ""]
+    for heading, table, lines, _ in surveys:  # what holds a job back first: the node to leave out
+        parts += [f"## {heading}", "", _markdown_table(table), *(f"- {line.strip()}" for line in lines), ""]
     for section in sections:
         parts += [f"## {section.heading}", "", section.description, "",
                   "### Findings", "", *(f"- {line}" for line in _findings(section)), ""]
@@ -346,7 +370,8 @@ def _markdown(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFram
     return "\n".join(parts)
 
 
-def _html(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFrame, failed: list[str]) -> str:
+def _html(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFrame, failed: list[str],
+          surveys: list[tuple[str, pd.DataFrame, list[str], dict[str, bytes]]]) -> str:
     def table(frame: pd.DataFrame) -> str:
         return frame.to_html(index=False, border=0, na_rep="-") if not frame.empty else "<p><em>none</em></p>"
 
@@ -360,7 +385,8 @@ def _html(sections: list[Section], runs: pd.DataFrame, netbench: pd.DataFrame, f
             for name, png in images.items()
         )
 
-    body = "".join(
+    body = "".join(f"<h2>{html.escape(heading)}</h2>{table(frame)}{paragraphs(lines)}{figures(images)}"
+                   for heading, frame, lines, images in surveys) + "".join(
         f"<h2>{html.escape(s.heading)}</h2><p>{html.escape(s.description)}</p>"
         f"<h3>Findings</h3>{paragraphs(_findings(s))}"
         f"<h3>Plots</h3>{figures(s.images)}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -94,3 +95,12 @@ def bootstrap_ratio_ci(baseline: Sequence[float], new: Sequence[float], level: f
     tail = (1 - level) / 2
     low, high = np.quantile(ratios, [tail, 1 - tail])
     return float(low), float(high)
+
+
+def conformal_half_width(residuals: Sequence[float], coverage: float = 0.9) -> float:
+    """Split conformal prediction's half-width (Vovk et al. 2005; Lei et al., JASA 2018): the ceil((n+1) x coverage)-th
+    smallest absolute residual of n calibration cases. A new case's |error| is at most that with probability at
+    least `coverage` when the cases are exchangeable; infinite when n is too small to say so."""
+    ordered = sorted(abs(r) for r in residuals)
+    k = math.ceil((len(ordered) + 1) * coverage)
+    return ordered[k - 1] if k <= len(ordered) else math.inf

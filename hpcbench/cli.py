@@ -132,6 +132,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                         help="compute source: a published single-GPU throughput at the run's batch (needed for a GPU fabric "
                              "when the run computed elsewhere)")
     source.add_argument("--compute-step-ms", type=float, default=None, metavar="T", help="compute source: the step time on the target device")
+    predict.add_argument("--survey", default=None, metavar="DIR", help="a survey of the target cluster (`hpcbench "
+                         "survey`): its devices' measured spread replaces the shared default (printed beside it)")
     predict.add_argument("--fleet-spread", type=float, default=None, metavar="F",
                          help="devices' speed spread as a fraction of the median (default for GPUs 0.08, arXiv 2208.11035; CPUs 0)")
     predict.add_argument("--interference", type=float, default=None, metavar="F", help="compute slowdown while an all-reduce "
@@ -418,17 +420,29 @@ def cmd_predict(args: argparse.Namespace) -> int:
     nodes = _int_list("nodes", args.nodes)
     check_shape(nodes, args.gpus_per_node)
     algorithms = _name_list("algorithm", args.algorithm)
+    surveyed = None
+    if args.survey:
+        from hpcbench.analysis.survey import fleet_spread, load_survey
+
+        if args.fleet_spread is not None:
+            raise ConfigError("survey", "give the fleet's spread once: --survey (measured) or --fleet-spread (given)")
+        surveyed = fleet_spread(load_survey(args.survey))
     found = resolve_inputs(args.paths, fabric=args.fabric, netbench=args.netbench, scaling=args.scaling, iobench=args.iobench)
-    made = []
+    made, defaults = [], []
     for inputs in found:
-        terms = resolve_terms(inputs, fleet_spread=args.fleet_spread, interference=args.interference,
-                              syncs_per_step=args.syncs_per_step, no_overlap=args.no_overlap,
-                              compute_step_ms=args.compute_step_ms, compute_samples_per_s=args.compute_samples_per_s)
-        made.append((inputs, terms, predict(inputs, nodes=nodes, gpus_per_node=args.gpus_per_node, algorithms=algorithms,
-                                            scaling=args.scaling, global_batch_size=args.global_batch_size, terms=terms)))
+        settings = {"fleet_spread": args.fleet_spread, "interference": args.interference,
+                    "syncs_per_step": args.syncs_per_step, "no_overlap": args.no_overlap,
+                    "compute_step_ms": args.compute_step_ms, "compute_samples_per_s": args.compute_samples_per_s}
+        shape = {"nodes": nodes, "gpus_per_node": args.gpus_per_node, "algorithms": algorithms, "scaling": args.scaling,
+                 "global_batch_size": args.global_batch_size}
+        terms = resolve_terms(inputs, **settings, surveyed=surveyed)
+        made.append((inputs, terms, predict(inputs, **shape, terms=terms)))
+        if surveyed:
+            default = resolve_terms(inputs, **settings)
+            defaults.append((default, predict(inputs, **shape, terms=default)))
     config = {"nodes": nodes, "gpus_per_node": args.gpus_per_node, "algorithms": algorithms, "scaling": args.scaling,
               "global_batch_size": args.global_batch_size, "fabric": args.fabric, "netbench": args.netbench,
-              "iobench": args.iobench}
+              "iobench": args.iobench, "survey": args.survey}
     for inputs, terms, points in made:
         record = prediction_record(inputs, points, config, terms)
         out = Path(args.out) if args.out else Path(inputs.base["path"]).parent
@@ -443,6 +457,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(format_points(points, f"PREDICTION (model v{record['config']['model_version']}, not a measurement): "
                                     f"{inputs.base['experiment']['label']} from run {inputs.base['run_id']}, {where}", terms))
         plotted = write_plot(record, path, [t.path for t in inputs.timelines.values()])
+        if surveyed:
+            default, others = defaults[made.index((inputs, terms, points))]
+            print(f"the measured fleet ({terms.fleet_spread:.1%}) beside the default one ({default.fleet_spread:.1%}: "
+                  f"{default.fleet_source.split(':')[0]}):")
+            for mine, theirs in zip(points, others):
+                if "refused" not in mine:
+                    print(f"  {mine['algorithm']:<12}{mine['num_nodes']:>5} node(s): efficiency {mine['efficiency']:.1%} "
+                          f"(measured fleet) vs {theirs['efficiency']:.1%} (default fleet)")
         print(f"-> {path}\n-> {plotted}\n")
     return 0
 

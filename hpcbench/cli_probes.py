@@ -46,6 +46,8 @@ def add_probe_commands(commands: Any) -> None:
                             help=f"comma-separated local process counts (default: {LOCAL_COUNTS[name]})")
         parser.add_argument("--out", default="results", help="folder for the records (local processes)")
         add_job_flags(parser, required=False, what=f"{name} probes")
+        parser.add_argument("--threads", type=int, default=None, help="with --profile: CPU threads per rank (default: "
+                            "the profile's CPUs per node / tasks per node)")
         parser.add_argument("--render", action="store_true", help="with --profile: write the job scripts only, as "
                             "`hpcbench render` does (default: write and submit them)")
 
@@ -57,7 +59,7 @@ def run_probe_command(args: argparse.Namespace, int_list: Callable[[str, str], l
     configs, notes = (_netbench_configs(args) if args.command == "netbench" else _iobench_configs(args))
     if args.profile:
         return _as_jobs(args, probe, configs, notes, int_list)
-    for name in ("nodes", "tasks_per_node", "launcher", "job_name", "templates", "sweep_dir"):
+    for name in ("nodes", "tasks_per_node", "launcher", "job_name", "templates", "sweep_dir", "threads"):
         if getattr(args, name) is not None:
             raise ConfigError(name.replace("_", "-"), "places cluster jobs: give --profile with it (or leave it out "
                               "for local processes)")
@@ -145,7 +147,7 @@ def _as_jobs(args: argparse.Namespace, probe: Any, configs: list[Any], notes: li
     for number, cfg in enumerate(configs, start=1):
         job_name = args.job_name or f"hpcbench-{probe.name}"
         specs += plan_probe(probe.program, probe.command(cfg), profile=profile, launcher=args.launcher,
-                            node_counts=node_counts, tasks_per_node=args.tasks_per_node or 1,
+                            node_counts=node_counts, tasks_per_node=args.tasks_per_node or 1, threads_per_task=args.threads,
                             device=getattr(cfg, "device", None) or "cpu", sweep_dir=sweep_dir,
                             job_name=f"{job_name}-{number:02d}" if several else job_name,
                             script_prefix=f"job_{number:02d}-{probe.label(cfg)}_" if several else "job_")
@@ -162,7 +164,7 @@ def add_survey_command(commands: Any) -> None:
     survey.add_argument("--workload", default="mlp", help="the short training run's workload (default mlp)")
     survey.add_argument("--steps", type=int, default=10, help="the training run's timed steps (default 10)")
     survey.add_argument("--data-dir", default=None, help="the shared data folder every node reads (default: no storage probe)")
-    survey.add_argument("--link-bytes", default="4M", help="each ring message (K, M suffixes; default 4M)")
+    survey.add_argument("--link-bytes", default="16M", help="each ring message (K, M suffixes; default 16M)")
     survey.add_argument("--repeats", type=int, default=3, help="rounds of each probe (default 3)")
     survey.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     survey.add_argument("--threads", type=int, default=None, help="CPU threads per rank (default: cores / ranks here, "

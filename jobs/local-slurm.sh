@@ -100,7 +100,7 @@ shape() {  # shape [-n NS] DEV RATE [STORAGE_RATE PEER]: tbf at RATE, or htb wit
         return
     fi
     match=$([ ${#ns[@]} -eq 0 ] && echo src || echo dst)  # towards the node: from the server; from the node: to it
-    tc "${ns[@]}" qdisc add dev "$dev" root handle 1: htb default 10
+    tc "${ns[@]}" qdisc add dev "$dev" root handle 1: htb default 10 r2q 1000  # quantum = rate / r2q: between an MTU and 200 kB
     tc "${ns[@]}" class add dev "$dev" parent 1: classid 1:10 htb rate "$rate" burst "$burst"
     tc "${ns[@]}" class add dev "$dev" parent 1: classid 1:20 htb rate "$srate" burst "$burst"
     tc "${ns[@]}" filter add dev "$dev" parent 1: protocol ip prio 1 u32 match ip "$match" "$peer/32" flowid 1:20

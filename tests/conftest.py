@@ -201,6 +201,9 @@ SMALL = {
     "gpt": ["--batch-size", "4"],
 }
 """Small settings for every workload (every registered workload needs an entry here)."""
+SMALL_OPTIONS = {"cnn": {"model": "resnet18"}, "finetune": {"image_size": 32, "trainable_blocks": 1},
+                 "vae": {"architecture": "conv"}, "rnn": {"vocab_size": 300, "seq_len": 16}, "rl": {"num_envs": 4}}
+"""SMALL's workload options, for sweep files (one batch size for all there: 8 fits each)."""
 
 
 def alive(pid: int) -> bool:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import read_records, submit, wait_for_sweep
+from conftest import read_records, run_cli, submit, wait_for_sweep
 from hpcbench import datafiles
 from hpcbench.experiment import system_block
 from hpcbench.launch.schedulers.slurm import Slurm
@@ -163,21 +163,15 @@ def no_linked_cluster(linked_cluster: LinkedCluster) -> None:
     linked_cluster.down()
 
 
-NETBENCH_JOB = "#!/bin/bash\n" + Slurm.rendezvous + """
-srun --kill-on-bad-exit=1 {python} -m hpcbench.probes netbench --backend gloo --collectives all_reduce \\
-    --sizes 1048576,16777216 --iters 3 --warmup 1 --out {out}
-"""
-"""A batch job with the rendezvous lines every rendered Slurm script has (the first node's NodeAddr)."""
-
-
 def netbench_across_two_nodes(env: dict, folder: Path) -> dict:
-    """gloo all-reduce between 2 nodes x 1 rank, started as a batch job; the record."""
-    script = folder / "netbench.sh"
-    folder.mkdir()
-    script.write_text(NETBENCH_JOB.format(python=sys.executable, out=folder / "records"))
-    done = subprocess.run(["sbatch", "--wait", "-N2", "--ntasks-per-node=1", "-o", str(folder / "log"), str(script)],
-                          capture_output=True, text=True, timeout=300, env={**os.environ, **env})
-    assert done.returncode == 0, (folder / "log").read_text()[-3000:]
+    """gloo all-reduce between 2 nodes x 1 rank, submitted as users do (`hpcbench netbench --profile`); the record,
+    and the report job's table of it."""
+    result = run_cli("netbench", "--profile", "local-slurm", "--nodes", "2", "--tasks-per-node", "1", "--threads", "1",
+                     "--collectives", "all_reduce", "--sizes", "1M,16M", "-n", "3", "-w", "1", "--sweep-dir", str(folder),
+                     env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert wait_for_sweep(folder, env) == ["done", "done"], [p.read_text()[-2000:] for p in (folder / "logs").iterdir()]
+    assert "Collective bandwidth" in (folder / "report" / "report.md").read_text()
     [record] = read_records(folder / "records")
     return record
 

@@ -31,16 +31,17 @@ def test_gpt_presets_and_bad_shapes():
 
 
 @pytest.mark.slow
-def test_gpt_reaches_its_bits_per_byte_target_on_bundled_text_at_1_and_2_processes(tmp_path):
-    """Budget: 240 s per run; measured here 33 s at 1 process (600 steps, 7 s of it evaluating every 50), ~30 s
-    at 2 (400 steps). Evaluating every 100 steps finds the same step here at half the evaluations."""
+def test_gpt_reaches_its_bits_per_byte_target_on_bundled_text_at_2_processes(tmp_path):
+    """Budget: 240 s; measured here ~30 s at 2 processes (400 steps; 33 s at 1, 600 steps). Evaluating every 100
+    steps finds the same step here at half the evaluations. The 1-process path to a target is test_tta's (mlp, rl):
+    this one pins gpt's target under DDP, the harder of the two, at half the CI time."""
     out = tmp_path / "tta"
-    result = run_cli("sweep", "--mode", "tta", "--workloads", "gpt", "--nproc", "1,2", "--max-time", "240",
+    result = run_cli("sweep", "--mode", "tta", "--workloads", "gpt", "--nproc", "2", "--max-time", "240",
                      "--eval-every", "100", "--out", str(out), timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "time to accuracy" in result.stdout and "tokens_per_s" in result.stdout
     runs = read_records(out)
-    assert sorted(r["provenance"]["world_size"] for r in runs) == [1, 2]
+    assert [r["provenance"]["world_size"] for r in runs] == [2]
     for record in runs:
         tta = record["metrics"]["tta"]
         assert record["status"] == "ok" and record["config"]["data"] == "bundled", record["reason"]

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import SMALL, read_records, run_cli
+from conftest import SMALL, SMALL_OPTIONS, read_records, run_cli
 from hpcbench import cli
 from hpcbench.workloads import registry
 
@@ -17,14 +17,26 @@ needs_horovod = pytest.mark.skipif(importlib.util.find_spec("horovod") is None,
                                    reason="Horovod not installed: python -m hpcbench.install_horovod (.ci/run does)")
 
 
+@pytest.fixture(scope="module")
+def every_workload_under_horovod(tmp_path_factory) -> dict[str, dict]:
+    """Every workload on 2 Horovod processes, in one sweep (one start of the command, not seven): workload -> record."""
+    out = tmp_path_factory.mktemp("horovod")
+    sweep = out.parent / f"{out.name}.toml"
+    options = [f"{workload}.{key} = {value!r}".replace("'", '"') for workload in sorted(SMALL)
+               for key, value in SMALL_OPTIONS.get(workload, {}).items()]
+    workloads = ", ".join(f'"{workload}"' for workload in sorted(SMALL))
+    sweep.write_text("\n".join([f"workloads = [{workloads}]", 'engines = ["horovod"]', "nproc = [2]", "batch_size = 8",
+                                "steps = 2", "warmup = 1", "repeats = 2", *options]) + "\n")
+    result = run_cli("sweep", str(sweep), "--device", "cpu", "--out", str(out), timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {record["config"]["workload"]: record for record in read_records(out)}
+
+
 @pytest.mark.horovod
 @needs_horovod
 @pytest.mark.parametrize("workload", sorted(registry()))
-def test_every_workload_under_horovod(out_dir, workload):
-    result = run_cli("run", "--engine", "horovod", "--workload", workload, "--nproc", "2", "--steps", "2", "--warmup", "1",
-                     "--repeats", "2", "--device", "cpu", "--out", str(out_dir), *SMALL[workload])
-    assert result.returncode == 0, result.stderr[-3000:]
-    [record] = read_records(out_dir)
+def test_every_workload_under_horovod(every_workload_under_horovod, workload):
+    record = every_workload_under_horovod[workload]
     assert record["status"] == "ok", record["reason"]
     assert [r["rank"] for r in record["ranks"]] == [0, 1]
     assert record["metrics"]["replicas_identical"] is True

@@ -35,6 +35,7 @@ def test_the_notebook_runs_every_cell_and_shows_the_plots(tmp_path):
     text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
     assert "zero_grad" in text and "engine.backward" in text  # the loop, read from the installed runner
     assert "tta_speedup" in text and "#SBATCH" in text and "bubble_analytic" in text and "fetch_stall_ms" in text
+    assert ": compute (" in text and "sbatch --exclude=" in text  # the shipped survey names its slow node
     # the exercises are checked against what this machine measured, in words, whichever way it came out
     assert any(phrase in text for phrase in ("scales better here:", "this machine cannot tell:", "cannot answer it now"))
     assert any(phrase in text for phrase in ("the measured bubble shrinks", "this machine does not show it"))

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import SMALL, read_records, run_cli
+from conftest import SMALL, SMALL_OPTIONS, read_records, run_cli
 from hpcbench.workloads import registry
 
 REFERENCE = Path(__file__).resolve().parent.parent / "results" / "reference" / "cpu-2core-vm"
@@ -23,13 +23,17 @@ MATPLOTLIB_BLUE = np.array([31, 119, 180]) / 255  # the first line colour of eve
 def every_workload_runs(tmp_path_factory) -> Path:
     """Every workload on 2 processes, and mlp and cnn on 1 as well (the report's curves need a baseline;
     four more 1-process runs added ~45 s and no check), measured once and only read after: each
-    2-process record is checked below, and the report is built from all of them."""
+    2-process record is checked below, and the report is built from all of them. Two sweeps, not one a
+    workload: each sweep's start costs seconds, and one sweep file holds every workload's small options."""
     results = tmp_path_factory.mktemp("every-workload")
-    for workload, args in SMALL.items():
-        counts = "1,2" if workload in ("mlp", "cnn") else "2"
-        sweep = run_cli("sweep", "--workloads", workload, "--nproc", counts, "--steps", "2", "--warmup", "1", "--repeats",
-                        "2", "--device", "cpu", "--out", str(results), *args)
-        assert sweep.returncode == 0, sweep.stderr[-3000:]
+    sweep = results.parent / f"{results.name}.toml"
+    for workloads, counts in ((sorted(SMALL), [2]), (["cnn", "mlp"], [1])):
+        options = [f"{workload}.{key} = {value!r}".replace("'", '"') for workload in workloads
+                   for key, value in SMALL_OPTIONS.get(workload, {}).items()]
+        sweep.write_text("\n".join([f"workloads = {workloads}".replace("'", '"'), f"nproc = {counts}", "batch_size = 8",
+                                    "steps = 2", "warmup = 1", "repeats = 2", *options]) + "\n")
+        result = run_cli("sweep", str(sweep), "--device", "cpu", "--out", str(results), timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
     return results
 
 

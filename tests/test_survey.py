@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from conftest import run_cli
+from conftest import read_records, run_cli
 from hpcbench import records
 from hpcbench.provenance import provenance
 from hpcbench.errors import ConfigError
@@ -80,6 +80,12 @@ def test_the_odd_node_is_named_with_its_kind_and_only_it(fault, kind):
     assert kind in {k for k, _ in found}
 
 
+def test_a_slow_link_explains_the_same_nodes_slow_storage_reads():
+    """Its reads from the storage cross its own link: one finding (the link), the reads said beside it."""
+    [finding] = diagnose(fleet_record(slow_link="n2", slow_storage="n2"))
+    assert (finding["kind"], finding["node"]) == ("link", "n2") and "storage reads" in finding["also"]
+
+
 def test_a_slow_link_between_two_healthy_nodes_is_the_link_not_either_node():
     assert named(fleet_record(slow_pair=(1, 2))) == [("link", "n2->n3")]
 
@@ -97,6 +103,17 @@ def test_the_cost_prices_leaving_the_suspect_out_and_the_exclude_lines_name_it()
     text = format_survey(record, findings, priced)
     assert "n3: compute" in text and "--exclude=n3" in text
     assert cost(fleet_record(), diagnose(fleet_record())) is None
+
+
+def test_the_report_shows_the_survey_first_with_its_figure(tmp_path):
+    from hpcbench.analysis.report import build_report
+
+    records.write_atomic(tmp_path / "survey.json", fleet_record(slow_compute="n3"))
+    written = build_report([tmp_path], tmp_path / "report")
+    markdown = written["markdown"].read_text()
+    assert markdown.index("## Survey") < markdown.index("## Definitions")
+    assert "| n3 |" in markdown and "- n3: compute" in markdown and "sbatch --exclude=n3" in markdown
+    assert list((tmp_path / "report" / "plots").glob("survey-*.png"))
 
 
 def test_against_a_baseline_even_one_node_is_judged_and_other_hardware_is_refused(tmp_path):
@@ -130,6 +147,14 @@ def test_a_local_survey_measures_every_rank_and_diagnoses_itself(tmp_path):
     assert len(record["metrics"]["training"]["ranks"]) == 2
     again = run_cli("survey", "--from", str(tmp_path / "out"))  # the diagnosis again, from the record alone
     assert again.returncode == 0 and again.stdout.strip() in result.stdout
+    # the forecast takes the surveyed devices' spread in place of the shared default, and says which it used
+    forecast = run_cli("predict", str(tmp_path / "out"), "--fabric", "h100-ndr", "--compute-step-ms", "10", "--nodes",
+                       "1,4", "--gpus-per-node", "8", "--survey", str(tmp_path / "out"), "--out", str(tmp_path / "p"))
+    assert forecast.returncode == 0, forecast.stderr[-2000:]
+    assert f"measured: survey {record['run_id']}" in forecast.stdout and "(default fleet)" in forecast.stdout
+    [prediction] = [r for r in read_records(tmp_path / "p")]
+    assert prediction["config"]["survey"] == str(tmp_path / "out")
+    assert prediction["config"]["terms"]["fleet_source"].startswith("measured: survey")
 
 
 def test_the_survey_job_trains_then_probes_the_same_allocation_and_diagnoses_after(tmp_path):

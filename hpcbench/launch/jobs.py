@@ -268,7 +268,8 @@ def plan_sweep(
 
 def plan_probe(
     module: str, rank_args: list[str], *, profile: SiteProfile, launcher: str | None, node_counts: list[int],
-    tasks_per_node: int, device: str, sweep_dir: str | Path, job_name: str, script_prefix: str = "job_",
+    tasks_per_node: int, threads_per_task: int | None, device: str, sweep_dir: str | Path, job_name: str,
+    script_prefix: str = "job_",
 ) -> list[JobSpec]:
     """A probe's jobs, one per node count, shaped as a sweep's: its rank program in place of the worker."""
     launcher = launcher or SCHEDULERS.get(profile.scheduler).default_launcher
@@ -277,7 +278,7 @@ def plan_probe(
     for nodes in node_counts:
         check_at_least("nodes", nodes, 1)
     check_at_least("tasks-per-node", tasks_per_node, 1)
-    threads = max(1, profile.cpus_per_node // tasks_per_node)
+    threads = threads_per_task or max(1, profile.cpus_per_node // tasks_per_node)
     return [
         JobSpec(profile=profile, launcher=launcher, nodes=n, tasks_per_node=tasks_per_node, threads_per_task=threads,
                 job_name=job_name, sweep_dir=Path(sweep_dir).resolve(), device=device, worker_args=tuple(rank_args),

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,14 +30,15 @@ from hpcbench import datafiles, records
 from hpcbench.config import MAX_TIMEOUT_S
 from hpcbench.engines import discover, netbench_backends, start_collectives
 from hpcbench.errors import check_at_least, check_in_range
-from hpcbench.peak import matmul_tflops
 from hpcbench.probes.base import PROBES, Probe, add_record_flags, write_probe_record
 from hpcbench.probes.iobench import reader
 from hpcbench.provenance import host_facts
 from hpcbench.timing import sync
 
 MATMUL_SIZE = {"cpu": 512, "cuda": 8192}
-"""Square matmul per device type: compute-bound there, well under a second a repeat."""
+"""Square matmul per device type: compute-bound there, many of them a repeat."""
+SUSTAINED_S = 0.5
+"""Each matmul repeat's length: five periods of the CFS quota (100 ms), so a capped CPU shows its cap."""
 
 
 @dataclass(kw_only=True)
@@ -46,8 +46,9 @@ class SurveyConfig:
     train_record: str | None = None
     """The training run's record (the same ranks, just before): its per-rank compute-only and step times."""
     device: str = "cpu"
-    link_bytes: int = 4 * 2**20
-    """Each ring message: large enough that the link's rate, not its latency, sets its time."""
+    link_bytes: int = 16 * 2**20
+    """Each ring message: large enough that the link's rate, not its latency or a shaper's burst, sets its time
+    (4 MiB read 1.15 Gbit/s on a 1gbit tbf link, whose bucket passes 10 ms of traffic at once)."""
     repeats: int = 3
     """Rounds of each probe; a metric is their median, its spread their range."""
     data_dir: str | None = None
@@ -81,10 +82,29 @@ def ring_edges(order: list[int]) -> list[tuple[int, int]]:
     return [(order[i], order[(i + 1) % len(order)]) for i in range(len(order))] if len(order) > 1 else []
 
 
-def compute_rates(device: torch.device, repeats: int) -> list[float]:
-    """This device's matmul GFLOP/s, `repeats` times (every device of the job at once, as a job computes)."""
+def compute_rates(device: torch.device, repeats: int, seconds: float = SUSTAINED_S) -> list[float]:
+    """This device's matmul GFLOP/s, `repeats` times, each sustained for `seconds` (every device of the job at
+    once, as a job computes). Sustained, not a burst: a CPU quota (CFS) lets a burst of a few tens of ms run at
+    full speed inside one 100 ms period, and a GPU throttles only once it is hot."""
     size = MATMUL_SIZE[device.type]
-    return [1e3 * matmul_tflops(size, torch.float32, device, iters=5, warmup=1) for _ in range(repeats)]
+    generator = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(size, size, device=device, generator=generator)
+    b = torch.randn(size, size, device=device, generator=generator)
+    out = torch.empty(size, size, device=device)
+    torch.mm(a, b, out=out)  # warm-up: kernels chosen, memory touched
+    rates = []
+    for _ in range(repeats):
+        sync(device)
+        started, count = time.perf_counter(), 0
+        while time.perf_counter() - started < seconds:
+            torch.mm(a, b, out=out)
+            count += 1
+            if device.type == "cuda" and count % 16:
+                continue  # a GPU queues work: sync every 16 multiplications, not each
+            sync(device)
+        sync(device)
+        rates.append(2 * size**3 * count / (time.perf_counter() - started) / 1e9)
+    return rates
 
 
 def ring_round(comm: Any, order: list[int], leaders: list[int], nbytes: int) -> dict[str, float] | None:
