@@ -148,9 +148,11 @@ def step_time_figure(runs: pd.DataFrame) -> Figure:
         ranks = records.load(run["path"])["ranks"]
         times = [[1e3 * t for repeat in r["step_times_s"] for t in repeat] for r in ranks]
         ax.boxplot(times, showfliers=True)
-        ax.set_xticks(range(1, len(ranks) + 1), [str(r["rank"]) for r in ranks])
+        several_hosts = len({r.get("host") for r in ranks}) > 1  # a slow node shows by its name, not its rank number
+        ax.set_xticks(range(1, len(ranks) + 1), [f"{r['rank']}\n{r.get('host')}" if several_hosts else str(r["rank"])
+                                                  for r in ranks], fontsize=7 if several_hosts else None)
         ax.set_title(f"{run['workload']}, {run['world_size']} procs ({run['engine']})")
-        ax.set_xlabel("rank")
+        ax.set_xlabel("rank, host" if several_hosts else "rank")
         ax.set_ylabel("step time (ms)")
     suptitle(fig, "Per-rank step times")
     stamp(fig, runs)

@@ -1,7 +1,9 @@
 """One rank of the engine contract test (tests/test_engines.py starts it under each engine's launcher).
 
 Prints, on rank 0, one JSON line: whether replicas stayed identical after synchronised steps,
-whether they diverged after steps inside no_sync(), and the all-reduced sum of the ranks' numbers.
+whether they diverged after steps inside no_sync(), the all-reduced sum of the ranks' numbers, and whether a
+ring of point-to-point sends (the survey's) delivered every rank its predecessor's values (null: the engine has
+no point-to-point sends).
 """
 
 import contextlib
@@ -33,6 +35,18 @@ def train(engine, steps: int, no_sync: bool) -> bool:
     return replicas_identical(engine, model)
 
 
+def ring(engine) -> bool | None:
+    """Each rank sends its number to the next and receives the previous one's: what each got, checked on every rank."""
+    rank, size = engine.placement.rank, engine.placement.world_size
+    send, receive = torch.full((1024,), float(rank + 1)), torch.zeros(1024)
+    try:
+        seconds = engine.exchange_(send, (rank + 1) % size, receive, (rank - 1) % size)
+    except NotImplementedError:
+        return None
+    got = bool(torch.all(receive == float((rank - 1) % size + 1))) and seconds > 0
+    return all(engine.all_gather_object(got))
+
+
 def main() -> None:
     engine = start_engine(sys.argv[1], discover(), "cpu", 60, {})
     try:
@@ -41,9 +55,10 @@ def main() -> None:
         synced_after = train(engine, 3, no_sync=False)  # no_sync() left nothing behind
         total = torch.tensor([float(engine.placement.rank + 1)])
         engine.all_reduce_sum_(total)
+        sends = ring(engine)
         if engine.placement.rank == 0:
             print(json.dumps({"synced": synced, "unsynced": unsynced, "synced_after": synced_after,
-                              "sum": total.item(), "world_size": engine.placement.world_size}), flush=True)
+                              "sum": total.item(), "world_size": engine.placement.world_size, "ring": sends}), flush=True)
         engine.barrier()
     finally:
         engine.close()

@@ -20,7 +20,7 @@ LINK_BYTES = 4 * 2**20
 
 def fleet_record(num_nodes: int = 5, *, seed: int = 0, noise: float = 0.05, slow_compute: str | None = None,
                  slow_link: str | None = None, slow_pair: tuple[int, int] | None = None,
-                 slow_storage: str | None = None) -> dict:
+                 slow_storage: str | None = None, slow_matmul: str | None = None) -> dict:
     """A survey record as the rank program writes it: one rank per node, every value within `noise` of the
     healthy one but for the faults asked for (each 3x)."""
     generator = random.Random(seed)
@@ -42,7 +42,8 @@ def fleet_record(num_nodes: int = 5, *, seed: int = 0, noise: float = 0.05, slow
             edges += [{"from": source, "to": index, "ring": ring, "repeat": r, "bytes": LINK_BYTES, "kind": "bandwidth",
                        "seconds": seconds} for r in range(2)]
         storage = jitter(100e6) / (3 if node == slow_storage else 1)
-        ranks.append({"rank": index, "local_rank": 0, "host": node, "matmul_gflops": [jitter(50 / factor)] * 3,
+        matmul = 3.0 if node == slow_matmul else factor
+        ranks.append({"rank": index, "local_rank": 0, "host": node, "matmul_gflops": [jitter(50 / matmul)] * 3,
                       "edges_in": edges, "storage": {"alone_bytes_per_s": storage, "together_bytes_per_s": storage / 4}})
         training.append({"rank": index, "host": node, "compute_step_times_s": [jitter(0.02 * factor) for _ in range(5)],
                          "step_times_s": [[jitter(0.03 * factor) for _ in range(5)] for _ in range(2)]})
@@ -78,6 +79,14 @@ def test_the_odd_node_is_named_with_its_kind_and_only_it(fault, kind):
     found = named(fleet_record(**fault))
     assert {n for _, n in found} == {node}, found
     assert kind in {k for k, _ in found}
+
+
+def test_a_matmul_slow_on_its_own_is_a_note_not_a_finding():
+    """The training step is what the job runs: a matmul far off while the node's step is not is unconfirmed."""
+    findings = diagnose(fleet_record(slow_matmul="n2"))
+    assert [(f["kind"], f["node"]) for f in findings] == [("unconfirmed", "n2")]
+    assert cost(fleet_record(slow_matmul="n2"), findings) is None
+    assert "not named: n2's matmul_gflops" in format_survey(fleet_record(slow_matmul="n2"), findings, None)
 
 
 def test_a_slow_link_explains_the_same_nodes_slow_storage_reads():

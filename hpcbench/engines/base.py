@@ -153,9 +153,10 @@ class Engine:
         """`root`'s `tensor` into every rank's, in place."""
         raise NotImplementedError
 
-    def exchange_(self, send: torch.Tensor, to: int, receive: torch.Tensor, source: int) -> None:
+    def exchange_(self, send: torch.Tensor, to: int, receive: torch.Tensor, source: int) -> float:
         """Send `send` to rank `to` while receiving `receive` from rank `source`, point to point (the survey's rings:
-        every node's link measured at once, without the all-to-all of a collective)."""
+        every node's link measured at once, without the all-to-all of a collective). Returns the seconds until
+        `receive` had arrived: the edge from `source`, whatever this rank's own send to `to` still waits for."""
         raise NotImplementedError(f"engine {self.name!r} has no point-to-point sends")
 
     def buffer(self, values: np.ndarray) -> torch.Tensor:

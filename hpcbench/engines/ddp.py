@@ -6,6 +6,7 @@ import contextlib
 import datetime
 import os
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from hpcbench.engines.base import Engine, register
 from hpcbench.engines.discovery import Placement
 from hpcbench.engines.mpi import INSTALL_HINT as MPI_INSTALL_HINT
 from hpcbench.errors import ConfigError, check_at_least, check_bool, check_choice, check_in_range
+from hpcbench.timing import sync
 
 COMM_HOOKS = ("none", "fp16", "bf16", "powersgd")
 POWERSGD_START_ITER = 2
@@ -206,10 +208,14 @@ class DdpEngine(Engine):
     def broadcast_(self, tensor: torch.Tensor, root: int) -> None:
         dist.broadcast(tensor, src=root)
 
-    def exchange_(self, send: torch.Tensor, to: int, receive: torch.Tensor, source: int) -> None:
-        operations = [dist.P2POp(dist.isend, send, to), dist.P2POp(dist.irecv, receive, source)]
-        for request in dist.batch_isend_irecv(operations):
-            request.wait()
+    def exchange_(self, send: torch.Tensor, to: int, receive: torch.Tensor, source: int) -> float:
+        started = time.perf_counter()
+        sending, receiving = dist.isend(send, to), dist.irecv(receive, source)
+        receiving.wait()
+        sync(self.device)
+        arrived = time.perf_counter() - started
+        sending.wait()
+        return arrived
 
     def all_gather_object(self, obj: Any) -> list[Any]:
         gathered: list[Any] = [None] * self.placement.world_size

@@ -54,6 +54,9 @@ class SurveyConfig:
     data_dir: str | None = None
     """The shared data folder every node reads from (none: no storage probe)."""
     io_seconds: float = 1.0
+    io_alone_nodes: int = 16
+    """Nodes that also read alone, one at a time (a seeded sample beyond that many): the one probe whose time grows
+    with N; every node reads in the round all together."""
     timeout_s: float = 120.0
     out_dir: str = "results"
 
@@ -61,6 +64,7 @@ class SurveyConfig:
         check_at_least("link-bytes", self.link_bytes, 4)
         check_at_least("repeats", self.repeats, 1)
         check_in_range("io-seconds", self.io_seconds, 0, 600, "seconds")
+        check_at_least("io-alone-nodes", self.io_alone_nodes, 0)
         check_in_range("timeout", self.timeout_s, 0, MAX_TIMEOUT_S, "seconds")
 
 
@@ -108,7 +112,8 @@ def compute_rates(device: torch.device, repeats: int, seconds: float = SUSTAINED
 
 
 def ring_round(comm: Any, order: list[int], leaders: list[int], nbytes: int) -> dict[str, float] | None:
-    """One ring, every edge at once: this leader's receive from its predecessor, timed from a common start.
+    """One ring, every edge at once: this leader's receive from its predecessor, timed from a common start (a
+    barrier), its own send apart: that is the next node's edge.
     Returns {"from": node, "to": node, "seconds": s} for the edge into this node (None for non-leaders)."""
     me = comm.placement.rank
     node = leaders.index(me) if me in leaders else None
@@ -120,10 +125,8 @@ def ring_round(comm: Any, order: list[int], leaders: list[int], nbytes: int) -> 
     successor, predecessor = order[(position + 1) % len(order)], order[position - 1]
     send = comm.buffer(np.ones(count, dtype=np.float32))
     receive = comm.buffer(np.zeros(count, dtype=np.float32))
-    started = time.perf_counter()
-    comm.exchange_(send, leaders[successor], receive, leaders[predecessor])
-    sync(receive.device)
-    return {"from": predecessor, "to": node, "seconds": time.perf_counter() - started}
+    seconds = comm.exchange_(send, leaders[successor], receive, leaders[predecessor])
+    return {"from": predecessor, "to": node, "seconds": seconds}
 
 
 def storage_reads(facts: datafiles.DataFacts, part: int, parts: int, seconds: float) -> float:
@@ -160,7 +163,8 @@ def run(cfg: SurveyConfig, run_id: str, path: Path | None) -> int:
             facts = datafiles.inspect(cfg.data_dir, verify=False)
             mine = leaders.index(placement.rank) if placement.rank in leaders else None
             alone = []
-            for turn in range(len(nodes)):  # one node at a time: its own path to the storage
+            turns = sorted(random.Random(0).sample(range(len(nodes)), min(cfg.io_alone_nodes, len(nodes))))
+            for turn in turns:  # one node at a time: its own path to the storage
                 comm.barrier()
                 if mine == turn:
                     alone.append(storage_reads(facts, mine, len(nodes), cfg.io_seconds))
@@ -175,7 +179,8 @@ def run(cfg: SurveyConfig, run_id: str, path: Path | None) -> int:
                        "matmul_size": MATMUL_SIZE[device.type], "link_bytes": cfg.link_bytes,
                        "training": _training(cfg.train_record)}
             config = {"device": cfg.device, "link_bytes": cfg.link_bytes, "repeats": cfg.repeats,
-                      "data_dir": cfg.data_dir, "io_seconds": cfg.io_seconds, "train_record": cfg.train_record,
+                      "data_dir": cfg.data_dir, "io_seconds": cfg.io_seconds, "io_alone_nodes": cfg.io_alone_nodes,
+                      "train_record": cfg.train_record,
                       "timeout_s": cfg.timeout_s}
             path = write_probe_record(kind="survey", label=f"{len(nodes)}n", comm=comm, run_id=run_id, path=path,
                                       out_dir=cfg.out_dir, config=config, metrics=metrics, hosts=hosts,
@@ -203,6 +208,7 @@ def to_args(cfg: SurveyConfig) -> list[str]:
     return [*(["--train-record", cfg.train_record] if cfg.train_record else []), "--device", cfg.device,
             "--link-bytes", str(cfg.link_bytes), "--repeats", str(cfg.repeats),
             *(["--data-dir", cfg.data_dir] if cfg.data_dir else []), "--io-seconds", str(cfg.io_seconds),
+            "--io-alone-nodes", str(cfg.io_alone_nodes),
             "--timeout", str(cfg.timeout_s)]
 
 
@@ -238,6 +244,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=defaults.repeats)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--io-seconds", type=float, default=defaults.io_seconds)
+    p.add_argument("--io-alone-nodes", type=int, default=defaults.io_alone_nodes)
     p.add_argument("--timeout", dest="timeout_s", type=float, default=defaults.timeout_s)
     add_record_flags(p)
     return p
