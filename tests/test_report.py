@@ -32,7 +32,9 @@ def every_workload_runs(tmp_path_factory) -> Path:
                    for key, value in SMALL_OPTIONS.get(workload, {}).items()]
         sweep.write_text("\n".join([f"workloads = {workloads}".replace("'", '"'), f"nproc = {counts}", "batch_size = 8",
                                     "steps = 2", "warmup = 1", "repeats = 2", *options]) + "\n")
-        result = run_cli("sweep", str(sweep), "--device", "cpu", "--out", str(results), timeout=600)
+        # one thread a process in both sweeps, as one sweep over 1 and 2 processes would give: the 1-process runs
+        # are the 2-process runs' baseline only at the same threads
+        result = run_cli("sweep", str(sweep), "--device", "cpu", "--threads", "1", "--out", str(results), timeout=600)
         assert result.returncode == 0, result.stderr[-3000:]
     return results
 
