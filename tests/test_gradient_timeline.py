@@ -1,6 +1,8 @@
 """The gradient-ready timeline: the buckets engines build, pinned against DDP's own; no hook outside
 the compute-only window."""
 
+import statistics
+
 import pytest
 import torch
 from torch import nn
@@ -79,8 +81,11 @@ def test_timeline_buckets_are_ddps_own(out_dir, extra):
     ready = [b["ready_s"] for b in timeline["buckets"]]
     assert ready == sorted(ready) and 0 < ready[-1] <= timeline["backward_s"]
     assert sum(b["bytes"] for b in timeline["buckets"]) == record["workload"]["gradient_bytes_per_step"]
+    # the same steps, cut at three marks: the phases' medians against the window's median step (its mean, the
+    # record's compute_step_time_s, carries a step another process slowed; CI's loaded machine gave 0.40 of it)
     phases = timeline["forward_s"] + timeline["backward_s"] + timeline["optimizer_s"]
-    assert 0.5 < phases / record["metrics"]["compute_step_time_s"] < 1.5  # the same steps, cut at three marks
+    [steps] = [rank["compute_step_times_s"] for rank in record["ranks"]]
+    assert 0.5 < phases / statistics.median(steps) < 1.5
 
 
 
