@@ -17,7 +17,8 @@ SAFE_PATH = re.compile(r"^[A-Za-z0-9._/+-]+$")
 PROFILES = "site profile: a TOML file or a built-in name (local-slurm, example-gpu-slurm, example-pbspro, example-torque)"
 
 
-def add_job_flags(parser: argparse.ArgumentParser, *, required: bool, what: str) -> None:
+def add_job_flags(parser: argparse.ArgumentParser, *, required: bool, what: str,
+                  nodes: str = "the sweep file's, else 1,2", tasks: str = "the sweep file's, else 1") -> None:
     """The flags that place jobs on a cluster (render and submit require --profile; a probe runs locally without)."""
     from hpcbench.launch.launchers import LAUNCHERS
     from hpcbench.launch.schedulers import SCHEDULERS
@@ -26,10 +27,9 @@ def add_job_flags(parser: argparse.ArgumentParser, *, required: bool, what: str)
                         f": {what} as cluster jobs, one per node count, instead of local processes"))
     defaults = ", ".join(f"{cls.default_launcher} on {name}" for name, cls in SCHEDULERS.classes().items())
     parser.add_argument("--launcher", default=None, help=f"{', '.join(LAUNCHERS.names())} (default: {defaults})")
-    parser.add_argument("--nodes", default=None, help="comma-separated node counts, one job each (default: the "
-                        "sweep file's, else 1,2)")
-    parser.add_argument("--tasks-per-node", type=int, default=None, help="ranks per node, one per GPU on GPU nodes "
-                        "(default: the sweep file's, else 1)")
+    parser.add_argument("--nodes", default=None, help=f"comma-separated node counts, one job each (default: {nodes})")
+    parser.add_argument("--tasks-per-node", type=int, default=None, help=f"ranks per node, one per GPU on GPU nodes "
+                        f"(default: {tasks})")
     parser.add_argument("--job-name", default=None, help=f"scheduler job name (default: hpcbench-{what.split()[0]})")
     parser.add_argument("--templates", default=None, help="folder with site templates overriding the shipped ones")
     parser.add_argument("--sweep-dir", required=required, default=None,

@@ -45,7 +45,7 @@ def add_probe_commands(commands: Any) -> None:
         parser.add_argument("--nproc", dest="nproc_list", default=None,
                             help=f"comma-separated local process counts (default: {LOCAL_COUNTS[name]})")
         parser.add_argument("--out", default="results", help="folder for the records (local processes)")
-        add_job_flags(parser, required=False, what=f"{name} probes")
+        add_job_flags(parser, required=False, what=f"{name} probes", nodes="1,2", tasks="1")
         parser.add_argument("--threads", type=int, default=None, help="with --profile: CPU threads per rank (default: "
                             "the profile's CPUs per node / tasks per node)")
         parser.add_argument("--render", action="store_true", help="with --profile: write the job scripts only, as "
@@ -174,7 +174,7 @@ def add_survey_command(commands: Any) -> None:
     survey.add_argument("--timeout", type=float, default=120.0, help="seconds before a stuck rank ends the job")
     survey.add_argument("--nproc", dest="nproc_list", default=None, help="local processes (default 2)")
     survey.add_argument("--out", default="results", help="folder for the records (local processes)")
-    add_job_flags(survey, required=False, what="survey job")
+    add_job_flags(survey, required=False, what="survey job", nodes="2; one count: the allocation's size", tasks="1")
     survey.add_argument("--render", action="store_true", help="with --profile: write the job scripts only")
 
 
