@@ -131,16 +131,22 @@ def _locally(args: argparse.Namespace, probe: Any, configs: list[Any],
     return 0
 
 
-def _as_jobs(args: argparse.Namespace, probe: Any, configs: list[Any], notes: list[str],
-             int_list: Callable[[str, str], list[int]]) -> int:
-    from hpcbench.launch.jobs import load_profile, plan_probe
+def _placed(args: argparse.Namespace) -> tuple[Any, Path]:
+    """The site profile and the sweep folder of a command given --profile (no local process count with them)."""
+    from hpcbench.launch.jobs import load_profile
 
     if args.nproc_list:
         raise ConfigError("nproc", "counts local processes; a job's ranks are --nodes x --tasks-per-node")
     if not args.sweep_dir:
         raise ConfigError("sweep-dir", "needed with --profile: the folder for the scripts, logs, records and report")
-    profile = load_profile(args.profile)
-    sweep_dir = sweep_folder(args.sweep_dir)
+    return load_profile(args.profile), sweep_folder(args.sweep_dir)
+
+
+def _as_jobs(args: argparse.Namespace, probe: Any, configs: list[Any], notes: list[str],
+             int_list: Callable[[str, str], list[int]]) -> int:
+    from hpcbench.launch.jobs import plan_probe
+
+    profile, sweep_dir = _placed(args)
     node_counts = int_list("nodes", args.nodes) if args.nodes else [1, 2]
     several = len(configs) > 1
     specs = []
@@ -229,14 +235,9 @@ def _survey_job(args: argparse.Namespace, probe: Any, cfg: Any, train: Any,
     import dataclasses
 
     from hpcbench import records
-    from hpcbench.launch.jobs import load_profile, plan_sweep
+    from hpcbench.launch.jobs import plan_sweep
 
-    if args.nproc_list:
-        raise ConfigError("nproc", "counts local processes; a job's ranks are --nodes x --tasks-per-node")
-    if not args.sweep_dir:
-        raise ConfigError("sweep-dir", "needed with --profile: the folder for the scripts, logs, records and report")
-    profile = load_profile(args.profile)
-    sweep_dir = sweep_folder(args.sweep_dir)
+    profile, sweep_dir = _placed(args)
     nodes = int_list("nodes", args.nodes) if args.nodes else [2]
     if len(nodes) != 1:
         raise ConfigError("nodes", "a survey is one job over every node: give one count (the allocation's size)")

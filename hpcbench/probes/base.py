@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,15 +37,15 @@ class Probe:
         """The rank program's flags that reproduce `cfg` (without --out, --run-id and --record)."""
         raise NotImplementedError
 
-    @staticmethod
-    def parser() -> argparse.ArgumentParser:
-        """The rank program's flags (with add_record_flags')."""
-        raise NotImplementedError
+    parser: ClassVar[Callable[[], argparse.ArgumentParser]]
+    """The rank program's flags (with add_record_flags')."""
+    measure: ClassVar[Callable[[Any, str, Path | None], int]]
+    """One rank's part on a config; rank 0 writes the record. The exit code."""
 
-    @staticmethod
-    def run(values: dict[str, Any], run_id: str, path: Path | None) -> int:
-        """One rank's part, from the parsed flags; rank 0 writes the record. The exit code."""
-        raise NotImplementedError
+    @classmethod
+    def run(cls, values: dict[str, Any], run_id: str, path: Path | None) -> int:
+        """One rank's part from the parsed flags."""
+        return cls.measure(cls.config(**values), run_id, path)
 
     @classmethod
     def command(cls, cfg: Any) -> list[str]:

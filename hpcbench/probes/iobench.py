@@ -147,29 +147,6 @@ def to_args(cfg: IobenchConfig) -> list[str]:
             "--timeout", str(cfg.timeout_s)]
 
 
-@PROBES.register
-class Iobench(Probe):
-    name = "iobench"
-    config = IobenchConfig
-    args = staticmethod(to_args)
-
-    @staticmethod
-    def parser() -> argparse.ArgumentParser:
-        return parser()
-
-    @staticmethod
-    def run(values: dict[str, Any], run_id: str, path: Path | None) -> int:
-        return run(IobenchConfig(**values), run_id, path)
-
-    @staticmethod
-    def launcher(cfg: IobenchConfig) -> str:
-        return netbench_backends()[BACKEND].local_launcher
-
-    @staticmethod
-    def label(cfg: IobenchConfig) -> str:
-        return Path(cfg.data_dir).name or "data"
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m hpcbench.probes iobench", description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", required=True)
@@ -179,3 +156,19 @@ def parser() -> argparse.ArgumentParser:
     add_record_flags(p)
     return p
 
+
+@PROBES.register
+class Iobench(Probe):
+    name = "iobench"
+    config = IobenchConfig
+    args = staticmethod(to_args)
+    parser = staticmethod(parser)
+    measure = staticmethod(run)
+
+    @staticmethod
+    def launcher(cfg: IobenchConfig) -> str:
+        return netbench_backends()[BACKEND].local_launcher
+
+    @staticmethod
+    def label(cfg: IobenchConfig) -> str:
+        return Path(cfg.data_dir).name or "data"

@@ -363,29 +363,6 @@ def to_args(cfg: NetbenchConfig) -> list[str]:
             "--check" if cfg.check else "--no-check", "--timeout", str(cfg.timeout_s)]
 
 
-@PROBES.register
-class Netbench(Probe):
-    name = "netbench"
-    config = NetbenchConfig
-    args = staticmethod(to_args)
-
-    @staticmethod
-    def parser() -> argparse.ArgumentParser:
-        return parser()
-
-    @staticmethod
-    def run(values: dict[str, Any], run_id: str, path: Path | None) -> int:
-        return run(NetbenchConfig(**values), run_id, path)
-
-    @staticmethod
-    def launcher(cfg: NetbenchConfig) -> str:
-        return cfg.backend_entry.local_launcher
-
-    @staticmethod
-    def label(cfg: NetbenchConfig) -> str:
-        return cfg.backend
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m hpcbench.probes netbench", description=__doc__.splitlines()[0])
     defaults = NetbenchConfig()
@@ -400,3 +377,19 @@ def parser() -> argparse.ArgumentParser:
     add_record_flags(p)
     return p
 
+
+@PROBES.register
+class Netbench(Probe):
+    name = "netbench"
+    config = NetbenchConfig
+    args = staticmethod(to_args)
+    parser = staticmethod(parser)
+    measure = staticmethod(run)
+
+    @staticmethod
+    def launcher(cfg: NetbenchConfig) -> str:
+        return cfg.backend_entry.local_launcher
+
+    @staticmethod
+    def label(cfg: NetbenchConfig) -> str:
+        return cfg.backend

@@ -212,29 +212,6 @@ def to_args(cfg: SurveyConfig) -> list[str]:
             "--timeout", str(cfg.timeout_s)]
 
 
-@PROBES.register
-class Survey(Probe):
-    name = "survey"
-    config = SurveyConfig
-    args = staticmethod(to_args)
-
-    @staticmethod
-    def parser() -> argparse.ArgumentParser:
-        return parser()
-
-    @staticmethod
-    def run(values: dict[str, Any], run_id: str, path: Path | None) -> int:
-        return run(SurveyConfig(**values), run_id, path)
-
-    @staticmethod
-    def launcher(cfg: SurveyConfig) -> str:
-        return netbench_backends()["gloo"].local_launcher
-
-    @staticmethod
-    def label(cfg: SurveyConfig) -> str:
-        return cfg.device
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m hpcbench.probes survey", description=__doc__.splitlines()[0])
     defaults = SurveyConfig()
@@ -249,3 +226,19 @@ def parser() -> argparse.ArgumentParser:
     add_record_flags(p)
     return p
 
+
+@PROBES.register
+class Survey(Probe):
+    name = "survey"
+    config = SurveyConfig
+    args = staticmethod(to_args)
+    parser = staticmethod(parser)
+    measure = staticmethod(run)
+
+    @staticmethod
+    def launcher(cfg: SurveyConfig) -> str:
+        return netbench_backends()["gloo"].local_launcher
+
+    @staticmethod
+    def label(cfg: SurveyConfig) -> str:
+        return cfg.device
