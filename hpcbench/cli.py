@@ -58,24 +58,24 @@ def _name_list(field_name: str, text: str) -> list[str]:
     return items
 
 
-RUN_FLAG_COMMANDS = ("run", "sweep", "render", "submit")
-"""The commands that take the run flags. Those flags list every plug-in's options, so building them
-imports the plug-ins and torch (~3 s); the other commands (report, compare, status, ...) start without."""
-
-
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    """The whole command line; the run flags only for the command `argv` names (all of them without argv)."""
+    """The whole command line; the arguments only of the command `argv` names (all of them without argv) where
+    building them imports much: the run flags list every plug-in's options (the plug-ins and torch, ~3 s), the
+    results and data commands' defaults live in pandas- and torch-importing modules. So `status`, polled every
+    few seconds beside running jobs, costs ~0.2 s of CPU instead of 3-4 s (a poller at 1 s took most of a core)."""
     named = next((arg for arg in argv if not arg.startswith("-")), None) if argv is not None else None
-    wanted = RUN_FLAG_COMMANDS if argv is None else (named,) if named in RUN_FLAG_COMMANDS else ()
+
+    def wanted(command: str) -> bool:
+        return argv is None or command == named
     parser = OneLineParser(prog="hpcbench", description="Distributed training benchmarks with honest scaling numbers.")
     parser.add_argument("--version", action="version", version=f"hpcbench {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     run = commands.add_parser("run", help="run one workload on N local processes and write its record")
     sweep = commands.add_parser("sweep", help="run a grid of experiments x process counts and print the scaling table")
-    if "run" in wanted:
+    if wanted("run"):
         _add_run_flags(run)
-    if "sweep" in wanted:
+    if wanted("sweep"):
         _add_sweep_flags(sweep)
 
     listing = commands.add_parser("list", help="list the workloads (defaults, real data), the engines (options), or the "
@@ -85,7 +85,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     for name, text in (("render", "write the job scripts of a cluster sweep (one job per node count + a report job)"),
                        ("submit", "render a cluster sweep and submit it: the report job runs after all points")):
         cluster = commands.add_parser(name, help=text)
-        if name not in wanted:
+        if not wanted(name):
             continue
         cluster.add_argument("file", nargs="?", metavar="FILE.toml", help="a sweep file: one job per experiment and "
                              "node count (see jobs/sweeps/)")
@@ -143,8 +143,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     predict.add_argument("--no-overlap", action="store_true", help="gradients all-reduced after backward in one bucket "
                          "(clipped by global norm first): nothing hides them")
 
-    add_results_commands(commands)
-    add_data_commands(commands)
+    add_results_commands(commands, wanted)
+    add_data_commands(commands, wanted)
     add_probe_commands(commands)
     add_survey_command(commands)
     return parser

@@ -4,15 +4,19 @@ deliver from storage is the iobench probe's, hpcbench.cli_probes)."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 DATA_COMMANDS = ("data",)
 
 
-def add_data_commands(commands: Any) -> None:
+def add_data_commands(commands: Any, wanted: Callable[[str], bool]) -> None:
+    """`data`, with its arguments only when `wanted` (their defaults are hpcbench.datafiles', which imports torch)."""
+    data = commands.add_parser("data", help="make image files to train from (--data files): JPEG folders or tar shards")
+    if not wanted("data"):
+        return
     from hpcbench.datafiles import DEFAULT_SHARD_SAMPLES, FORMATS
 
-    data = commands.add_parser("data", help="make image files to train from (--data files): JPEG folders or tar shards")
     actions = data.add_subparsers(dest="action", required=True, parser_class=type(data))
     make = actions.add_parser("make", help="write N JPEG images (scikit-learn's digits, coloured, with grain) in a format")
     make.add_argument("out", metavar="OUT", help="folder to create (absent or empty)")

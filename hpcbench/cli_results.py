@@ -8,27 +8,50 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from hpcbench.errors import ConfigError
 
 COMMANDS = ("index", "history", "compare", "check", "references")
 
 
-def add_commands(commands) -> None:
-    """The subcommands' arguments, on the main parser's subparsers."""
-    from hpcbench.analysis.history import DEFAULT_ALPHA as HISTORY_ALPHA
-    from hpcbench.analysis.history import METRICS
+HELP = {
+    "index": "add the records under folders to a SQLite index (incremental; the records stay the truth, the index can "
+             "be rebuilt from them)",
+    "history": "each curve point's metric over time, software changes marked, steps detected and attributed",
+    "compare": "throughput per configuration, new vs baseline, with a 95%% interval and a test over the runs (or one "
+               "run's repeats); exit 1 on a significant slowdown beyond the tolerance",
+    "check": "runs against a reference file (value, lower, upper, unit per system, experiment and scale); exit 1 when "
+             "one is out of bounds or missing",
+    "references": "a reference file from a known-good set of runs (to stdout)",
+}
+
+
+def add_commands(commands: Any, wanted: Callable[[str], bool]) -> None:
+    """The subcommands, on the main parser's subparsers; the arguments only of those `wanted` (their defaults
+    come from the analysis modules, which import pandas and matplotlib: ~1 s another command need not pay)."""
+    flags = {"index": _add_index, "history": _add_history, "compare": _add_compare, "check": _add_check,
+             "references": _add_references}
+    for name in COMMANDS:
+        parser = commands.add_parser(name, help=HELP[name])
+        if wanted(name):
+            flags[name](parser)
+
+
+def _add_index(index: argparse.ArgumentParser) -> None:
     from hpcbench.analysis.index import DEFAULT_DB
 
-    index = commands.add_parser("index", help="add the records under folders to a SQLite index (incremental; the "
-                                "records stay the truth, the index can be rebuilt from them)")
     index.add_argument("paths", nargs="+", metavar="DIR", help="folders (searched recursively) or record files")
     index.add_argument("--db", default=str(DEFAULT_DB), help=f"the index file (default {DEFAULT_DB})")
     index.add_argument("--lock-timeout", type=float, default=120.0, help="seconds to wait for another writer (default 120)")
 
-    history = commands.add_parser("history", help="each curve point's metric over time, software changes marked, "
-                                  "steps detected and attributed")
+
+def _add_history(history: argparse.ArgumentParser) -> None:
+    from hpcbench.analysis.history import DEFAULT_ALPHA as HISTORY_ALPHA
+    from hpcbench.analysis.history import METRICS
+
     history.add_argument("paths", nargs="+", metavar="RESULTS", help="record files, folders or an index")
     history.add_argument("--metric", default="samples_per_s", choices=list(METRICS), help="default samples_per_s")
     history.add_argument("--system", default=None, help="only this system name")
@@ -40,24 +63,20 @@ def add_commands(commands) -> None:
     history.add_argument("--runs", action="store_true", help="print every run of every series (default: when one series)")
     history.add_argument("--plot", default=None, metavar="FILE", help="write the history figure (.png or .svg)")
 
-    _add_compare(commands)
 
-    check = commands.add_parser("check", help="runs against a reference file (value, lower, upper, unit per system, "
-                                "experiment and scale); exit 1 when one is out of bounds or missing")
+def _add_check(check: argparse.ArgumentParser) -> None:
     check.add_argument("paths", nargs="+", metavar="RUNS", help="record files, folders or an index")
     check.add_argument("--references", required=True, metavar="FILE.toml", help="see `hpcbench references`")
 
-    references = commands.add_parser("references", help="a reference file from a known-good set of runs (to stdout)")
+
+def _add_references(references: argparse.ArgumentParser) -> None:
     references.add_argument("paths", nargs="+", metavar="RUNS", help="record files, folders or an index")
     references.add_argument("--metric", default="samples_per_s", help="default samples_per_s")
 
 
-def _add_compare(commands) -> None:
+def _add_compare(compare: argparse.ArgumentParser) -> None:
     from hpcbench.analysis.compare import DEFAULT_ALPHA
 
-    compare = commands.add_parser("compare", help="throughput per configuration, new vs baseline, with a 95%% interval "
-                                  "and a test over the runs (or one run's repeats); exit 1 on a significant slowdown "
-                                  "beyond the tolerance")
     compare.add_argument("baseline", help="baseline records (file, folder or index)")
     compare.add_argument("new", help="new records (file, folder or index)")
     compare.add_argument("--tolerance", default="5%", help="allowed slowdown, e.g. 5%% or 0.05 (default 5%%)")
