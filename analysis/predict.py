@@ -37,7 +37,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -47,9 +47,12 @@ from hpcbench.analysis.inputmodel import input_rates, input_term, iobench_record
 from hpcbench.analysis.load import read_valid
 from hpcbench.analysis.netmodel import ALGORITHMS, Fit, Links, fabric_links, load_fabric, netbench_fits, netbench_links
 from hpcbench.analysis.terms import (FLEET_SOURCE, FLEET_SPREAD, FLEET_SPREAD_HIGH, GPU_INTERFERENCE, GPU_INTERFERENCE_RANGE,
-                                     INTERFERENCE_SOURCE, Jitter, overlap_path)
+                                     INTERFERENCE_SOURCE, Jitter, expected_max_without_replacement, overlap_path)
 from hpcbench.errors import ConfigError
 from hpcbench.experiment import short_hash
+
+if TYPE_CHECKING:
+    from hpcbench.analysis.survey import SurveyedFleet
 
 MODEL_VERSION = 2
 """Bumped whenever a formula changes: a prediction record names the model that made it."""
@@ -108,6 +111,13 @@ class Terms:
     compute_source: str = "the run's compute-only window"
     stragglers: bool = True
     framework: bool = True
+    step_deviations: tuple[float, ...] | None = None
+    """Per-step jitter relative to a device's median step, from a survey of the target devices: replaces the run's own
+    per-step part (None: the run's)."""
+    link_slowdowns: tuple[float, ...] = ()
+    """Per surveyed node, the typical link's rate over its own: a job over n of them all-reduces at the slowest of
+    its n nodes' links (empty: every node's link is the fabric's or the netbench fit's)."""
+    survey_source: str = ""
 
 
 CEILING = Terms(stragglers=False, framework=False, fleet_source="", interference_source="")
@@ -187,6 +197,8 @@ def predict_point(timeline: Timeline, links: Links, num_nodes: int, procs_per_no
         comm = [links.allreduce_s(sum(n for _, n in timeline.buckets), num_nodes, procs_per_node, algorithm)
                 * (1 + sign * links.relative_error_at(sum(n for _, n in timeline.buckets)))]
         ready = [backward]
+    if num_nodes > 1 and terms.link_slowdowns:  # a ring or tree is as fast as its slowest link
+        comm = [c * link_slowdown(terms.link_slowdowns, num_nodes) for c in comm]
     path = overlap_path(ready, comm, backward, _pick(terms.interference, terms.interference_range, bound), terms.comm_slowdown)
     compute = timeline.compute_step_s * scale
     world = num_nodes * procs_per_node
@@ -195,6 +207,9 @@ def predict_point(timeline: Timeline, links: Links, num_nodes: int, procs_per_no
         fleet = _pick(terms.fleet_spread, terms.fleet_range, bound)
         # compute from another device: this one's rank and step variation says nothing about it, the fleet's does
         jitter = timeline.jitter if terms.compute_scale == 1.0 else Jitter(timeline.compute_step_s, (1.0,), ())
+        if terms.step_deviations is not None:  # the surveyed devices' per-step jitter, at this step's scale
+            jitter = Jitter(jitter.typical_step_s, jitter.rank_factors,
+                            tuple(d * jitter.typical_step_s for d in terms.step_deviations))
         # a loss, never a gain: the slowest of `world` ranks is no faster than the measured slowest rank's median
         stragglers = max(0.0, jitter.step_s(world, terms.syncs_per_step, fleet) * scale - compute)
     interference = path.backward_s - backward
@@ -208,6 +223,14 @@ def predict_point(timeline: Timeline, links: Links, num_nodes: int, procs_per_no
     return {"step_time_s": step, **lines, "comm_total_s": sum(comm),
             "limit": limiting_term(timeline, links, num_nodes, procs_per_node, algorithm, chain, comm, step, backward, lines,
                                    ready)}
+
+
+def link_slowdown(slowdowns: tuple[float, ...], num_nodes: int) -> float:
+    """E[the slowest link of num_nodes nodes drawn from the surveyed ones] over the typical link (all of them, and
+    so the slowest, when the job is larger than the survey)."""
+    if num_nodes >= len(slowdowns):
+        return max(slowdowns)
+    return expected_max_without_replacement(slowdowns, num_nodes)
 
 
 LOSSES = {"stragglers_s": "stragglers", "interference_s": "interference", "exposed_comm_s": "communication",
@@ -358,7 +381,7 @@ def check_shape(nodes: list[int], gpus_per_node: int) -> None:
 
 def resolve_terms(inputs: Inputs, *, fleet_spread: float | None = None, interference: float | None = None,
                   syncs_per_step: int = 1, no_overlap: bool = False, compute_step_ms: float | None = None,
-                  compute_samples_per_s: float | None = None, surveyed: tuple[float, str] | None = None) -> Terms:
+                  compute_samples_per_s: float | None = None, surveyed: SurveyedFleet | None = None) -> Terms:
     """The forecast's settings: each measured where the run shows it, else given on the command line, else
     the shared sourced default (GPU targets) or nothing (CPU), and always with where it came from. A GPU
     fabric with compute measured on another device needs a compute source."""
@@ -390,7 +413,7 @@ def resolve_terms(inputs: Inputs, *, fleet_spread: float | None = None, interfer
     if fleet_spread is not None:
         fleet = (fleet_spread, (fleet_spread, fleet_spread), "--fleet-spread (given)")
     elif surveyed is not None:
-        fleet = (surveyed[0], (surveyed[0], surveyed[0]), f"measured: {surveyed[1]}")
+        fleet = (surveyed.spread, (surveyed.spread, surveyed.spread), f"measured: {surveyed.source}")
     elif gpu_target:
         fleet = (FLEET_SPREAD, (0.0, FLEET_SPREAD_HIGH), f"assumed: {FLEET_SOURCE}")
     else:
@@ -411,7 +434,10 @@ def resolve_terms(inputs: Inputs, *, fleet_spread: float | None = None, interfer
     return Terms(fleet_spread=fleet[0], fleet_range=fleet[1], fleet_source=fleet[2], interference=slowdown[0],
                  interference_range=slowdown[1], interference_source=slowdown[2], comm_slowdown=comm_slowdown,
                  syncs_per_step=syncs_per_step,
-                 no_overlap=no_overlap, compute_scale=scale, compute_source=source)
+                 no_overlap=no_overlap, compute_scale=scale, compute_source=source,
+                 step_deviations=surveyed.step_deviations if surveyed else None,
+                 link_slowdowns=surveyed.link_slowdowns if surveyed else (),
+                 survey_source=f"measured: {surveyed.source}" if surveyed else "")
 
 
 def framework_residual(inputs: Inputs, timeline: Timeline, algorithm: str, terms: Terms) -> tuple[float, str]:
@@ -560,6 +586,9 @@ def format_points(points: list[dict[str, Any]], title: str, terms: Terms | None 
                   f"  interference {terms.interference:.1%} (interval {terms.interference_range[0]:.0%}-"
                   f"{terms.interference_range[1]:.0%}): {terms.interference_source}; all-reduces beside compute "
                   f"{terms.comm_slowdown:+.1%}" + (" (netbench)" if terms.comm_slowdown else ""),
+                  *([f"  per-step jitter and each node's link from the survey (a job waits for its slowest node's "
+                     f"link: {max(terms.link_slowdowns, default=1.0):.2f}x the typical one at worst): "
+                     f"{terms.survey_source}"] if terms.survey_source else []),
                   f"  {terms.syncs_per_step} global synchronisation(s) per optimizer step; gradients "
                   f"{'all-reduced after backward, one bucket' if terms.no_overlap else 'all-reduced during backward'}"]
     lines.append(f"{'algorithm':<13}{'nodes':>6}{'procs':>7}{'step ms':>10}{'interval ms':>18}{'efficiency':>12}"

@@ -274,19 +274,39 @@ def format_survey(record: dict[str, Any], findings: list[dict[str, Any]], priced
     return "\n".join(lines)
 
 
-def fleet_spread(record: dict[str, Any]) -> tuple[float, str]:
-    """The surveyed devices' speed spread for the forecast (hpcbench.analysis.terms' fleet: speeds spread evenly
-    over a width): (slowest - fastest) / median of every device's median compute-only step, and where it came
-    from. A ConfigError where the survey ran no training (nothing per device to spread)."""
-    ranks = [(r["host"], statistics.median(r["compute_step_times_s"]))
-             for r in (record["metrics"].get("training") or {}).get("ranks", []) if r.get("compute_step_times_s")]
+@dataclass(frozen=True)
+class SurveyedFleet:
+    """What a survey gives the forecast (hpcbench.analysis.predict) in place of the shared defaults."""
+
+    spread: float
+    """The devices' speed spread: (slowest - fastest) / median of every device's median compute-only step."""
+    step_deviations: tuple[float, ...]
+    """Every surveyed step's time over its own device's median, minus 1, pooled: the per-step jitter, relative (the
+    forecast scales it to its compute step, so a survey of the target GPUs carries to a run measured elsewhere)."""
+    link_slowdowns: tuple[float, ...]
+    """Per node: the median node's link rate over its own (1.0 typical, 2.0 a node at half the rate); empty with
+    fewer than 2 nodes (no link between nodes was measured)."""
+    source: str
+
+
+def surveyed_fleet(record: dict[str, Any]) -> SurveyedFleet:
+    """The survey's devices and links as the forecast's fleet; a ConfigError where it ran no training (nothing per
+    device to spread)."""
+    ranks = [r["compute_step_times_s"] for r in (record["metrics"].get("training") or {}).get("ranks", [])
+             if r.get("compute_step_times_s")]
     if len(ranks) < 2:
         raise ConfigError("survey", f"survey {record['run_id']} has fewer than 2 devices with a compute-only step: "
                           "no spread to measure")
-    steps = [step for _, step in ranks]
-    spread = (max(steps) - min(steps)) / statistics.median(steps)
-    return spread, (f"survey {record['run_id']}: {len(ranks)} devices on {len(record['metrics']['nodes'])} node(s), "
-                    f"compute-only steps {min(steps) * 1e3:.1f}-{max(steps) * 1e3:.1f} ms")
+    medians = [statistics.median(steps) for steps in ranks]
+    spread = (max(medians) - min(medians)) / statistics.median(medians)
+    deviations = tuple(t / m - 1 for steps, m in zip(ranks, medians) for t in steps)
+    rates = [rate for rate in edge_rates(record)[1].values() if rate > 0]
+    typical = statistics.median(rates) if rates else None
+    slowdowns = tuple(typical / rate for rate in rates) if typical else ()
+    links = (f"; node links {min(rates):.3g}-{max(rates):.3g} Gbit/s" if rates else "; no link between nodes")
+    return SurveyedFleet(spread, deviations, slowdowns,
+                         f"survey {record['run_id']}: {len(ranks)} devices on {len(record['metrics']['nodes'])} node(s), "
+                         f"compute-only steps {min(medians) * 1e3:.1f}-{max(medians) * 1e3:.1f} ms{links}")
 
 
 SAME_HARDWARE = ("cpu_model", "gpu_model", "gpus_per_node")

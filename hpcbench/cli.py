@@ -133,7 +133,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                              "when the run computed elsewhere)")
     source.add_argument("--compute-step-ms", type=float, default=None, metavar="T", help="compute source: the step time on the target device")
     predict.add_argument("--survey", default=None, metavar="DIR", help="a survey of the target cluster (`hpcbench "
-                         "survey`): its devices' measured spread replaces the shared default (printed beside it)")
+                         "survey`): its devices' measured spread and per-step jitter and its nodes' link rates replace "
+                         "the shared defaults (the default fleet printed beside it)")
     predict.add_argument("--fleet-spread", type=float, default=None, metavar="F",
                          help="devices' speed spread as a fraction of the median (default for GPUs 0.08, arXiv 2208.11035; CPUs 0)")
     predict.add_argument("--interference", type=float, default=None, metavar="F", help="compute slowdown while an all-reduce "
@@ -422,11 +423,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     algorithms = _name_list("algorithm", args.algorithm)
     surveyed = None
     if args.survey:
-        from hpcbench.analysis.survey import fleet_spread, load_survey
+        from hpcbench.analysis.survey import load_survey, surveyed_fleet
 
         if args.fleet_spread is not None:
             raise ConfigError("survey", "give the fleet's spread once: --survey (measured) or --fleet-spread (given)")
-        surveyed = fleet_spread(load_survey(args.survey))
+        surveyed = surveyed_fleet(load_survey(args.survey))
     found = resolve_inputs(args.paths, fabric=args.fabric, netbench=args.netbench, scaling=args.scaling, iobench=args.iobench)
     made, defaults = [], []
     for inputs in found:

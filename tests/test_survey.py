@@ -161,6 +161,7 @@ def test_a_local_survey_measures_every_rank_and_diagnoses_itself(tmp_path):
                        "1,4", "--gpus-per-node", "8", "--survey", str(tmp_path / "out"), "--out", str(tmp_path / "p"))
     assert forecast.returncode == 0, forecast.stderr[-2000:]
     assert f"measured: survey {record['run_id']}" in forecast.stdout and "(default fleet)" in forecast.stdout
+    assert "per-step jitter and each node's link from the survey" in forecast.stdout
     [prediction] = [r for r in read_records(tmp_path / "p")]
     assert prediction["config"]["survey"] == str(tmp_path / "out")
     assert prediction["config"]["terms"]["fleet_source"].startswith("measured: survey")
@@ -177,3 +178,34 @@ def test_the_survey_job_trains_then_probes_the_same_allocation_and_diagnoses_aft
     assert "hpcbench survey --from" in aggregate
     refused = run_cli("survey", "--profile", "local-slurm", "--nodes", "2,4", "--sweep-dir", str(tmp_path / "t"))
     assert refused.returncode == 2 and "one count" in refused.stderr
+
+
+def test_the_survey_gives_the_forecast_its_jitter_and_its_slowest_link():
+    """Each surveyed node's link over the typical one, and every step over its device's median: a job over n nodes
+    all-reduces at the slowest of its n links (drawn from the surveyed ones), and waits for the surveyed jitter."""
+    from pathlib import Path
+
+    from hpcbench.analysis.predict import link_slowdown, predict, resolve_inputs, resolve_terms
+    from hpcbench.analysis.survey import SurveyedFleet, surveyed_fleet
+
+    fleet = surveyed_fleet(fleet_record(5, slow_link="n3"))
+    assert len(fleet.link_slowdowns) == 5 and 2.5 < max(fleet.link_slowdowns) < 3.5
+    assert sorted(fleet.link_slowdowns)[-2] < 1.2 and len(fleet.step_deviations) == 25
+    assert link_slowdown((1.0, 1.0, 1.0, 1.0, 3.0), 5) == 3.0  # the whole fleet: its slowest link
+    assert link_slowdown((1.0, 1.0, 1.0, 1.0, 3.0), 2) == pytest.approx(1.8)  # 2 of 5: the slow one in 2 draws of 5
+    reference = Path(__file__).resolve().parent.parent / "results" / "reference" / "cpu-2core-vm-predict" / "1gbit"
+    [inputs] = resolve_inputs([str(reference / "mlp" / "alone" / "records")], fabric=None,
+                              netbench=str(reference / "netbench" / "records"), scaling="weak")
+
+    def at_two_nodes(surveyed):
+        terms = resolve_terms(inputs, surveyed=surveyed)
+        return predict(inputs, nodes=[1, 2], gpus_per_node=1, algorithms=["ring"], scaling="weak",
+                       global_batch_size=None, terms=terms)[-1]
+
+    steady, slow = at_two_nodes(SurveyedFleet(0.0, (0.0,), (1.0, 1.0), "a")), at_two_nodes(SurveyedFleet(0.0, (0.0,), (1.0, 3.0), "b"))
+    assert slow["comm_total_s"] == pytest.approx(3 * steady["comm_total_s"])
+    assert steady["stragglers_s"] == 0.0  # no jitter surveyed, no spread: nothing to wait for
+    # E[the larger of 2 draws from {-d, +d}] = d/2: the jitter at twice the width waits d/2 more of a typical step
+    small, large = (at_two_nodes(SurveyedFleet(0.0, (-d, d), (1.0, 1.0), "c")) for d in (0.2, 0.4))
+    typical = next(iter(inputs.timelines.values())).jitter.typical_step_s
+    assert large["stragglers_s"] - small["stragglers_s"] == pytest.approx(0.1 * typical)
