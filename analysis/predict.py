@@ -33,7 +33,9 @@ fabric file states none), the fleet spread's range and the interference's range.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+from importlib import resources
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +58,9 @@ if TYPE_CHECKING:
 
 MODEL_VERSION = 2
 """Bumped whenever a formula changes: a prediction record names the model that made it."""
+CALIBRATION = Path(str(resources.files("hpcbench.jobs"))) / "calibration" / "published.json"
+"""The forecast's misses on the published cases (benchmarks/predict_published.py --write-calibration): how wide a
+fabric forecast's interval must be to hold a published figure 9 times in 10."""
 COMPUTE_BOUND_SHARE = 0.05
 """Exposed communication below this share of the step: the point is limited by compute."""
 SPREAD_QUANTILES = (10, 90)
@@ -118,6 +123,9 @@ class Terms:
     """Per surveyed node, the typical link's rate over its own: a job over n of them all-reduces at the slowest of
     its n nodes' links (empty: every node's link is the fabric's or the netbench fit's)."""
     survey_source: str = ""
+    calibration_points: float | None = None
+    """Efficiency points the calibrated interval lies around the forecast (None: no calibration applies)."""
+    calibration_source: str = ""
 
 
 CEILING = Terms(stragglers=False, framework=False, fleet_source="", interference_source="")
@@ -429,6 +437,7 @@ def resolve_terms(inputs: Inputs, *, fleet_spread: float | None = None, interfer
         slowdown = (GPU_INTERFERENCE, GPU_INTERFERENCE_RANGE, f"assumed: {INTERFERENCE_SOURCE}")
     else:
         slowdown = (0.0, (0.0, 0.0), f"none: {timeline.interference_note}; give --interference")
+    calibration_points, calibration_source = calibration(fabric)
     measured_beside = inputs.network.get("interference") or {}
     comm_slowdown = float(measured_beside.get("comm_slowdown") or 0.0) if scale == 1.0 else 0.0
     return Terms(fleet_spread=fleet[0], fleet_range=fleet[1], fleet_source=fleet[2], interference=slowdown[0],
@@ -437,7 +446,25 @@ def resolve_terms(inputs: Inputs, *, fleet_spread: float | None = None, interfer
                  no_overlap=no_overlap, compute_scale=scale, compute_source=source,
                  step_deviations=surveyed.step_deviations if surveyed else None,
                  link_slowdowns=surveyed.link_slowdowns if surveyed else (),
-                 survey_source=f"measured: {surveyed.source}" if surveyed else "")
+                 survey_source=f"measured: {surveyed.source}" if surveyed else "",
+                 calibration_points=calibration_points, calibration_source=calibration_source)
+
+
+def calibration(fabric: bool) -> tuple[float | None, str]:
+    """The calibrated interval's half-width in efficiency points, and where it came from; None and why where the
+    published cases do not calibrate this forecast (they are GPU clusters with fabric files, of this model)."""
+    if not fabric:
+        return None, ("none: the published cases calibrate fabric forecasts; a netbench forecast is checked on the "
+                      "emulated cluster (benchmarks/predict_emulated.py)")
+    try:
+        found = json.loads(CALIBRATION.read_text())
+    except FileNotFoundError:
+        return None, f"none: no calibration file ({CALIBRATION}); python benchmarks/predict_published.py --write-calibration"
+    if found["model_version"] != MODEL_VERSION:
+        return None, (f"none: the calibration is of model v{found['model_version']}, this is v{MODEL_VERSION}; "
+                      f"{found['produced_by']}")
+    return found["half_width_points"], (f"{found['coverage']:.0%} of {len(found['cases'])} published cases' figures "
+                                        f"within it ({found['method']}; {found['produced_by']}, {found['written']})")
 
 
 def framework_residual(inputs: Inputs, timeline: Timeline, algorithm: str, terms: Terms) -> tuple[float, str]:
@@ -510,6 +537,7 @@ def predict(inputs: Inputs, *, nodes: list[int], gpus_per_node: int, algorithms:
                     for end in ("high", "low")]
             point["efficiency_low"] = min(*ends, point["efficiency"])
             point["efficiency_high"] = min(1.0, max(*ends, point["efficiency"]))
+            point.update(calibrated(point, terms.calibration_points, point is first))
             # The ceiling's efficiency against the same first point as the forecast's: the first point's other losses
             # (stragglers, interference, framework) held fixed, only communication growing with scale. Against its own
             # first point a forecast whose terms weighed more at the first point read above it (56.8 % over 55.9 %).
@@ -520,6 +548,20 @@ def predict(inputs: Inputs, *, nodes: list[int], gpus_per_node: int, algorithms:
                                               samples / (ceiling["step_time_s"] + first_losses) / procs / per_proc)
             points.append(point)
     return points
+
+
+def calibrated(point: dict[str, Any], half_points: float | None, baseline: bool) -> dict[str, Any]:
+    """The efficiency interval calibrated on the published cases' misses, joined with the model's own bounds (as
+    benchmarks/predict_published.py checks it), within [0, 1] unless the model itself says more; the first point is
+    the baseline (100 % by definition). Nulls where no calibration applies (Terms.calibration_source says why)."""
+    if half_points is None:
+        return {"efficiency_calibrated_low": None, "efficiency_calibrated_high": None}
+    if baseline:
+        return {"efficiency_calibrated_low": point["efficiency"], "efficiency_calibrated_high": point["efficiency"]}
+    half = half_points / 100
+    return {"efficiency_calibrated_low": max(0.0, min(point["efficiency_low"], point["efficiency"] - half)),
+            "efficiency_calibrated_high": min(max(1.0, point["efficiency_high"]),
+                                              max(point["efficiency_high"], point["efficiency"] + half))}
 
 
 def with_input(point: dict[str, Any], term: dict[str, Any]) -> dict[str, Any]:
@@ -589,6 +631,8 @@ def format_points(points: list[dict[str, Any]], title: str, terms: Terms | None 
                   *([f"  per-step jitter and each node's link from the survey (a job waits for its slowest node's "
                      f"link: {max(terms.link_slowdowns, default=1.0):.2f}x the typical one at worst): "
                      f"{terms.survey_source}"] if terms.survey_source else []),
+                  f"  calibrated interval: " + (f"the forecast +-{terms.calibration_points:.1f} efficiency points, "
+                                                 if terms.calibration_points is not None else "") + terms.calibration_source,
                   f"  {terms.syncs_per_step} global synchronisation(s) per optimizer step; gradients "
                   f"{'all-reduced after backward, one bucket' if terms.no_overlap else 'all-reduced during backward'}"]
     lines.append(f"{'algorithm':<13}{'nodes':>6}{'procs':>7}{'step ms':>10}{'interval ms':>18}{'efficiency':>12}"
@@ -604,6 +648,9 @@ def format_points(points: list[dict[str, Any]], title: str, terms: Terms | None 
         named = "  ".join(f"{label} {p[key] * 1e3:.2f}" if key == "compute_step_time_s" else f"{label} {p[key] * 1e3:+.2f}"
                           for key, label in TERM_LINES if p.get(key) is not None)
         lines.append(f"{'':<13}ms: {named}")
+        if p.get("efficiency_calibrated_low") is not None and p is not points[0]:
+            lines.append(f"{'':<13}efficiency calibrated on the published cases: {p['efficiency_calibrated_low']:.1%}-"
+                         f"{p['efficiency_calibrated_high']:.1%}")
     notes = sorted({p["framework_note"] for p in points if p.get("framework_note")})
     lines += [f"  framework: {note}" for note in notes]
     lines += [f"  input: {note}" for note in sorted({p["input_note"] for p in points if p.get("input_note")})]

@@ -25,6 +25,8 @@ Fields beyond the first set (each optional, with its default):
 
     python benchmarks/predict_published.py                    # the shipped cases: table, hits, coverage
     python benchmarks/predict_published.py --json my-case.toml
+    python benchmarks/predict_published.py --write-calibration   # jobs/calibration/published.json: what
+                                                                  # `hpcbench predict --fabric` prints its calibrated interval from
 """
 
 from __future__ import annotations
@@ -34,17 +36,21 @@ import dataclasses
 import json
 import sys
 import tomllib
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from hpcbench.analysis.netmodel import Links, fabric_links, load_fabric
-from hpcbench.analysis.predict import BOUNDS, CEILING, Terms, Timeline, predict_point, synthetic_timeline
+from hpcbench.analysis.predict import (BOUNDS, CALIBRATION, CEILING, MODEL_VERSION, Terms, Timeline, predict_point,
+                                      synthetic_timeline)
 from hpcbench.analysis.terms import (FLEET_SOURCE, FLEET_SPREAD, FLEET_SPREAD_HIGH, GPU_INTERFERENCE, GPU_INTERFERENCE_RANGE,
                                      INTERFERENCE_SOURCE)
 from hpcbench.analysis.stats import conformal_half_width
 from hpcbench.buckets import fusion_cycle_rule, size_cap_rule
+from hpcbench.files import write_atomic
 
-CASES = Path(__file__).resolve().parent / "published"
+ROOT = Path(__file__).resolve().parent.parent
+CASES = ROOT / "benchmarks" / "published"
 TARGET_POINTS = 5.0
 """Within this many efficiency points of the published figure counts as a hit."""
 COVERAGE = 0.9
@@ -219,7 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("cases", nargs="*", metavar="CASE.toml", help="case files (default: every shipped case)")
     parser.add_argument("--json", action="store_true", help="print a JSON list: name, published, predicted, low, high (fractions)")
+    parser.add_argument("--write-calibration", action="store_true", help=f"write the calibration `hpcbench predict` "
+                        f"reads ({CALIBRATION}) from the shipped cases")
     args = parser.parse_args(argv)
+    if args.write_calibration and args.cases:
+        parser.error("--write-calibration calibrates on the shipped cases only (give no CASE.toml)")
     paths = [Path(c) for c in args.cases] or sorted(CASES.glob("*.toml"))
     try:
         rows = [evaluate(load_case(path)) for path in paths]
@@ -250,7 +260,25 @@ def main(argv: list[str] | None = None) -> int:
     for c in calibrated:
         print(f"    {c['name'][:70]:<72} +-{c['half_width_points']:5.1f} pts: {c['low']:.1%}-{c['high']:.1%}"
               f"{'' if c['inside'] else '  (published outside)'}")
+    if args.write_calibration:
+        found = calibration(rows)
+        write_atomic(CALIBRATION, json.dumps({**found, "written": date.today().isoformat()}, indent=1) + "\n")
+        print(f"calibration for new forecasts: +-{found['half_width_points']:.1f} points at {COVERAGE:.0%} over all "
+              f"{len(rows)} cases -> {CALIBRATION}")
     return 0
+
+
+def calibration(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What `hpcbench predict --fabric` widens its interval by: split conformal over every shipped case's miss
+    (a new forecast is not one of them), with the misses themselves, so a reader can check it."""
+    residuals = [r["published"] - r["predicted"] for r in rows]
+    return {"model_version": MODEL_VERSION, "coverage": COVERAGE,
+            "method": "split conformal (Vovk et al. 2005; Lei et al., JASA 2018): the ceil((n+1) x coverage)-th smallest "
+                      "|published - forecast| efficiency of n published cases",
+            "half_width_points": 100 * conformal_half_width(residuals, COVERAGE),
+            "produced_by": "python benchmarks/predict_published.py --write-calibration",
+            "cases": [{"name": r["name"], "path": str(Path(r["path"]).relative_to(ROOT)), "published": r["published"],
+                       "forecast": r["predicted"], "residual_points": 100 * (r["published"] - r["predicted"])} for r in rows]}
 
 
 def calibrate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

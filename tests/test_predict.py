@@ -343,3 +343,40 @@ def test_strong_scaling_takes_each_points_compute_from_a_run_at_its_batch(measur
     assert "no measured compute at 8 samples per process" in four["refused"] and "--batch-size 8" in four["refused"]
     assert math.isclose(one["efficiency"], 1.0)
     assert two["efficiency"] == pytest.approx((32 / two["step_time_s"] / 2) / (32 / one["step_time_s"]))
+
+
+def test_the_shipped_calibration_is_the_published_cases_own():
+    """jobs/calibration/published.json is what the benchmark computes from the shipped cases with this model: a
+    formula or case changed without `--write-calibration` fails here, never ships a stale width."""
+    from hpcbench.analysis.predict import CALIBRATION
+
+    module = published_module()
+    rows = [module.evaluate(module.load_case(p)) for p in sorted((ROOT / "benchmarks" / "published").glob("*.toml"))]
+    shipped = json.loads(CALIBRATION.read_text())
+    assert {k: v for k, v in shipped.items() if k != "written"} == json.loads(json.dumps(module.calibration(rows)))
+
+
+def test_a_fabric_forecast_carries_its_calibrated_interval_and_a_netbench_one_says_why_not(tmp_path, monkeypatch):
+    from hpcbench.analysis import predict as model
+
+    reference = ROOT / "results" / "reference" / "cpu-2core-vm-predict" / "1gbit"
+    runs = str(reference / "mlp" / "alone" / "records")
+    shape = {"nodes": [1, 4], "gpus_per_node": 8, "algorithms": ["ring"], "scaling": "weak", "global_batch_size": None}
+    [inputs] = model.resolve_inputs([runs], fabric="h100-ndr", netbench=None, scaling="weak")
+    terms = model.resolve_terms(inputs, compute_step_ms=5.0)
+    half = json.loads(model.CALIBRATION.read_text())["half_width_points"] / 100
+    assert terms.calibration_points == pytest.approx(100 * half) and "published cases" in terms.calibration_source
+    first, last = model.predict(inputs, **shape, terms=terms)
+    assert first["efficiency_calibrated_low"] == first["efficiency_calibrated_high"] == first["efficiency"]
+    assert last["efficiency_calibrated_low"] == pytest.approx(max(0.0, min(last["efficiency_low"], last["efficiency"] - half)))
+    assert last["efficiency_calibrated_low"] <= last["efficiency_low"] <= last["efficiency_high"] <= last["efficiency_calibrated_high"]
+    assert "calibrated on the published cases" in model.format_points([first, last], "t", terms)
+    [measured] = model.resolve_inputs([runs], fabric=None, netbench=str(reference / "netbench" / "records"), scaling="weak")
+    netbench_terms = model.resolve_terms(measured)
+    assert netbench_terms.calibration_points is None and netbench_terms.calibration_source.startswith("none: ")
+    assert model.predict(measured, **{**shape, "gpus_per_node": 1}, terms=netbench_terms)[-1]["efficiency_calibrated_low"] is None
+    old = tmp_path / "published.json"  # a calibration of another model version is not applied, and says so
+    old.write_text(json.dumps({**json.loads(model.CALIBRATION.read_text()), "model_version": model.MODEL_VERSION - 1}))
+    monkeypatch.setattr(model, "CALIBRATION", old)
+    assert model.resolve_terms(inputs, compute_step_ms=5.0).calibration_points is None
+    assert f"model v{model.MODEL_VERSION - 1}" in model.resolve_terms(inputs, compute_step_ms=5.0).calibration_source
