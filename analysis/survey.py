@@ -64,8 +64,9 @@ def node_metrics(record: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     table: dict[str, dict[str, float | None]] = {node: {rule.metric: None for rule in RULES} for node in nodes}
     for rank in m["ranks"]:
         row = table[rank["host"]]
-        gflops = statistics.median(rank["matmul_gflops"])
-        row["matmul_gflops"] = gflops if row["matmul_gflops"] is None else min(row["matmul_gflops"], gflops)
+        if rank["matmul_gflops"]:  # None: the node's matmul did not answer (its `problems` say why)
+            gflops = statistics.median(rank["matmul_gflops"])
+            row["matmul_gflops"] = gflops if row["matmul_gflops"] is None else min(row["matmul_gflops"], gflops)
         for name in ("alone", "together"):
             rate = (rank.get("storage") or {}).get(f"{name}_bytes_per_s")
             if rate is not None:
@@ -135,7 +136,15 @@ def diagnose(record: dict[str, Any], baseline: dict[str, Any] | None = None) -> 
             f["also"] = (f"its storage reads too ({storage['value']:.3g} {storage['unit']}): they cross this link"
                          if storage else None)
     findings = [f for f in findings if not (f["kind"] == "storage" and f["node"] in slow_links)]
-    return findings + _slow_links(record, slow_links)
+    return findings + _slow_links(record, slow_links) + unanswered(record)
+
+
+def unanswered(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """A node whose own probe raised or hung (hpcbench.probes.survey.bounded): named with the probe and the reason,
+    whatever its peers show (a node that cannot run a probe holds a job back however fast the others are)."""
+    return [{"node": rank["host"], "kind": "unanswered", "metric": problem["probe"], "unit": "", "value": None,
+             "reason": problem["reason"], "probe": problem["probe"], "against": "itself"}
+            for rank in record["metrics"]["ranks"] for problem in rank.get("problems") or []]
 
 
 def _confirmed(findings: list[dict[str, Any]], table: dict[str, dict[str, float | None]]) -> list[dict[str, Any]]:
@@ -251,16 +260,19 @@ def format_survey(record: dict[str, Any], findings: list[dict[str, Any]], priced
         lines.append(f"{len(nodes)} node(s): each device's compute and steadiness are measured, but with fewer than 3 "
                      "nodes no peer majority says which one is off" + (" and no link is between nodes" if len(nodes) == 1 else "")
                      + "; compare against a baseline survey (--baseline) or survey more nodes")
-    named = [f for f in findings if f["kind"] != "unconfirmed"]
+    named = [f for f in findings if f["kind"] not in ("unconfirmed", "unanswered")]
+    failed = [f for f in findings if f["kind"] == "unanswered"]
+    for f in failed:
+        lines.append(f"did not answer: {f['node']}'s {f['probe']} probe: {f['reason']}")
     for f in findings:
         if f["kind"] == "unconfirmed":
             lines.append(f"not named: {f['node']}'s {f['metric']} {f['value']:.3g} {f['unit']} against the median "
                          f"{f['fleet_median']:.3g}, but its other compute probe is within the fleet: a passing load, or "
                          "a fault one probe sees; survey again")
-    if not named:
+    if not named and not failed:
         lines.append("no finding: every node within its fleet's spread")
         return "\n".join(lines)
-    lines.append("findings:")
+    lines += ["findings:"] if named else []
     for f in named:
         lines.append(f"  {f['node']}: {f['kind']} ({f['metric']}) {f['value']:.3g} {f['unit']} against the "
                      f"{f['against']}' median {f['fleet_median']:.3g} (spread {f['fleet_spread']:.2g}); shown by the {f['probe']}"
@@ -270,8 +282,14 @@ def format_survey(record: dict[str, Any], findings: list[dict[str, Any]], priced
                      f"{priced['step_ms_without']:.1f} ms without {', '.join(priced['suspects'])}: "
                      f"{priced['efficiency_points']:.1f} efficiency points, {priced['node_hours_per_day']:.1f} node-hours "
                      f"a day ({priced['model']})")
-        lines += [f"to leave them out ({name}): {line}" for name, line in exclude_lines(priced["suspects"], nodes).items()]
+    # the priced suspects and every node that did not answer (nothing to price there, but it is left out all the same)
+    suspects = sorted(set(priced["suspects"] if priced else []) | {f["node"] for f in failed})
+    lines += leave_out_lines(suspects, nodes)
     return "\n".join(lines)
+
+
+def leave_out_lines(suspects: list[str], nodes: list[str]) -> list[str]:
+    return [f"to leave them out ({name}): {line}" for name, line in exclude_lines(suspects, nodes).items()]
 
 
 @dataclass(frozen=True)

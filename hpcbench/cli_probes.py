@@ -178,6 +178,8 @@ def add_survey_command(commands: Any) -> None:
     survey.add_argument("--threads", type=int, default=None, help="CPU threads per rank (default: cores / ranks here, "
                         "the profile's CPUs / tasks on a cluster)")
     survey.add_argument("--timeout", type=float, default=120.0, help="seconds before a stuck rank ends the job")
+    survey.add_argument("--probe-timeout", type=float, default=60.0, help="seconds a node's own probe (matmul, storage) "
+                        "may take before it is named hung and the survey goes on without it (below --timeout; default 60)")
     survey.add_argument("--nproc", dest="nproc_list", default=None, help="local processes (default 2)")
     survey.add_argument("--out", default="results", help="folder for the records (local processes)")
     add_job_flags(survey, required=False, what="survey job", nodes="2; one count: the allocation's size", tasks="1")
@@ -194,7 +196,8 @@ def run_survey_command(args: argparse.Namespace, int_list: Callable[[str, str], 
         return _print_survey(args.source, args.baseline)
     probe = PROBES.get("survey")
     cfg = SurveyConfig(device=args.device, link_bytes=parse_size(args.link_bytes), repeats=args.repeats,
-                       data_dir=args.data_dir, io_alone_nodes=args.io_alone_nodes, timeout_s=args.timeout, out_dir=args.out)
+                       data_dir=args.data_dir, io_alone_nodes=args.io_alone_nodes, timeout_s=args.timeout,
+                       probe_timeout_s=args.probe_timeout, out_dir=args.out)
     train = _survey_training(args)
     if args.profile:
         return _survey_job(args, probe, cfg, train, int_list)

@@ -154,9 +154,10 @@ class Fault:
             time.sleep(3600)
 
 
-def injected_fault(environ: Mapping[str, str] | None = None) -> Fault | None:
-    """The fault named by HPCBENCH_INJECT_FAULT, if any; a malformed value is an error, not ignored."""
-    text = (os.environ if environ is None else environ).get(FAULT_VARIABLE)
+def injected_fault(environ: Mapping[str, str] | None = None, variable: str = FAULT_VARIABLE) -> Fault | None:
+    """The fault named by HPCBENCH_INJECT_FAULT (or a probe's own `variable`), if any; a malformed value is an
+    error, not ignored."""
+    text = (os.environ if environ is None else environ).get(variable)
     if not text:
         return None
     kind, *fields = text.split(":")
@@ -168,5 +169,5 @@ def injected_fault(environ: Mapping[str, str] | None = None) -> Fault | None:
     except (KeyError, ValueError):
         fault, values = None, {}
     if fault is None or values or kind not in FAULT_KINDS or fault.ms < 0:
-        raise ValueError(f"{FAULT_VARIABLE}={text!r}: expected hang|raise:rank=R:step=S or slow:rank=R:ms=M")
+        raise ValueError(f"{variable}={text!r}: expected hang|raise:rank=R:step=S or slow:rank=R:ms=M")
     return fault

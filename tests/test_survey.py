@@ -209,3 +209,40 @@ def test_the_survey_gives_the_forecast_its_jitter_and_its_slowest_link():
     small, large = (at_two_nodes(SurveyedFleet(0.0, (-d, d), (1.0, 1.0), "c")) for d in (0.2, 0.4))
     typical = next(iter(inputs.timelines.values())).jitter.typical_step_s
     assert large["stragglers_s"] - small["stragglers_s"] == pytest.approx(0.1 * typical)
+
+
+def test_a_node_probe_that_raises_or_hangs_is_named_and_the_survey_goes_on():
+    """bounded(): a value, or the problem with its reason (a hang ends at the deadline, the rank goes on); the
+    diagnosis names the node with the probe, whatever its peers show, and leaves it out."""
+    import time
+
+    from hpcbench.guard import Fault
+    from hpcbench.probes.survey import SurveyConfig, bounded
+
+    assert bounded("matmul", lambda: 7.0, 5.0, 0, None) == (7.0, None)
+    started = time.perf_counter()
+    value, problem = bounded("storage alone", lambda: 1.0, 0.3, 1, Fault(kind="hang", rank=1, step=1))
+    assert value is None and problem == {"probe": "storage alone", "reason": "no answer after 0.3 s (hung)"}
+    assert time.perf_counter() - started < 2
+    assert bounded("storage alone", lambda: 1.0, 5.0, 0, Fault(kind="hang", rank=1, step=1)) == (1.0, None)  # rank 0
+    _, raised = bounded("matmul", lambda: 1 / 0, 5.0, 0, None)
+    assert raised == {"probe": "matmul", "reason": "ZeroDivisionError: division by zero"}
+    with pytest.raises(ConfigError, match="probe-timeout: must be above 0 and below --timeout"):
+        SurveyConfig(timeout_s=30, probe_timeout_s=30)
+    record = fleet_record(4)
+    record["metrics"]["ranks"][2].update(matmul_gflops=None, problems=[problem])
+    findings = diagnose(record)
+    assert [(f["node"], f["kind"]) for f in findings] == [("n3", "unanswered")]
+    text = format_survey(record, findings, cost(record, findings))
+    assert "did not answer: n3's storage alone probe: no answer after 0.3 s (hung)" in text
+    assert "sbatch --exclude=n3" in text and "no finding" not in text
+
+
+@pytest.mark.slow
+def test_a_local_survey_with_a_hung_matmul_finishes_and_names_it(tmp_path):
+    result = run_cli("survey", "--nproc", "2", "--steps", "3", "--repeats", "1", "--probe-timeout", "3",
+                     "--out", str(tmp_path / "out"), env={"HPCBENCH_INJECT_SURVEY_FAULT": "hang:rank=1:step=0"}, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "did not answer:" in result.stdout and "matmul probe: no answer after 3 s (hung)" in result.stdout
+    ranks = load_survey(str(tmp_path / "out"))["metrics"]["ranks"]
+    assert ranks[1]["matmul_gflops"] is None and ranks[0]["matmul_gflops"] and ranks[0]["problems"] == []

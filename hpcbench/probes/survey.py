@@ -10,6 +10,13 @@ link rate is the best of its four edges (a link is as fast as its slower end, so
 no fast edge), and an edge slower than both of its ends' best is the link between them. Two rounds of sends per
 ring, whatever N: a 1,000-node survey takes as many rounds as a 4-node one (each as long as the slowest edge).
 
+A node's own probes (its matmul, its storage reads) run each with a deadline (`--probe-timeout`, below the
+collective timeout): one that raises or gives no answer in time is recorded with its reason (the node's
+`problems`) and the survey goes on for every node; the diagnosis names it. Tests inject such a fault with
+HPCBENCH_INJECT_SURVEY_FAULT (HPCBENCH_INJECT_FAULT's form, hpcbench.guard, apart from the training run's), its
+step counting the node's probes: 0 matmul, 1 storage alone, 2 storage together (`hang:rank=1:step=0`: rank 1's
+matmul never answers).
+
     srun python -m hpcbench.probes survey --train-record records/mlp_ddp_4p_ID.json --out records/
 """
 
@@ -18,7 +25,9 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +38,8 @@ import torch
 from hpcbench import datafiles, records
 from hpcbench.config import MAX_TIMEOUT_S
 from hpcbench.engines import discover, netbench_backends, start_collectives
-from hpcbench.errors import check_at_least, check_in_range
+from hpcbench.errors import ConfigError, check_at_least, check_in_range
+from hpcbench.guard import Fault, injected_fault
 from hpcbench.probes.base import PROBES, Probe, add_record_flags, write_probe_record
 from hpcbench.probes.iobench import reader
 from hpcbench.provenance import host_facts
@@ -58,6 +68,8 @@ class SurveyConfig:
     """Nodes that also read alone, one at a time (a seeded sample beyond that many): the one probe whose time grows
     with N; every node reads in the round all together."""
     timeout_s: float = 120.0
+    probe_timeout_s: float = 60.0
+    """A node's own probe (matmul, storage) that has not answered by then is named hung, and the survey goes on."""
     out_dir: str = "results"
 
     def __post_init__(self) -> None:
@@ -66,6 +78,38 @@ class SurveyConfig:
         check_in_range("io-seconds", self.io_seconds, 0, 600, "seconds")
         check_at_least("io-alone-nodes", self.io_alone_nodes, 0)
         check_in_range("timeout", self.timeout_s, 0, MAX_TIMEOUT_S, "seconds")
+        if not 0 < self.probe_timeout_s < self.timeout_s:
+            raise ConfigError("probe-timeout", f"must be above 0 and below --timeout ({self.timeout_s:g} s: the other "
+                              f"nodes wait that long for a hung one), got {self.probe_timeout_s:g}")
+
+
+SURVEY_FAULT_VARIABLE = "HPCBENCH_INJECT_SURVEY_FAULT"
+NODE_PROBES = ("matmul", "storage alone", "storage together")
+"""A node's own probes, in order (an injected fault's step counts them)."""
+
+
+def bounded(probe: str, measure: Callable[[], Any], timeout_s: float, rank: int,
+            fault: Fault | None) -> tuple[Any, dict[str, str] | None]:
+    """(value, None), or (None, the problem) where `measure` raised or gave no answer within `timeout_s`: it runs in a
+    thread of its own, which a hung call (a stuck mount, a wedged device) cannot take this rank down with."""
+    out: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            if fault:
+                fault.maybe_fire(rank, NODE_PROBES.index(probe))
+            out["value"] = measure()
+        except Exception as exc:  # noqa: BLE001 - any failure of a node's probe is a finding, not the survey's end
+            out["error"] = f"{type(exc).__name__}: {exc}"
+
+    thread = threading.Thread(target=target, name=f"survey {probe}", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        return None, {"probe": probe, "reason": f"no answer after {timeout_s:g} s (hung)"}
+    if "error" in out:
+        return None, {"probe": probe, "reason": out["error"]}
+    return out["value"], None
 
 
 def rings(num_nodes: int, seed: int = 0) -> list[list[int]]:
@@ -150,7 +194,14 @@ def run(cfg: SurveyConfig, run_id: str, path: Path | None) -> int:
         leaders = [hosts.index(host) for host in nodes]
         comm.barrier()
         device = comm.device
-        gflops = compute_rates(device, cfg.repeats)
+        fault, problems = injected_fault(variable=SURVEY_FAULT_VARIABLE), []
+
+        def probe(name: str, measure: Callable[[], Any]) -> Any:
+            value, problem = bounded(name, measure, cfg.probe_timeout_s, placement.rank, fault)
+            if problem:
+                problems.append(problem)
+            return value
+        gflops = probe("matmul", lambda: compute_rates(device, cfg.repeats))
         edges = []
         for ring, order in enumerate(rings(len(nodes))):
             for attempt in range(cfg.repeats if len(nodes) > 1 else 0):
@@ -160,19 +211,22 @@ def run(cfg: SurveyConfig, run_id: str, path: Path | None) -> int:
                         edges.append({**edge, "ring": ring, "repeat": attempt, "bytes": size, "kind": label})
         storage = {}
         if cfg.data_dir:
-            facts = datafiles.inspect(cfg.data_dir, verify=False)
             mine = leaders.index(placement.rank) if placement.rank in leaders else None
+
+            def reads() -> float:  # the data folder looked at from this node: a missing mount is this node's finding
+                facts = datafiles.inspect(cfg.data_dir, verify=False)
+                return storage_reads(facts, mine, len(nodes), cfg.io_seconds)
             alone = []
             turns = sorted(random.Random(0).sample(range(len(nodes)), min(cfg.io_alone_nodes, len(nodes))))
             for turn in turns:  # one node at a time: its own path to the storage
                 comm.barrier()
                 if mine == turn:
-                    alone.append(storage_reads(facts, mine, len(nodes), cfg.io_seconds))
+                    alone.append(probe("storage alone", reads))
             comm.barrier()  # then every node at once: the storage's share of each
-            together = storage_reads(facts, mine, len(nodes), cfg.io_seconds) if mine is not None else None
+            together = probe("storage together", reads) if mine is not None else None
             storage = {"alone_bytes_per_s": alone[0] if alone else None, "together_bytes_per_s": together}
         mine_all = {"rank": placement.rank, "local_rank": placement.local_rank, "host": hosts[placement.rank],
-                    "matmul_gflops": gflops, "edges_in": edges, "storage": storage}
+                    "matmul_gflops": gflops, "edges_in": edges, "storage": storage, "problems": problems}
         everyone = comm.all_gather_object(mine_all)
         if placement.rank == 0:
             metrics = {"nodes": nodes, "rings": rings(len(nodes)), "ranks": everyone,
@@ -181,7 +235,7 @@ def run(cfg: SurveyConfig, run_id: str, path: Path | None) -> int:
             config = {"device": cfg.device, "link_bytes": cfg.link_bytes, "repeats": cfg.repeats,
                       "data_dir": cfg.data_dir, "io_seconds": cfg.io_seconds, "io_alone_nodes": cfg.io_alone_nodes,
                       "train_record": cfg.train_record,
-                      "timeout_s": cfg.timeout_s}
+                      "timeout_s": cfg.timeout_s, "probe_timeout_s": cfg.probe_timeout_s}
             path = write_probe_record(kind="survey", label=f"{len(nodes)}n", comm=comm, run_id=run_id, path=path,
                                       out_dir=cfg.out_dir, config=config, metrics=metrics, hosts=hosts,
                                       started=started)
@@ -209,7 +263,7 @@ def to_args(cfg: SurveyConfig) -> list[str]:
             "--link-bytes", str(cfg.link_bytes), "--repeats", str(cfg.repeats),
             *(["--data-dir", cfg.data_dir] if cfg.data_dir else []), "--io-seconds", str(cfg.io_seconds),
             "--io-alone-nodes", str(cfg.io_alone_nodes),
-            "--timeout", str(cfg.timeout_s)]
+            "--timeout", str(cfg.timeout_s), "--probe-timeout", str(cfg.probe_timeout_s)]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -223,6 +277,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--io-seconds", type=float, default=defaults.io_seconds)
     p.add_argument("--io-alone-nodes", type=int, default=defaults.io_alone_nodes)
     p.add_argument("--timeout", dest="timeout_s", type=float, default=defaults.timeout_s)
+    p.add_argument("--probe-timeout", dest="probe_timeout_s", type=float, default=defaults.probe_timeout_s)
     add_record_flags(p)
     return p
 
