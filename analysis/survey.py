@@ -347,3 +347,60 @@ def load_survey(source: str, like: dict[str, Any] | None = None) -> dict[str, An
             raise ConfigError(what, f"{source} surveyed other hardware ({name} {record['system'].get(name)!r}, not "
                               f"{like['system'].get(name)!r}): judge a fleet only against a survey of the same devices")
     return record
+
+
+def load_surveys(sources: list[str]) -> list[dict[str, Any]]:
+    """Every survey record under `sources`, oldest first."""
+    from hpcbench.analysis.load import read_valid
+
+    found = [record for _, record in read_valid(sources) if record.get("kind") == "survey"]
+    if not found:
+        raise ConfigError("history", f"no survey record in {', '.join(sources)}")
+    return sorted(found, key=lambda r: r["provenance"]["started"])
+
+
+def node_history(surveys: list[dict[str, Any]], alpha: float = 0.001) -> list[dict[str, Any]]:
+    """Each node's metrics over the surveys of one machine (its name and devices), as ratios to the fleet's median in
+    each survey, so that what moves every node alike (a software upgrade, a new workload default) cancels and a node
+    that drifts from its peers shows; steps found by `hpcbench history`'s test (binary segmentation, Bonferroni-
+    corrected t on logs, analysis.history.detect_steps). One row per machine, node and metric with at least one value."""
+    from hpcbench.analysis.history import detect_steps
+
+    series: dict[tuple[str, str, str], list[tuple[str, float]]] = {}
+    for record in surveys:
+        machine = " ".join(str(record["system"].get(k)) for k in ("name", *SAME_HARDWARE))
+        table = node_metrics(record)
+        for rule in RULES:
+            values = [row[rule.metric] for row in table.values() if row[rule.metric] is not None]
+            median = statistics.median(values) if values else None
+            for node, row in table.items():
+                if row[rule.metric] is not None and median:
+                    series.setdefault((machine, node, rule.metric), []).append((record["run_id"], row[rule.metric] / median))
+    worse = {rule.metric: rule.worse for rule in RULES}
+    rows = []
+    for (machine, node, metric), points in sorted(series.items()):
+        ratios = [ratio for _, ratio in points]
+        steps = detect_steps(ratios, alpha=alpha) if min(ratios) > 0 else []
+        rows.append({"machine": machine, "node": node, "metric": metric, "surveys": len(points), "first": ratios[0],
+                     "last": ratios[-1], "steps": [{"survey": s.index + 1, "run_id": points[s.index][0],
+                                                    "change": s.ratio - 1, "confidence": s.confidence,
+                                                    "verdict": "worse" if (s.ratio - 1) * worse[metric] > 0 else "better"}
+                                                   for s in steps]})
+    return rows
+
+
+def format_node_history(rows: list[dict[str, Any]]) -> str:
+    """Per node, the metrics that stepped against the fleet (each step's survey, size and confidence), then a count."""
+    lines = []
+    for row in rows:
+        for step in row["steps"]:
+            lines.append(f"{row['node']}: {row['metric']} {step['verdict']} by {abs(step['change']):.0%} against its "
+                         f"fleet from survey {step['survey']} of {row['surveys']} ({step['run_id']}), confidence "
+                         f"{step['confidence']:.3f}; now {row['last']:.2f}x the fleet's median ({row['machine']})")
+    stepped = sum(bool(row["steps"]) for row in rows)
+    nodes = len({(row["machine"], row["node"]) for row in rows})
+    most = max((row["surveys"] for row in rows), default=0)
+    lines.append(f"{stepped} of {len(rows)} node metrics stepped against their fleet ({nodes} node(s), up to {most} "
+                 "surveys each; a step needs 3 surveys either side)")
+    return "\n".join(lines)
+

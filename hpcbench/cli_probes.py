@@ -165,6 +165,8 @@ def add_survey_command(commands: Any) -> None:
                                  "two rings, storage, steadiness) and name the node, link or mount that holds a job back")
     survey.add_argument("--from", dest="source", default=None, metavar="RECORDS", help="print the diagnosis of a survey "
                         "already measured (a survey record, or a folder: its newest)")
+    survey.add_argument("--history", nargs="+", default=None, metavar="RECORDS", help="each node's metrics over "
+                        "many surveys against its fleet's median: the nodes that drifted from their peers, and when")
     survey.add_argument("--baseline", default=None, metavar="SURVEY", help="an earlier survey record of the same "
                         "system to judge every node against (default: the nodes' own median)")
     survey.add_argument("--workload", default="mlp", help="the short training run's workload (default mlp)")
@@ -192,6 +194,13 @@ def run_survey_command(args: argparse.Namespace, int_list: Callable[[str, str], 
     from hpcbench.probes.netbench import parse_size
     from hpcbench.probes.survey import SurveyConfig
 
+    if args.history:
+        from hpcbench.analysis.survey import format_node_history, load_surveys, node_history
+
+        if args.source or args.profile:
+            raise ConfigError("history", "reads surveys already measured: give it without --from and --profile")
+        print(format_node_history(node_history(load_surveys(args.history))))
+        return 0
     if args.source:
         return _print_survey(args.source, args.baseline)
     probe = PROBES.get("survey")

@@ -246,3 +246,28 @@ def test_a_local_survey_with_a_hung_matmul_finishes_and_names_it(tmp_path):
     assert "did not answer:" in result.stdout and "matmul probe: no answer after 3 s (hung)" in result.stdout
     ranks = load_survey(str(tmp_path / "out"))["metrics"]["ranks"]
     assert ranks[1]["matmul_gflops"] is None and ranks[0]["matmul_gflops"] and ranks[0]["problems"] == []
+
+
+def test_a_node_that_drifts_from_its_peers_over_surveys_shows_in_its_history(tmp_path):
+    """Eight surveys of one machine; from the fifth, n2 computes 1.5x slower and every node's link halves alike
+    (an upgrade): the history names n2's compute step, worse by ~50 % from survey 5, and nothing else."""
+    from hpcbench.analysis.survey import format_node_history, load_surveys, node_history
+
+    for index in range(8):
+        record = fleet_record(5, seed=index, noise=0.03)
+        record["provenance"]["started"] = f"2026-11-{index + 1:02d}T00:00:00+00:00"
+        for rank in record["metrics"]["training"]["ranks"]:
+            if rank["host"] == "n2" and index >= 4:
+                rank["compute_step_times_s"] = [t * 1.5 for t in rank["compute_step_times_s"]]
+        for rank in record["metrics"]["ranks"]:
+            for edge in rank["edges_in"]:
+                edge["seconds"] *= 2 if index >= 4 else 1
+        records.write_atomic(tmp_path / f"survey-{index}.json", record)
+    rows = node_history(load_surveys([str(tmp_path)]))
+    stepped = [(r["node"], r["metric"], s["survey"], s["verdict"]) for r in rows for s in r["steps"]]
+    assert stepped == [("n2", "compute_step_ms", 5, "worse")]
+    [n2] = [r for r in rows if r["node"] == "n2" and r["metric"] == "compute_step_ms"]
+    assert n2["surveys"] == 8 and n2["steps"][0]["change"] == pytest.approx(0.5, abs=0.1)
+    assert "n2: compute_step_ms worse by" in format_node_history(rows)
+    result = run_cli("survey", "--history", str(tmp_path))
+    assert result.returncode == 0 and "1 of " in result.stdout and "n2: compute_step_ms worse" in result.stdout
