@@ -83,7 +83,7 @@ def write_and_submit(command: str, profile: Any, specs: list[Any], templates: st
     from hpcbench.launch.submit import SubmitError, submit_sweep
 
     try:
-        state = submit_sweep(profile.scheduler, paths[:-1], paths[-1])
+        state = submit_sweep(profile.scheduler, paths[:-1], paths[-1], specs[0].aggregate_whatever_end)
     except SubmitError as exc:
         print(f"hpcbench {command}: failed: {exc}", file=sys.stderr)
         return 1

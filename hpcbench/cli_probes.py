@@ -167,6 +167,8 @@ def add_survey_command(commands: Any) -> None:
                         "already measured (a survey record, or a folder: its newest)")
     survey.add_argument("--history", nargs="+", default=None, metavar="RECORDS", help="each node's metrics over "
                         "many surveys against its fleet's median: the nodes that drifted from their peers, and when")
+    survey.add_argument("--logs", default=None, metavar="DIR", help="with --from: the survey job's logs, read when it "
+                        "wrote no survey record (the diagnosis job passes them): the node whose task failed first")
     survey.add_argument("--baseline", default=None, metavar="SURVEY", help="an earlier survey record of the same "
                         "system to judge every node against (default: the nodes' own median)")
     survey.add_argument("--workload", default="mlp", help="the short training run's workload (default mlp)")
@@ -202,7 +204,7 @@ def run_survey_command(args: argparse.Namespace, int_list: Callable[[str, str], 
         print(format_node_history(node_history(load_surveys(args.history))))
         return 0
     if args.source:
-        return _print_survey(args.source, args.baseline)
+        return _print_survey(args.source, args.baseline, args.logs)
     probe = PROBES.get("survey")
     cfg = SurveyConfig(device=args.device, link_bytes=parse_size(args.link_bytes), repeats=args.repeats,
                        data_dir=args.data_dir, io_alone_nodes=args.io_alone_nodes, timeout_s=args.timeout,
@@ -262,13 +264,18 @@ def _survey_job(args: argparse.Namespace, probe: Any, cfg: Any, train: Any,
     trained = records.record_path(str(records_dir), train.workload, train.engine, nodes[0] * tasks, run_id)
     survey_args = [*probe.command(dataclasses.replace(cfg, train_record=str(trained), device=spec.device)), "--run-id", run_id]
     spec = dataclasses.replace(spec, worker_args=(*spec.worker_args, "--run-id", run_id),
-                               then=((probe.program, tuple(survey_args)),), aggregate=("survey", "--from", str(records_dir)))
+                               then=((probe.program, tuple(survey_args)),),
+                               aggregate=("survey", "--from", str(records_dir), "--logs", str(sweep_dir / "logs")),
+                               aggregate_whatever_end=True)
     return write_and_submit("survey", profile, [spec], args.templates, submit=not args.render)
 
 
-def _print_survey(source: str, baseline: str | None) -> int:
-    from hpcbench.analysis.survey import cost, diagnose, format_survey, load_survey
+def _print_survey(source: str, baseline: str | None, logs: str | None = None) -> int:
+    from hpcbench.analysis.survey import cost, diagnose, failed_survey, format_survey, load_survey
 
+    if logs and not any(Path(source).glob("survey_*.json")):  # the job ended before its record: who ended it
+        print(failed_survey(logs))
+        return 1
     record = load_survey(source)
     reference = load_survey(baseline, like=record) if baseline else None
     findings = diagnose(record, reference)

@@ -165,3 +165,27 @@ def test_submit_checks_the_nodes_cpus_against_the_running_cluster(tmp_path, slur
     assert result.returncode == 2, result.stderr
     assert "tasks-per-node: 8 tasks x 1 thread(s) need 8 CPUs a node; the cluster's nodes" in result.stderr
     assert "have 4 (slurm says; the profile says cpus_per_node = 16)" in result.stderr and not sweep.exists()
+
+
+def test_a_job_after_a_failed_one_runs_when_asked_and_srun_names_the_failed_node(tmp_path, slurm_env, monkeypatch):
+    """The survey's diagnosis job depends on the survey job `afterany` (it reports a failure), and reads srun's own
+    lines to name the node whose task failed first: both on the real daemons, as Slurm 22.05 writes them."""
+    from hpcbench.launch.launchers.srun import Srun
+    from hpcbench.launch.schedulers.slurm import Slurm
+
+    failing, after = tmp_path / "failing.sh", tmp_path / "after.sh"
+    failing.write_text("#!/bin/bash\n#SBATCH -N2\n#SBATCH --ntasks-per-node=1\n"
+                       f"#SBATCH --output={tmp_path}/failing.out\n"
+                       "srun --kill-on-bad-exit=1 bash -c '[ \"$SLURM_PROCID\" = 1 ] && exit 3; sleep 20'\n")
+    after.write_text(f"#!/bin/bash\n#SBATCH --output={tmp_path}/after.out\necho ran\n")
+    for name, value in slurm_env.items():  # the scheduler's commands read SLURM_CONF from this process
+        monkeypatch.setenv(name, value)
+    first = Slurm.submit(str(failing), [])
+    second = Slurm.submit(str(after), [first], whatever_end=True)
+    deadline = time.monotonic() + 90
+    while {Slurm.state(first), Slurm.state(second)} - {"done", "failed"}:
+        assert time.monotonic() < deadline, (Slurm.state(first), Slurm.state(second))
+        time.sleep(1)
+    assert (Slurm.state(first), Slurm.state(second)) == ("failed", "done")
+    failed = Srun.failed_tasks((tmp_path / "failing.out").read_text())
+    assert failed[0] == ("n2", "task 1: Exited with exit code 3") and ("n1", "task 0: Terminated") in failed[1:]

@@ -4,6 +4,7 @@ cost and the exclude lines, a baseline of other hardware refused; a local survey
 from __future__ import annotations
 
 import copy
+import json
 import random
 
 import pytest
@@ -271,3 +272,24 @@ def test_a_node_that_drifts_from_its_peers_over_surveys_shows_in_its_history(tmp
     assert "n2: compute_step_ms worse by" in format_node_history(rows)
     result = run_cli("survey", "--history", str(tmp_path))
     assert result.returncode == 0 and "1 of " in result.stdout and "n2: compute_step_ms worse" in result.stdout
+
+
+def test_a_survey_job_that_ended_early_names_the_node_whose_task_failed_first(tmp_path):
+    """srun's own lines (as Slurm 22.05 writes them: tests/test_cluster_slurm.py checks the format on the real
+    daemons) name the first node to fail; the rest were ended by the launcher."""
+    from hpcbench.analysis.survey import failed_survey
+
+    logs = tmp_path / "s" / "logs"
+    logs.mkdir(parents=True)
+    (tmp_path / "s" / "sweep.json").write_text(json.dumps({"scheduler": "slurm"}))
+    (logs / "hpcbench-survey-7.out").write_text(
+        "srun: error: n2: task 1: Exited with exit code 127\nsrun: launch/slurm: _step_signal: Terminating StepId=7.0\n"
+        "slurmstepd-n1: error: *** STEP 7.0 ON n1 CANCELLED AT 2026-12-07T05:40:28 ***\n"
+        "srun: error: n1: task 0: Terminated\nsrun: error: n3: tasks 2-3: Terminated\n")
+    text = failed_survey(str(logs))
+    assert "the first task to fail ran on n2 (task 1: Exited with exit code 127)" in text
+    assert "then n1 (task 0: Terminated), n3 (tasks 2-3: Terminated)" in text and "sbatch --exclude=n2" in text
+    (logs / "hpcbench-survey-7.out").write_text("Traceback ...\n")
+    assert "no launcher's lines" in failed_survey(str(logs))
+    result = run_cli("survey", "--from", str(tmp_path / "s" / "records"), "--logs", str(logs))
+    assert result.returncode == 1 and "did not finish" in result.stdout

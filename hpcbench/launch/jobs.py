@@ -140,6 +140,8 @@ class JobSpec:
     """More rank programs (module, arguments) on the same allocation, each after the one before ended well."""
     aggregate: tuple[str, ...] = ()
     """The `hpcbench` command of the job after every point (default: the report of the sweep's records)."""
+    aggregate_whatever_end: bool = False
+    """The job after every point runs even when one failed (it reports the failure: the survey's diagnosis)."""
     script_prefix: str = "job_"
     """The script's file name before `<nodes>n.sh`: sweeps of several experiments number them."""
 

@@ -19,8 +19,9 @@ STATE_FILE = "sweep.json"
 __all__ = ["STATE_FILE", "SubmitError", "submit_sweep", "sweep_status"]
 
 
-def submit_sweep(scheduler_name: str, scripts: list[Path], aggregate: Path) -> dict[str, Any]:
-    """Submit every point, then the aggregation job after all of them; record the ids in sweep.json.
+def submit_sweep(scheduler_name: str, scripts: list[Path], aggregate: Path, whatever_end: bool = False) -> dict[str, Any]:
+    """Submit every point, then the aggregation job after all of them (after they succeeded, or `whatever_end`:
+    after they ended in any way, for an aggregation that reports a failure); record the ids in sweep.json.
 
     If the scheduler refuses any job, what was already submitted is cancelled.
     """
@@ -31,7 +32,7 @@ def submit_sweep(scheduler_name: str, scripts: list[Path], aggregate: Path) -> d
         for script in scripts:
             jobs.append({"script": script.name, "job_id": scheduler.submit(str(script), [])})
             submitted.append(jobs[-1]["job_id"])
-        final = {"script": aggregate.name, "job_id": scheduler.submit(str(aggregate), submitted)}
+        final = {"script": aggregate.name, "job_id": scheduler.submit(str(aggregate), submitted, whatever_end)}
     except SubmitError:
         for job_id in submitted:
             try:

@@ -42,6 +42,13 @@ class Launcher:
         (`-m hpcbench.worker ...`) once per rank. Literal tokens are quoted at rendering; Raw ones are not."""
         raise NotImplementedError
 
+    @classmethod
+    def failed_tasks(cls, log: str) -> list[tuple[str, str]]:
+        """(node, what happened) for each task the launcher reported ending badly in a job's `log`, in its order:
+        the first is the first to fail (the others mostly the launcher ending the rest). Empty where this
+        launcher's output does not say (a survey job that failed then names no node)."""
+        return []
+
 
 def register(cls: type[Launcher]) -> type[Launcher]:
     return LAUNCHERS.register(cls)

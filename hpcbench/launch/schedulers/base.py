@@ -66,8 +66,9 @@ class Scheduler:
 
     # --- submitting and watching jobs
     @classmethod
-    def submit(cls, script: str, after: list[str]) -> str:
-        """Submit a job script, to start after the jobs `after` succeeded; returns its job id."""
+    def submit(cls, script: str, after: list[str], whatever_end: bool = False) -> str:
+        """Submit a job script, to start after the jobs `after` succeeded (or, `whatever_end`, ended in any way: a
+        job that reports a failure); returns its job id."""
         raise NotImplementedError
 
     @classmethod

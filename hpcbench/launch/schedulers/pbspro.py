@@ -34,8 +34,8 @@ class PbsPro(Scheduler):
         return ["--hostfile", NODE_FILE]
 
     @classmethod
-    def submit(cls, script: str, after: list[str]) -> str:
-        dependency = ["-W", f"depend=afterok:{':'.join(after)}"] if after else []
+    def submit(cls, script: str, after: list[str], whatever_end: bool = False) -> str:
+        dependency = ["-W", f"depend={'afterany' if whatever_end else 'afterok'}:{':'.join(after)}"] if after else []
         return run_command(["qsub", *dependency, script])
 
     @classmethod

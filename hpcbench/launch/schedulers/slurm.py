@@ -32,8 +32,8 @@ class Slurm(Scheduler):
                 f"--cpus-per-task={cpus_per_process}"]
 
     @classmethod
-    def submit(cls, script: str, after: list[str]) -> str:
-        dependency = [f"--dependency=afterok:{':'.join(after)}"] if after else []
+    def submit(cls, script: str, after: list[str], whatever_end: bool = False) -> str:
+        dependency = [f"--dependency={'afterany' if whatever_end else 'afterok'}:{':'.join(after)}"] if after else []
         return run_command(["sbatch", "--parsable", *dependency, script]).split(";")[0]
 
     @classmethod
