@@ -425,7 +425,7 @@ def failed_survey(logs: str) -> str:
                 continue
             (first, what), rest = failed[0], [f"{node} ({how})" for node, how in failed[1:] if node != failed[0][0]]
             lines = [f"the survey did not finish (no survey record): the first task to fail ran on {first} ({what})"
-                     + (f"; then {', '.join(rest)}: the launcher ending the rest" if rest else ""),
+                     + (f"; after it: {', '.join(rest)}" if rest else ""),
                      f"  from {launcher.name}'s lines in {path}"]
             state = folder.parent / "sweep.json"
             scheduler = json.loads(state.read_text()).get("scheduler") if state.is_file() else None

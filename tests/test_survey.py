@@ -288,7 +288,7 @@ def test_a_survey_job_that_ended_early_names_the_node_whose_task_failed_first(tm
         "srun: error: n1: task 0: Terminated\nsrun: error: n3: tasks 2-3: Terminated\n")
     text = failed_survey(str(logs))
     assert "the first task to fail ran on n2 (task 1: Exited with exit code 127)" in text
-    assert "then n1 (task 0: Terminated), n3 (tasks 2-3: Terminated)" in text and "sbatch --exclude=n2" in text
+    assert "after it: n1 (task 0: Terminated), n3 (tasks 2-3: Terminated)" in text and "sbatch --exclude=n2" in text
     (logs / "hpcbench-survey-7.out").write_text("Traceback ...\n")
     assert "no launcher's lines" in failed_survey(str(logs))
     result = run_cli("survey", "--from", str(tmp_path / "s" / "records"), "--logs", str(logs))
