@@ -151,7 +151,7 @@ def unanswered(record: dict[str, Any]) -> list[dict[str, Any]]:
 def _confirmed(findings: list[dict[str, Any]], table: dict[str, dict[str, float | None]]) -> list[dict[str, Any]]:
     """A node is named slow to compute by the training run's compute-only step (what the job runs, timed over many
     steps); the matmul alone is a second opinion: beyond the fleet on its own it is kept as unconfirmed, not
-    named (on shared cores it catches a passing load: the emulated cluster's did, once in eight surveys)."""
+    named (1.5 s of matmul a device catches a passing load that the training run's many steps average out)."""
     named = {f["node"] for f in findings if f["metric"] == "compute_step_ms"}
     return [{**f, "kind": "unconfirmed"} if f["kind"] == "compute" and f["node"] not in named
             and table[f["node"]]["compute_step_ms"] is not None else f for f in findings]
