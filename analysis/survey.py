@@ -46,6 +46,7 @@ class Rule:
 RULES = (
     Rule("compute_step_ms", "ms", +1, 0.30, "training run's compute-only window (the reference workload)", "compute"),
     Rule("matmul_gflops", "GFLOP/s", -1, 0.30, "dense matmul on every device at once, sustained", "compute"),
+    Rule("matmul_shared", "x", -1, 0.30, "dense matmul with every node at once over the same node alone", "contention"),
     Rule("step_jitter", "CV", +1, 1.00, "training run's per-step times", "steadiness"),
     Rule("link_gbps", "Gbit/s", -1, 0.25, "ring sends, best of the node's edges", "link"),
     Rule("storage_alone_mbps", "MB/s", -1, 0.25, "reads from the shared path, one node at a time", "storage"),
@@ -68,6 +69,9 @@ def node_metrics(record: dict[str, Any]) -> dict[str, dict[str, float | None]]:
         if rank["matmul_gflops"]:  # None: the node's matmul did not answer (its `problems` say why)
             gflops = statistics.median(rank["matmul_gflops"])
             row["matmul_gflops"] = gflops if row["matmul_gflops"] is None else min(row["matmul_gflops"], gflops)
+        if rank["matmul_gflops"] and rank.get("matmul_alone_gflops"):  # the node's turn alone (a sample of nodes)
+            shared = statistics.median(rank["matmul_gflops"]) / statistics.median(rank["matmul_alone_gflops"])
+            row["matmul_shared"] = shared if row["matmul_shared"] is None else min(row["matmul_shared"], shared)
         for name in ("alone", "together"):
             rate = (rank.get("storage") or {}).get(f"{name}_bytes_per_s")
             if rate is not None:

@@ -174,8 +174,9 @@ def add_survey_command(commands: Any) -> None:
     survey.add_argument("--workload", default="mlp", help="the short training run's workload (default mlp)")
     survey.add_argument("--steps", type=int, default=10, help="the training run's timed steps (default 10)")
     survey.add_argument("--data-dir", default=None, help="the shared data folder every node reads (default: no storage probe)")
-    survey.add_argument("--io-alone-nodes", type=int, default=16, help="nodes that also read alone, one at a time "
-                        "(a sample beyond that many: the one probe whose time grows with the nodes; default 16)")
+    survey.add_argument("--alone-nodes", type=int, default=16, help="nodes that also run their matmul and their "
+                        "reads alone, one at a time (a sample beyond that many: the probes whose time grows with the "
+                        "nodes; default 16)")
     survey.add_argument("--link-bytes", default="16M", help="each ring message (K, M suffixes; default 16M)")
     survey.add_argument("--repeats", type=int, default=3, help="rounds of each probe (default 3)")
     survey.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
@@ -207,7 +208,7 @@ def run_survey_command(args: argparse.Namespace, int_list: Callable[[str, str], 
         return _print_survey(args.source, args.baseline, args.logs)
     probe = PROBES.get("survey")
     cfg = SurveyConfig(device=args.device, link_bytes=parse_size(args.link_bytes), repeats=args.repeats,
-                       data_dir=args.data_dir, io_alone_nodes=args.io_alone_nodes, timeout_s=args.timeout,
+                       data_dir=args.data_dir, alone_nodes=args.alone_nodes, timeout_s=args.timeout,
                        probe_timeout_s=args.probe_timeout, out_dir=args.out)
     train = _survey_training(args)
     if args.profile:

@@ -21,9 +21,10 @@ LINK_BYTES = 4 * 2**20
 
 def fleet_record(num_nodes: int = 5, *, seed: int = 0, noise: float = 0.05, slow_compute: str | None = None,
                  slow_link: str | None = None, slow_pair: tuple[int, int] | None = None,
-                 slow_storage: str | None = None, slow_matmul: str | None = None) -> dict:
+                 slow_storage: str | None = None, slow_matmul: str | None = None, contended: str | None = None) -> dict:
     """A survey record as the rank program writes it: one rank per node, every value within `noise` of the
-    healthy one but for the faults asked for (each 3x)."""
+    healthy one but for the faults asked for (each 3x; `contended`: the node's matmul slow only beside the others,
+    as alone it is not). Alone, a healthy node's matmul runs at twice its rate beside the others (shared cores)."""
     generator = random.Random(seed)
     nodes = [f"n{i + 1}" for i in range(num_nodes)]
 
@@ -44,7 +45,9 @@ def fleet_record(num_nodes: int = 5, *, seed: int = 0, noise: float = 0.05, slow
                        "seconds": seconds} for r in range(2)]
         storage = jitter(100e6) / (3 if node == slow_storage else 1)
         matmul = 3.0 if node == slow_matmul else factor
-        ranks.append({"rank": index, "local_rank": 0, "host": node, "matmul_gflops": [jitter(50 / matmul)] * 3,
+        together = 50 / matmul / (3 if node == contended else 1)
+        ranks.append({"rank": index, "local_rank": 0, "host": node, "matmul_gflops": [jitter(together)] * 3,
+                      "matmul_alone_gflops": [jitter(100 / matmul)],
                       "edges_in": edges, "storage": {"alone_bytes_per_s": storage, "together_bytes_per_s": storage / 4}})
         training.append({"rank": index, "host": node, "compute_step_times_s": [jitter(0.02 * factor) for _ in range(5)],
                          "step_times_s": [[jitter(0.03 * factor) for _ in range(5)] for _ in range(2)]})
@@ -80,6 +83,13 @@ def test_the_odd_node_is_named_with_its_kind_and_only_it(fault, kind):
     found = named(fleet_record(**fault))
     assert {n for _, n in found} == {node}, found
     assert kind in {k for k, _ in found}
+
+
+def test_a_node_slowed_only_beside_the_others_is_named_for_contention():
+    """Alone at its peers' rate, beside them at a third: its neighbours (shared power, cooling, a PCIe switch, cores)
+    cost it, not its own device; the matmul together alone says only 'unconfirmed'."""
+    assert named(fleet_record(contended="n2")) == [("contention", "n2"), ("unconfirmed", "n2")]
+    assert named(fleet_record(slow_matmul="n2")) == [("unconfirmed", "n2")]  # slow alone too: its own device
 
 
 def test_a_matmul_slow_on_its_own_is_a_note_not_a_finding():

@@ -64,9 +64,9 @@ class SurveyConfig:
     data_dir: str | None = None
     """The shared data folder every node reads from (none: no storage probe)."""
     io_seconds: float = 1.0
-    io_alone_nodes: int = 16
-    """Nodes that also read alone, one at a time (a seeded sample beyond that many): the one probe whose time grows
-    with N; every node reads in the round all together."""
+    alone_nodes: int = 16
+    """Nodes that also run their matmul and their reads alone, one at a time (a seeded sample beyond that many): the
+    probes whose time grows with N; every node runs them in the round all together."""
     timeout_s: float = 120.0
     probe_timeout_s: float = 60.0
     """A node's own probe (matmul, storage) that has not answered by then is named hung, and the survey goes on."""
@@ -76,7 +76,7 @@ class SurveyConfig:
         check_at_least("link-bytes", self.link_bytes, 4)
         check_at_least("repeats", self.repeats, 1)
         check_in_range("io-seconds", self.io_seconds, 0, 600, "seconds")
-        check_at_least("io-alone-nodes", self.io_alone_nodes, 0)
+        check_at_least("alone-nodes", self.alone_nodes, 0)
         check_in_range("timeout", self.timeout_s, 0, MAX_TIMEOUT_S, "seconds")
         if not 0 < self.probe_timeout_s < self.timeout_s:
             raise ConfigError("probe-timeout", f"must be above 0 and below --timeout ({self.timeout_s:g} s: the other "
@@ -84,7 +84,7 @@ class SurveyConfig:
 
 
 SURVEY_FAULT_VARIABLE = "HPCBENCH_INJECT_SURVEY_FAULT"
-NODE_PROBES = ("matmul", "storage alone", "storage together")
+NODE_PROBES = ("matmul", "storage alone", "storage together", "matmul alone")
 """A node's own probes, in order (an injected fault's step counts them)."""
 
 
@@ -202,6 +202,13 @@ def run(cfg: SurveyConfig, run_id: str, path: Path | None) -> int:
                 problems.append(problem)
             return value
         gflops = probe("matmul", lambda: compute_rates(device, cfg.repeats))
+        mine = nodes.index(hosts[placement.rank])
+        turns = sorted(random.Random(0).sample(range(len(nodes)), min(cfg.alone_nodes, len(nodes))))
+        alone_gflops = None
+        for turn in turns:  # then one node at a time (all its devices, the other nodes idle): what the others cost it
+            comm.barrier()
+            if mine == turn:
+                alone_gflops = probe("matmul alone", lambda: compute_rates(device, 1))
         edges = []
         for ring, order in enumerate(rings(len(nodes))):
             for attempt in range(cfg.repeats if len(nodes) > 1 else 0):
@@ -211,29 +218,29 @@ def run(cfg: SurveyConfig, run_id: str, path: Path | None) -> int:
                         edges.append({**edge, "ring": ring, "repeat": attempt, "bytes": size, "kind": label})
         storage = {}
         if cfg.data_dir:
-            mine = leaders.index(placement.rank) if placement.rank in leaders else None
+            reader_node = mine if placement.rank in leaders else None  # one reader a node: its leader
 
             def reads() -> float:  # the data folder looked at from this node: a missing mount is this node's finding
                 facts = datafiles.inspect(cfg.data_dir, verify=False)
                 return storage_reads(facts, mine, len(nodes), cfg.io_seconds)
             alone = []
-            turns = sorted(random.Random(0).sample(range(len(nodes)), min(cfg.io_alone_nodes, len(nodes))))
             for turn in turns:  # one node at a time: its own path to the storage
                 comm.barrier()
-                if mine == turn:
+                if reader_node == turn:
                     alone.append(probe("storage alone", reads))
             comm.barrier()  # then every node at once: the storage's share of each
-            together = probe("storage together", reads) if mine is not None else None
+            together = probe("storage together", reads) if reader_node is not None else None
             storage = {"alone_bytes_per_s": alone[0] if alone else None, "together_bytes_per_s": together}
         mine_all = {"rank": placement.rank, "local_rank": placement.local_rank, "host": hosts[placement.rank],
-                    "matmul_gflops": gflops, "edges_in": edges, "storage": storage, "problems": problems}
+                    "matmul_gflops": gflops, "matmul_alone_gflops": alone_gflops, "edges_in": edges, "storage": storage,
+                    "problems": problems}
         everyone = comm.all_gather_object(mine_all)
         if placement.rank == 0:
             metrics = {"nodes": nodes, "rings": rings(len(nodes)), "ranks": everyone,
                        "matmul_size": MATMUL_SIZE[device.type], "link_bytes": cfg.link_bytes,
                        "training": _training(cfg.train_record)}
             config = {"device": cfg.device, "link_bytes": cfg.link_bytes, "repeats": cfg.repeats,
-                      "data_dir": cfg.data_dir, "io_seconds": cfg.io_seconds, "io_alone_nodes": cfg.io_alone_nodes,
+                      "data_dir": cfg.data_dir, "io_seconds": cfg.io_seconds, "alone_nodes": cfg.alone_nodes,
                       "train_record": cfg.train_record,
                       "timeout_s": cfg.timeout_s, "probe_timeout_s": cfg.probe_timeout_s}
             path = write_probe_record(kind="survey", label=f"{len(nodes)}n", comm=comm, run_id=run_id, path=path,
@@ -262,7 +269,7 @@ def to_args(cfg: SurveyConfig) -> list[str]:
     return [*(["--train-record", cfg.train_record] if cfg.train_record else []), "--device", cfg.device,
             "--link-bytes", str(cfg.link_bytes), "--repeats", str(cfg.repeats),
             *(["--data-dir", cfg.data_dir] if cfg.data_dir else []), "--io-seconds", str(cfg.io_seconds),
-            "--io-alone-nodes", str(cfg.io_alone_nodes),
+            "--alone-nodes", str(cfg.alone_nodes),
             "--timeout", str(cfg.timeout_s), "--probe-timeout", str(cfg.probe_timeout_s)]
 
 
@@ -275,7 +282,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=defaults.repeats)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--io-seconds", type=float, default=defaults.io_seconds)
-    p.add_argument("--io-alone-nodes", type=int, default=defaults.io_alone_nodes)
+    p.add_argument("--alone-nodes", type=int, default=defaults.alone_nodes)
     p.add_argument("--timeout", dest="timeout_s", type=float, default=defaults.timeout_s)
     p.add_argument("--probe-timeout", dest="probe_timeout_s", type=float, default=defaults.probe_timeout_s)
     add_record_flags(p)
