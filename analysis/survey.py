@@ -18,7 +18,6 @@ job's N nodes wait at the surveyed size.
 
 from __future__ import annotations
 
-import json
 import statistics
 from dataclasses import dataclass
 from typing import Any
@@ -408,33 +407,3 @@ def format_node_history(rows: list[dict[str, Any]]) -> str:
     lines.append(f"{stepped} of {len(rows)} node metrics stepped against their fleet ({nodes} node(s), up to {most} "
                  "surveys each; a step needs 3 surveys either side)")
     return "\n".join(lines)
-
-
-def failed_survey(logs: str) -> str:
-    """A survey job that ended before its record: the node whose task failed first, from the launcher's own lines in
-    the job's log (hpcbench.launch.launchers: srun's `srun: error: n2: task 1: Exited with exit code 3`), the ones
-    ended after it, and the line that leaves the first out. What a node that cannot start its ranks (no Python, a
-    missing mount, a dead daemon) leaves behind: the whole job ends (`srun --kill-on-bad-exit`); this names it."""
-    from pathlib import Path
-
-    from hpcbench.launch.launchers import LAUNCHERS
-    from hpcbench.launch.schedulers import SCHEDULERS
-
-    folder = Path(logs)
-    texts = [(path, path.read_text(errors="replace")) for path in sorted(folder.glob("*.out"))] if folder.is_dir() else []
-    for path, text in texts:
-        for launcher in LAUNCHERS.classes().values():
-            failed = launcher.failed_tasks(text)
-            if not failed:
-                continue
-            (first, what), rest = failed[0], [f"{node} ({how})" for node, how in failed[1:] if node != failed[0][0]]
-            lines = [f"the survey did not finish (no survey record): the first task to fail ran on {first} ({what})"
-                     + (f"; after it: {', '.join(rest)}" if rest else ""),
-                     f"  from {launcher.name}'s lines in {path}"]
-            state = folder.parent / "sweep.json"
-            scheduler = json.loads(state.read_text()).get("scheduler") if state.is_file() else None
-            if scheduler == "slurm":
-                lines.append(f"to leave it out and survey the rest (slurm): {SCHEDULERS.get('slurm').leave_out([first], [])}")
-            return "\n".join(lines)
-    return f"the survey did not finish (no survey record), and no launcher's lines in {logs} name a failed task: see its logs"
-

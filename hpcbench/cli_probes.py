@@ -272,13 +272,34 @@ def _survey_job(args: argparse.Namespace, probe: Any, cfg: Any, train: Any,
 
 
 def _print_survey(source: str, baseline: str | None, logs: str | None = None) -> int:
-    from hpcbench.analysis.survey import cost, diagnose, failed_survey, format_survey, load_survey
+    from hpcbench.analysis.survey import cost, diagnose, format_survey, load_survey
 
     if logs and not any(Path(source).glob("survey_*.json")):  # the job ended before its record: who ended it
-        print(failed_survey(logs))
+        print(failed_survey(Path(logs).parent))
         return 1
     record = load_survey(source)
     reference = load_survey(baseline, like=record) if baseline else None
     findings = diagnose(record, reference)
     print(format_survey(record, findings, cost(record, findings)))
     return 0
+
+
+def failed_survey(sweep_dir: Path) -> str:
+    """A survey job that ended before its record: the node whose task failed first, from the launcher's own lines in
+    the job's log (srun's `srun: error: n2: task 1: Exited with exit code 3`), the ones after it, and the line that
+    leaves the first out. What a node that cannot start its ranks (no Python, a missing mount) leaves behind: the
+    whole job ends (`srun --kill-on-bad-exit`); this names it."""
+    from hpcbench.launch.submit import failed_tasks, leave_out
+
+    found = failed_tasks(sweep_dir)
+    if found is None:
+        return (f"the survey did not finish (no survey record), and no launcher's lines in {sweep_dir / 'logs'} name a "
+                "failed task: see its logs")
+    log, launcher, failed = found
+    (first, what), after = failed[0], [(node, how) for node, how in failed[1:] if node != failed[0][0]]
+    lines = [f"the survey did not finish (no survey record): the first task to fail ran on {first} ({what})"
+             + (f"; after it: {', '.join(f'{node} ({how})' for node, how in after)}" if after else ""),
+             f"  from {launcher}'s lines in {log}"]
+    line = leave_out(sweep_dir, [first], list(dict.fromkeys(node for node, _ in after)))
+    return "\n".join([*lines, *([f"to leave it out and survey the rest (the nodes the log names): {line}"] if line else [])])
+

@@ -204,7 +204,7 @@ class Flux(Scheduler):
     submitted = []
 
     @classmethod
-    def submit(cls, script, after):
+    def submit(cls, script, after, whatever_end=False):
         cls.submitted.append((Path(script).name, list(after)))
         return f"f{len(cls.submitted)}"
 

@@ -287,7 +287,7 @@ def test_a_node_that_drifts_from_its_peers_over_surveys_shows_in_its_history(tmp
 def test_a_survey_job_that_ended_early_names_the_node_whose_task_failed_first(tmp_path):
     """srun's own lines (as Slurm 22.05 writes them: tests/test_cluster_slurm.py checks the format on the real
     daemons) name the first node to fail; the rest were ended by the launcher."""
-    from hpcbench.analysis.survey import failed_survey
+    from hpcbench.cli_probes import failed_survey
 
     logs = tmp_path / "s" / "logs"
     logs.mkdir(parents=True)
@@ -296,10 +296,10 @@ def test_a_survey_job_that_ended_early_names_the_node_whose_task_failed_first(tm
         "srun: error: n2: task 1: Exited with exit code 127\nsrun: launch/slurm: _step_signal: Terminating StepId=7.0\n"
         "slurmstepd-n1: error: *** STEP 7.0 ON n1 CANCELLED AT 2026-12-07T05:40:28 ***\n"
         "srun: error: n1: task 0: Terminated\nsrun: error: n3: tasks 2-3: Terminated\n")
-    text = failed_survey(str(logs))
+    text = failed_survey(tmp_path / "s")
     assert "the first task to fail ran on n2 (task 1: Exited with exit code 127)" in text
     assert "after it: n1 (task 0: Terminated), n3 (tasks 2-3: Terminated)" in text and "sbatch --exclude=n2" in text
     (logs / "hpcbench-survey-7.out").write_text("Traceback ...\n")
-    assert "no launcher's lines" in failed_survey(str(logs))
+    assert "no launcher's lines" in failed_survey(tmp_path / "s")
     result = run_cli("survey", "--from", str(tmp_path / "s" / "records"), "--logs", str(logs))
     assert result.returncode == 1 and "did not finish" in result.stdout

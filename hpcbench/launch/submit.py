@@ -12,11 +12,12 @@ from typing import Any
 
 from hpcbench import records
 from hpcbench.files import write_atomic
+from hpcbench.launch.launchers import LAUNCHERS
 from hpcbench.launch.schedulers import SCHEDULERS, SubmitError
 
 STATE_FILE = "sweep.json"
 
-__all__ = ["STATE_FILE", "SubmitError", "submit_sweep", "sweep_status"]
+__all__ = ["STATE_FILE", "SubmitError", "failed_tasks", "leave_out", "submit_sweep", "sweep_status"]
 
 
 def submit_sweep(scheduler_name: str, scripts: list[Path], aggregate: Path, whatever_end: bool = False) -> dict[str, Any]:
@@ -50,3 +51,21 @@ def sweep_status(sweep_dir: str | Path) -> list[dict[str, str]]:
     state = json.loads((Path(sweep_dir) / STATE_FILE).read_text())
     scheduler = SCHEDULERS.get(state["scheduler"])
     return [{**job, "state": scheduler.state(job["job_id"])} for job in [*state["jobs"], state["aggregate"]]]
+
+
+def failed_tasks(sweep_dir: str | Path) -> tuple[Path, str, list[tuple[str, str]]] | None:
+    """The first job log of a sweep in which a launcher reported tasks ending badly: (the log, the launcher, (node,
+    what happened) in the launcher's order: the first is the first to fail). None where no launcher's lines say."""
+    for path in sorted((Path(sweep_dir) / "logs").glob("*.out")):
+        text = path.read_text(errors="replace")
+        for name, launcher in LAUNCHERS.classes().items():
+            if failed := launcher.failed_tasks(text):
+                return path, name, failed
+    return None
+
+
+def leave_out(sweep_dir: str | Path, suspects: list[str], keep: list[str]) -> str | None:
+    """The sweep's scheduler's submit option that keeps a job off `suspects` (None: no sweep state to say which)."""
+    state = Path(sweep_dir) / STATE_FILE
+    return SCHEDULERS.get(json.loads(state.read_text())["scheduler"]).leave_out(suspects, keep) if state.is_file() else None
+
