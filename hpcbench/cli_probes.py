@@ -274,10 +274,13 @@ def _survey_job(args: argparse.Namespace, probe: Any, cfg: Any, train: Any,
 def _print_survey(source: str, baseline: str | None, logs: str | None = None) -> int:
     from hpcbench.analysis.survey import cost, diagnose, format_survey, load_survey
 
-    if logs and not any(Path(source).glob("survey_*.json")):  # the job ended before its record: who ended it
-        print(failed_survey(Path(logs).parent))
+    try:
+        record = load_survey(source)
+    except ConfigError:
+        if not logs:
+            raise
+        print(failed_survey(Path(logs).parent))  # the job ended before its record: who ended it
         return 1
-    record = load_survey(source)
     reference = load_survey(baseline, like=record) if baseline else None
     findings = diagnose(record, reference)
     print(format_survey(record, findings, cost(record, findings)))

@@ -14,30 +14,14 @@ from typing import Any
 
 from hpcbench.errors import ConfigError
 
-COMMANDS = ("index", "history", "compare", "check", "references")
-
-
-HELP = {
-    "index": "add the records under folders to a SQLite index (incremental; the records stay the truth, the index can "
-             "be rebuilt from them)",
-    "history": "each curve point's metric over time, software changes marked, steps detected and attributed",
-    "compare": "throughput per configuration, new vs baseline, with a 95%% interval and a test over the runs (or one "
-               "run's repeats); exit 1 on a significant slowdown beyond the tolerance",
-    "check": "runs against a reference file (value, lower, upper, unit per system, experiment and scale); exit 1 when "
-             "one is out of bounds or missing",
-    "references": "a reference file from a known-good set of runs (to stdout)",
-}
-
 
 def add_commands(commands: Any, wanted: Callable[[str], bool]) -> None:
     """The subcommands, on the main parser's subparsers; the arguments only of those `wanted` (their defaults
     come from the analysis modules, which import pandas and matplotlib: ~1 s another command need not pay)."""
-    flags = {"index": _add_index, "history": _add_history, "compare": _add_compare, "check": _add_check,
-             "references": _add_references}
-    for name in COMMANDS:
-        parser = commands.add_parser(name, help=HELP[name])
+    for name, (text, add_flags) in COMMANDS.items():
+        parser = commands.add_parser(name, help=text)
         if wanted(name):
-            flags[name](parser)
+            add_flags(parser)
 
 
 def _add_index(index: argparse.ArgumentParser) -> None:
@@ -84,6 +68,20 @@ def _add_compare(compare: argparse.ArgumentParser) -> None:
                          help=f"significance level of the test (default {DEFAULT_ALPHA})")
     compare.add_argument("--across-systems", action="store_true",
                          help="pair the same experiment and scale on different systems (each row names both)")
+
+
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "index": ("add the records under folders to a SQLite index (incremental; the records stay the truth, the index "
+              "can be rebuilt from them)", _add_index),
+    "history": ("each curve point's metric over time, software changes marked, steps detected and attributed",
+                _add_history),
+    "compare": ("throughput per configuration, new vs baseline, with a 95%% interval and a test over the runs (or one "
+                "run's repeats); exit 1 on a significant slowdown beyond the tolerance", _add_compare),
+    "check": ("runs against a reference file (value, lower, upper, unit per system, experiment and scale); exit 1 "
+              "when one is out of bounds or missing", _add_check),
+    "references": ("a reference file from a known-good set of runs (to stdout)", _add_references),
+}
+"""Each command: its help and what adds its arguments."""
 
 
 def run(args: argparse.Namespace) -> int:
